@@ -1,0 +1,31 @@
+# `make train` and `make test` install everything they need into .venv on first use.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+ARGS   ?=
+
+.PHONY: install train test test-fast bench tensorboard clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+install: $(STAMP)  ## create .venv with gan and its test tools
+
+train: $(STAMP)  ## train the default GAN (DCGAN, mnist5k) on this machine; extra overrides via ARGS="..."
+	$(BIN)/gan train $(ARGS)
+
+test: $(STAMP)  ## the whole test suite (CPU, offline)
+	$(BIN)/python -m pytest -q
+
+test-fast: $(STAMP)  ## everything but the slow learning tests
+	$(BIN)/python -m pytest -q -m "not slow"
+
+tensorboard: $(STAMP)  ## TensorBoard over every run and sweep
+	$(BIN)/tensorboard --logdir . --port 6006
+
+clean:  ## remove run outputs (keeps .venv)
+	rm -rf outputs/20* multirun

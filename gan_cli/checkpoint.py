@@ -1,0 +1,77 @@
+"""Checkpoints: written atomically, read without running code, found from a run directory.
+
+A checkpoint is a plain dict of tensors, numbers, strings and lists (the resolved config
+included), so `torch.load(weights_only=True)` can read it: a checkpoint downloaded from the
+internet cannot execute anything when `gan` opens it.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from gan_cli.errors import GanError
+
+FORMAT = "gan_cli/1"
+LAST = "last.pt"
+
+
+def save_checkpoint(payload: dict[str, Any], path: Path) -> None:
+    """Write to a temp file beside `path`, fsync, then rename: a crash leaves the old file or the new one, never half."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save({"format": FORMAT, **payload}, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def resolve_checkpoint(target: str | os.PathLike) -> Path:
+    """A .pt file as given, or the last.pt of a run directory (or of its checkpoints/ folder)."""
+    p = Path(os.path.expanduser(str(target)))
+    if p.is_dir():
+        for candidate in (p / "checkpoints" / LAST, p / LAST):
+            if candidate.is_file():
+                return candidate
+        raise GanError(f"No checkpoint in {str(p)!r}: expected {p / 'checkpoints' / LAST}. Pass a run directory of `gan train` or a .pt file.")
+    if not p.is_file():
+        raise GanError(f"Checkpoint {str(p)!r} does not exist. Pass a run directory of `gan train` (e.g. outputs/DATE/TIME) or a .pt file in its checkpoints/ folder.")
+    return p
+
+
+def run_dir_of(ckpt: Path) -> Path:
+    """The run directory a checkpoint belongs to (<run>/checkpoints/x.pt -> <run>)."""
+    return ckpt.parent.parent if ckpt.parent.name == "checkpoints" else ckpt.parent
+
+
+def load_checkpoint(target: str | os.PathLike, map_location: str | torch.device = "cpu") -> tuple[dict[str, Any], Path]:
+    """(checkpoint dict, its path). Only plain data is unpickled; anything else is refused with a clear message."""
+    path = resolve_checkpoint(target)
+    try:
+        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise GanError(
+            f"Checkpoint {str(path)!r} holds objects other than tensors and plain data, so it was not loaded "
+            f"(gan only reads checkpoints with torch.load(weights_only=True), which cannot run code). Details: {str(exc).splitlines()[0]}"
+        ) from exc
+    except (RuntimeError, EOFError, OSError, zipfile.BadZipFile, ValueError) as exc:
+        raise GanError(f"Checkpoint {str(path)!r} is corrupted or not a PyTorch file ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}).") from exc
+    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
+        raise GanError(f"{str(path)!r} is a PyTorch file but not a gan checkpoint (expected format {FORMAT!r}). Pass a checkpoint written by `gan train`.")
+    return ckpt, path

@@ -1,0 +1,154 @@
+"""The `gan` command: `gan train|sample ...` dispatches to a Hydra app per subcommand.
+
+This is the one place that turns a `GanError` into a one-paragraph message and an exit code;
+everything below it raises and knows nothing of the terminal.
+"""
+
+from __future__ import annotations
+
+import sys
+import textwrap
+from pathlib import Path
+from typing import Callable
+
+import hydra
+import yaml
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from omegaconf import DictConfig
+
+from gan_cli.config import config_dir, register_schemas
+from gan_cli.errors import GanError
+
+register_schemas()
+CONF = str(config_dir())
+
+USAGE = """usage: gan <command> [key=value ...] [-m] [--help]
+
+commands:
+  train    train a GAN variant (or a sweep with -m), logging to TensorBoard under outputs/
+  sample   draw images or points from a checkpoint (no dataset needed)
+
+Each command takes Hydra overrides: `gan train model=dcgan loss=wgan_gp train.steps=500`.
+`gan <command> --help` lists its config groups and options.
+"""
+
+
+def report(err: GanError) -> None:
+    """One paragraph on stderr, no traceback."""
+    print("\n".join(textwrap.wrap(f"gan: error: {err}", width=110)), file=sys.stderr)
+
+
+def _run_guarded(fn: Callable[[], object]) -> object:
+    """Inside a Hydra job: user errors become a message; in a sweep they fail only this job."""
+    try:
+        return fn()
+    except GanError as err:
+        report(err)
+        multirun = HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+        if multirun and err.exit_code != 130:
+            raise  # Hydra marks this job failed and runs the others
+        sys.exit(err.exit_code)
+
+
+@hydra.main(config_path=CONF, config_name="train", version_base="1.3")
+def train_app(cfg: DictConfig) -> object:
+    from gan_cli.train import train
+
+    hc = HydraConfig.get()
+    run_dir = Path(hc.runtime.output_dir)
+    return _run_guarded(lambda: train(cfg, run_dir, list(hc.overrides.task), dict(hc.runtime.choices)))
+
+
+@hydra.main(config_path=CONF, config_name="sample", version_base="1.3")
+def sample_app(cfg: DictConfig) -> object:
+    from gan_cli.sample import sample
+
+    return _run_guarded(lambda: sample(cfg))
+
+
+COMMANDS: dict[str, Callable[[], object]] = {"train": train_app, "sample": sample_app}
+
+
+def _override_key(override: str) -> str:
+    return override.split("=", 1)[0].lstrip("+~")
+
+
+def resume_arguments(args: list[str]) -> list[str]:
+    """`gan train resume=RUN ...` -> the run's own overrides, then the new ones, in RUN itself.
+
+    Hydra composes the same config the run was started with (so .hydra/config.yaml stays true),
+    the new overrides win, and the training code refuses any change other than length and cadence.
+    """
+    from gan_cli.checkpoint import load_checkpoint, resolve_checkpoint, run_dir_of
+
+    target = next(a.split("=", 1)[1] for a in args if a.startswith("resume="))
+    if not target or target == "null":
+        return args
+    ckpt_path = resolve_checkpoint(target)
+    run_dir = run_dir_of(ckpt_path)
+    saved_file = run_dir / ".hydra" / "overrides.yaml"
+    if saved_file.is_file():
+        saved = yaml.safe_load(saved_file.read_text()) or []
+    else:
+        saved = load_checkpoint(ckpt_path)[0].get("overrides", [])
+    new_keys = {_override_key(a) for a in args if "=" in a}
+    kept = [o for o in saved if _override_key(o) not in new_keys and _override_key(o) != "resume" and not o.startswith("hydra.")]
+    return [*kept, *args, f"hydra.run.dir={run_dir}"]
+
+
+def explain_config_error(exc: Exception) -> str:
+    """Hydra/OmegaConf's multi-line composition error as one paragraph, without the search-path dump."""
+    text = str(exc)
+    if exc.__cause__ is not None and str(exc.__cause__) not in text:
+        text += "\n" + str(exc.__cause__)
+    text = text.split("Config search path:")[0]
+    parts: list[str] = []
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or line.startswith(("reference_type=", "object_type=")):
+            continue
+        if parts and line.isidentifier() and parts[-1].endswith((":", ",")):  # an option listed under "Available options"
+            parts[-1] += f" {line},"
+        else:
+            parts.append(line if line.endswith((".", ":", ",")) else line + ".")
+    return " ".join(parts).rstrip(",") + ("." if parts and parts[-1].endswith(",") else "")
+
+
+def precheck(command: str, args: list[str]) -> None:
+    """Compose a single run's config before Hydra starts it, so a bad override gets a clear message and exit 2."""
+    from hydra import compose, initialize_config_dir
+
+    if any(a.startswith("-") for a in args):  # --help, --cfg, -cd, --multirun ...: leave those to Hydra
+        return
+    config_name = "train" if command == "train" else command
+    try:
+        with initialize_config_dir(config_dir=CONF, version_base="1.3", job_name=f"gan_{command}"):
+            compose(config_name=config_name, overrides=[a for a in args if not a.startswith("hydra.")])
+    except Exception as exc:  # any composition error is the user's input
+        raise GanError(explain_config_error(exc)) from exc
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args or args[0] in ("-h", "--help", "help"):
+        print(USAGE)
+        return
+    command, rest = args[0], args[1:]
+    if command not in COMMANDS:
+        report(GanError(f"Unknown command {command!r}. Allowed: {', '.join(COMMANDS)}. Run `gan --help` for usage."))
+        sys.exit(2)
+    try:
+        multirun = any(a in ("-m", "--multirun") for a in rest)
+        if command == "train" and not multirun and any(a.startswith("resume=") for a in rest):
+            rest = resume_arguments(rest)
+        precheck(command, rest)
+    except GanError as err:
+        report(err)
+        sys.exit(err.exit_code)
+    sys.argv = [f"gan-{command}", *rest]
+    COMMANDS[command]()
+
+
+if __name__ == "__main__":
+    main()

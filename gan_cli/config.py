@@ -1,0 +1,114 @@
+"""Typed schemas for every config the `gan` commands compose.
+
+Hydra merges the YAML files of `conf/` onto these dataclasses, so a typo in a key
+(`train.stpes=5`) or a wrong type (`train.steps=abc`) fails before any work starts, with
+OmegaConf naming the key. The YAML files hold the defaults users read and override; these
+classes only say which keys exist and what type each one has.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, List, Optional
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING, DictConfig, OmegaConf
+
+
+@dataclass
+class ModelConfig:
+    name: str = MISSING
+    z_dim: int = 100
+    g_width: int = 64
+    d_width: int = 64
+    dropout: float = 0.0
+    d_norm: str = "batch"
+    init_std: float = 0.02
+
+
+@dataclass
+class LossConfig:
+    objective: str = MISSING
+    n_critic: int = 1
+    penalty: str = "none"
+    penalty_weight: float = 0.0
+    clip: Optional[float] = None
+
+
+@dataclass
+class OptimizerConfig:
+    name: str = MISSING
+    lr: float = 2e-4
+    lr_d: Optional[float] = None
+    lr_g: Optional[float] = None
+    betas: List[float] = field(default_factory=lambda: [0.5, 0.999])
+    momentum: float = 0.0
+    weight_decay: float = 0.0
+
+
+@dataclass
+class DatasetConfig:
+    name: str = MISSING
+    root: Optional[str] = None
+    download: bool = True
+    path: Optional[str] = None
+    image_size: Optional[int] = None
+    channels: int = 3
+    n: int = 20000
+    std: Optional[float] = None
+    limit: Optional[int] = None
+
+
+@dataclass
+class TrainConfig:
+    steps: int = 2000
+    batch_size: int = 64
+    log_every: int = 50
+    sample_every: int = 500
+    ckpt_every: int = 1000
+    n_samples: int = 64
+    num_workers: int = 2
+
+
+@dataclass
+class GanConfig:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+    dataset: DatasetConfig = field(default_factory=DatasetConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    seed: int = 0
+    device: str = "auto"
+    resume: Optional[str] = None
+
+
+@dataclass
+class SampleConfig:
+    ckpt: str = MISSING
+    n: int = 64
+    seed: int = 0
+    out: Optional[str] = None
+    nrow: Optional[int] = None
+    device: str = "auto"
+
+
+def register_schemas() -> None:
+    """Make the schemas known to Hydra under the names the top-level YAML files use."""
+    cs = ConfigStore.instance()
+    cs.store(name="gan_schema", node=GanConfig)
+    cs.store(name="sample_schema", node=SampleConfig)
+
+
+def config_dir() -> Path:
+    """The folder holding train.yaml: inside the package after a wheel install, else the repo's conf/."""
+    package = Path(__file__).resolve().parent
+    for candidate in (package / "conf", package.parent / "conf"):
+        if (candidate / "train.yaml").is_file():
+            return candidate
+    raise RuntimeError(f"gan_cli is installed without its configs (looked in {package}/conf and {package.parent}/conf)")
+
+
+def to_plain(cfg: DictConfig) -> dict[str, Any]:
+    """The resolved config as plain Python containers: safe to store in a weights_only checkpoint."""
+    return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]

@@ -1,0 +1,99 @@
+"""Batches by index from a deterministic stream of per-epoch permutations.
+
+Batch b is positions [b*B, (b+1)*B) of the concatenated permutations perm(seed, 0),
+perm(seed, 1), ... so every sample appears once per epoch, and the whole state of the data
+order is one integer (batches consumed): resuming at batch b gives the same batches as an
+uninterrupted run.
+"""
+
+from __future__ import annotations
+
+from typing import Iterator
+
+import torch
+from torch.utils.data import DataLoader
+
+from gan_cli.data.datasets import LoadedData
+
+
+class IndexStream:
+    def __init__(self, n: int, batch_size: int, seed: int, start_batch: int = 0) -> None:
+        self.n, self.batch_size, self.seed = n, batch_size, seed
+        self.batches_done = start_batch
+        self._epoch, self._perm = -1, torch.empty(0, dtype=torch.long)
+
+    def _permutation(self, epoch: int) -> torch.Tensor:
+        if epoch != self._epoch:
+            gen = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+            self._epoch, self._perm = epoch, torch.randperm(self.n, generator=gen)
+        return self._perm
+
+    def next_indices(self) -> torch.Tensor:
+        start = self.batches_done * self.batch_size
+        parts, need = [], self.batch_size
+        while need > 0:
+            epoch, offset = divmod(start, self.n)
+            take = self._permutation(epoch)[offset : offset + need]
+            parts.append(take)
+            need -= len(take)
+            start += len(take)
+        self.batches_done += 1
+        return torch.cat(parts)
+
+    def __iter__(self) -> Iterator[list[int]]:
+        while True:
+            yield self.next_indices().tolist()
+
+
+class TensorBatcher:
+    """The whole dataset lives on the device; a batch is one gather (no DataLoader, no per-sample work)."""
+
+    def __init__(self, data: LoadedData, batch_size: int, device: torch.device, seed: int, start_batch: int = 0) -> None:
+        assert data.x is not None
+        self.x = data.x.to(device)
+        self.y = data.y.to(device) if data.y is not None else None
+        self.stream = IndexStream(len(self.x), batch_size, seed, start_batch)
+
+    def next(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        idx = self.stream.next_indices().to(self.x.device, non_blocking=True)
+        return self.x[idx], (self.y[idx] if self.y is not None else None)
+
+    @property
+    def batches_done(self) -> int:
+        return self.stream.batches_done
+
+
+class LoaderBatcher:
+    """Datasets read from disk: a DataLoader with workers and pinned memory, fed by the same index stream."""
+
+    def __init__(self, data: LoadedData, batch_size: int, device: torch.device, seed: int, num_workers: int, start_batch: int = 0) -> None:
+        self.stream = IndexStream(len(data), batch_size, seed, start_batch)
+        self.device = device
+        self.has_labels = data.spec.num_classes > 0
+        loader = DataLoader(
+            data.stream,
+            batch_sampler=self.stream,
+            num_workers=num_workers,
+            pin_memory=device.type == "cuda",
+            persistent_workers=num_workers > 0,
+            generator=torch.Generator().manual_seed(seed),  # worker seeds from here, not from the global RNG
+        )
+        self._it = iter(loader)
+        self._consumed = start_batch
+
+    def next(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        x, y = next(self._it)
+        self._consumed += 1
+        y = y.to(self.device, non_blocking=True) if self.has_labels else None
+        return x.to(self.device, non_blocking=True), y
+
+    @property
+    def batches_done(self) -> int:
+        # the sampler runs ahead of the workers' prefetching; what counts for resume is what training consumed
+        return self._consumed
+
+
+def make_batcher(data: LoadedData, batch_size: int, device: torch.device, seed: int, num_workers: int, start_batch: int = 0):
+    if data.x is not None:
+        return TensorBatcher(data, batch_size, device, seed, start_batch)
+    return LoaderBatcher(data, batch_size, device, seed, num_workers, start_batch)

