@@ -25,6 +25,12 @@ class ModelConfig:
     dropout: float = 0.0
     d_norm: str = "batch"
     init_std: float = 0.02
+    g_spectral: bool = False
+    cond: str = "none"
+    attention: int = 0
+    minibatch: str = "none"
+    info_cat: int = 0
+    info_cont: int = 0
 
 
 @dataclass
@@ -34,6 +40,12 @@ class LossConfig:
     penalty: str = "none"
     penalty_weight: float = 0.0
     clip: Optional[float] = None
+    label_smoothing: float = 0.0
+    feature_matching: bool = False
+    hist_weight: float = 0.0
+    ortho_weight: float = 0.0
+    aux_weight: float = 1.0
+    info_weight: float = 1.0
 
 
 @dataclass
@@ -91,6 +103,9 @@ class SampleConfig:
     out: Optional[str] = None
     nrow: Optional[int] = None
     device: str = "auto"
+    mode: str = "grid"
+    labels: Optional[List[int]] = None
+    seeds: Optional[List[int]] = None
 
 
 def register_schemas() -> None:

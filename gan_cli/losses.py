@@ -9,7 +9,7 @@ are safe under autocast.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, Optional
 
 import torch
@@ -25,6 +25,7 @@ class Objective:
     """An adversarial game: D's loss, G's loss, and what D's optimum estimates."""
 
     name: str = ""
+    real_target = 1.0  # below 1 with one-sided label smoothing (set by build_loss where the objective has targets)
     outputs_probability = False  # D(x) = sigmoid(logit) is a probability (BCE family) rather than a raw critic value
     estimate_tag = "estimate/critic_gap"
 
@@ -51,7 +52,9 @@ class Minimax(Objective):
     estimate_tag = "estimate/jsd"
 
     def d_loss(self, real, fake):
-        return F.softplus(-real).mean() + F.softplus(fake).mean()
+        t = self.real_target  # BCE(real, t): t = 1 gives -log D(x)
+        real_term = F.softplus(-real).mean() if t == 1.0 else (t * F.softplus(-real) + (1 - t) * F.softplus(real)).mean()
+        return real_term + F.softplus(fake).mean()
 
     def g_loss(self, fake):
         return -F.softplus(fake).mean()  # = E log(1 - D(G(z))): flat where D confidently rejects G's samples
@@ -89,7 +92,7 @@ class LeastSquares(Objective):
     name = "lsgan"
 
     def d_loss(self, real, fake):
-        return 0.5 * ((real - 1).square().mean() + fake.square().mean())
+        return 0.5 * ((real - self.real_target).square().mean() + fake.square().mean())
 
     def g_loss(self, fake):
         return 0.5 * (fake - 1).square().mean()
@@ -108,22 +111,152 @@ class Hinge(Objective):
 
 
 OBJECTIVES: dict[str, type[Objective]] = {c.name: c for c in (Minimax, NonSaturating, Wasserstein, LeastSquares, Hinge)}
+SMOOTHABLE = ("minimax", "ns", "lsgan")  # the objectives with a real target to smooth
 
 DFn = Callable[[torch.Tensor], torch.Tensor]
 
 
+def _input_grad_norms(d_fn: DFn, x: torch.Tensor) -> torch.Tensor:
+    """||grad_x D(x)||_2 per sample, differentiable so the penalty can be minimised."""
+    x = x.detach().requires_grad_(True)
+    (grad,) = torch.autograd.grad(d_fn(x).sum(), x, create_graph=True)
+    return grad.flatten(1).norm(2, dim=1)
+
+
+def _per_sample_uniform(x: torch.Tensor) -> torch.Tensor:
+    return torch.rand(len(x), *([1] * (x.ndim - 1)), device=x.device, dtype=x.dtype)
+
+
 def gradient_penalty(d_fn: DFn, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
     """WGAN-GP: E[(||grad_x D(x_hat)||_2 - 1)^2] on uniform interpolates between real and fake samples."""
-    eps = torch.rand(len(real), *([1] * (real.ndim - 1)), device=real.device, dtype=real.dtype)
-    x_hat = (eps * real.detach() + (1 - eps) * fake.detach()).requires_grad_(True)
-    (grad,) = torch.autograd.grad(d_fn(x_hat).sum(), x_hat, create_graph=True)
-    return (grad.flatten(1).norm(2, dim=1) - 1).square().mean()
+    eps = _per_sample_uniform(real)
+    x_hat = eps * real.detach() + (1 - eps) * fake.detach()
+    return (_input_grad_norms(d_fn, x_hat) - 1).square().mean()
+
+
+def dragan_penalty(d_fn: DFn, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+    """DRAGAN (Kodali et al. 2017): the same norm-1 penalty, but only in a noisy neighbourhood of the real data.
+
+    Perturbed points x + 0.5 std(x) u, u ~ U(0, 1), are mixed with x; keeping D's gradients
+    tame around real samples is what the paper credits for fewer mode collapses.
+    """
+    real = real.detach()
+    perturbed = real + 0.5 * real.std() * torch.rand_like(real)
+    alpha = _per_sample_uniform(real)
+    return (_input_grad_norms(d_fn, real + alpha * (perturbed - real)) - 1).square().mean()
+
+
+def r1_penalty(d_fn: DFn, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+    """R1 (Mescheder et al. 2018): E ||grad_x D(x)||^2 on real data only; loss.penalty_weight is gamma / 2."""
+    return _input_grad_norms(d_fn, real).square().mean()
 
 
 PENALTIES: dict[str, Optional[Callable[[DFn, torch.Tensor, torch.Tensor], torch.Tensor]]] = {
     "none": None,
     "gp": gradient_penalty,
+    "dragan": dragan_penalty,
+    "r1": r1_penalty,
 }
+
+
+# ---------------------------------------------------------------------------------------------
+# extra terms: auxiliary heads (ACGAN, InfoGAN) and the improved-training techniques
+# ---------------------------------------------------------------------------------------------
+Extras = dict[str, torch.Tensor]  # what a D head returns besides the logit (gan_cli.models.layers)
+
+
+def info_loss(q: Extras, z: torch.Tensor, layout) -> torch.Tensor:
+    """InfoGAN's -L_I up to a constant: cross-entropy of the categorical code + Gaussian NLL (unit variance) of the continuous ones."""
+    cat, cont = layout.codes(z)
+    loss = torch.zeros((), device=z.device)
+    if cat is not None:
+        loss = loss + F.cross_entropy(q["q_cat"], cat)
+    if cont is not None:
+        loss = loss + 0.5 * (q["q_cont"] - cont).square().sum(1).mean()
+    return loss
+
+
+def mutual_info_bound(q: Extras, z: torch.Tensor, layout) -> torch.Tensor:
+    """L_I = H(c) + E log Q(c | G(z, c)) <= I(c; G(z, c)): grows as Q recovers the codes (log n_cat at best for the categorical one)."""
+    entropy = math.log(layout.n_cat) if layout.n_cat else 0.0
+    entropy += layout.n_cont * (math.log(2.0) - 0.5 * math.log(2 * math.pi))  # H(U(-1, 1)) minus the NLL's constant
+    return entropy - info_loss(q, z, layout)
+
+
+def orthogonal_regularisation(module: nn.Module) -> torch.Tensor:
+    """BigGAN's variant: sum over weights of ||W W^T * (1 - I)||_F^2 (filters pushed apart, norms left free)."""
+    terms = []
+    for p in module.parameters():
+        if p.ndim >= 2:
+            w = p.flatten(1)
+            terms.append((w @ w.T * (1 - torch.eye(len(w), device=p.device, dtype=p.dtype))).square().sum())
+    return torch.stack(terms).sum()
+
+
+@dataclass
+class ExtraTerms:
+    """The loss terms beyond the objective and the penalty, each computed by one small method.
+
+    Auxiliary terms follow D's heads: a class head adds ACGAN's loss, a Q head InfoGAN's. The
+    historical averages are running means of every parameter, kept here (and in checkpoints).
+    """
+
+    feature_matching: bool = False
+    aux_weight: float = 1.0
+    info_weight: float = 1.0
+    hist_weight: float = 0.0
+    ortho_weight: float = 0.0
+    history: dict = field(default_factory=dict)
+
+    def check_fits(self, D: nn.Module) -> None:
+        if self.feature_matching and not hasattr(D, "forward_with_extras"):
+            raise GanError("loss.feature_matching=true needs a discriminator with intermediate features; model=shift has none. Use model=mlp, dcgan or style.")
+
+    def d_terms(self, D: nn.Module, layout, real_ex: Extras, fake_ex: Extras, y, z: torch.Tensor) -> dict[str, torch.Tensor]:
+        terms: dict[str, torch.Tensor] = {}
+        if "class_logits" in real_ex:  # ACGAN: D classifies real and fake samples
+            terms["loss/ac"] = self.aux_weight * (F.cross_entropy(real_ex["class_logits"], y) + F.cross_entropy(fake_ex["class_logits"], y))
+        if "q_cat" in fake_ex:  # InfoGAN: Q (on D's body) learns to recover the codes
+            terms["loss/info"] = self.info_weight * info_loss(fake_ex, z, layout)
+        if self.hist_weight:
+            terms["loss/hist_D"] = self.hist_weight * self._historical(D, "D")
+        return terms
+
+    def g_adversarial(self, obj: Objective, g_logits: torch.Tensor, g_ex: Extras, real_ex: Extras) -> torch.Tensor:
+        """G's loss against D: the objective's, or feature matching ||E f(x) - E f(G(z))||^2 on D's features."""
+        if self.feature_matching:
+            return (real_ex["features"].detach().mean(0) - g_ex["features"].mean(0)).square().sum()
+        return obj.g_loss(g_logits)
+
+    def g_terms(self, G: nn.Module, layout, g_ex: Extras, y, z: torch.Tensor) -> dict[str, torch.Tensor]:
+        terms: dict[str, torch.Tensor] = {}
+        if "class_logits" in g_ex:
+            terms["loss/ac_G"] = self.aux_weight * F.cross_entropy(g_ex["class_logits"], y)
+        if "q_cat" in g_ex:
+            terms["loss/info_G"] = self.info_weight * info_loss(g_ex, z, layout)
+        if self.hist_weight:
+            terms["loss/hist_G"] = self.hist_weight * self._historical(G, "G")
+        if self.ortho_weight:
+            terms["loss/ortho"] = self.ortho_weight * orthogonal_regularisation(G)
+        return terms
+
+    def _historical(self, module: nn.Module, key: str) -> torch.Tensor:
+        """||theta - (1/t) sum_i theta_i||^2, the running mean updated in place (no host sync)."""
+        params = [p for p in module.parameters() if p.requires_grad]
+        state = self.history.get(key)
+        if state is None or len(state["mean"]) != len(params):
+            state = self.history[key] = {"count": 0, "mean": [p.detach().clone() for p in params]}
+        state["count"] += 1
+        with torch.no_grad():
+            for m, p in zip(state["mean"], params):
+                m.add_((p.detach() - m) / state["count"])
+        return sum((p - m).square().sum() for p, m in zip(params, state["mean"]))
+
+    def state_dict(self) -> dict:
+        return self.history
+
+    def load_state_dict(self, state: dict) -> None:
+        self.history = {k: {"count": int(v["count"]), "mean": list(v["mean"])} for k, v in state.items()}
 
 
 @dataclass
@@ -135,6 +268,7 @@ class GanLoss:
     penalty: Optional[Callable[[DFn, torch.Tensor, torch.Tensor], torch.Tensor]]
     penalty_weight: float
     clip: Optional[float]
+    extra: ExtraTerms = field(default_factory=ExtraTerms)
 
     def clip_weights(self, D: nn.Module) -> None:
         """WGAN's crude Lipschitz constraint, applied after every critic step."""
@@ -156,4 +290,18 @@ def build_loss(cfg) -> GanLoss:
         raise GanError(f"loss.penalty_weight={cfg.penalty_weight} must be >= 0.")
     if cfg.clip is not None and cfg.clip <= 0:
         raise GanError(f"loss.clip={cfg.clip} must be a positive bound (or null for no clipping).")
-    return GanLoss(OBJECTIVES[cfg.objective](), cfg.n_critic, PENALTIES[cfg.penalty], float(cfg.penalty_weight), cfg.clip)
+    objective = OBJECTIVES[cfg.objective]()
+    if cfg.label_smoothing:
+        if not 0.0 < cfg.label_smoothing < 1.0:
+            raise GanError(f"loss.label_smoothing={cfg.label_smoothing} must be in [0, 1) (0.1 to 0.3 is usual; D's real target becomes 1 - s).")
+        if cfg.objective not in SMOOTHABLE:
+            raise GanError(
+                f"loss.label_smoothing={cfg.label_smoothing} needs an objective with a real target ({', '.join(SMOOTHABLE)}); "
+                f"loss.objective={cfg.objective} has none. Set loss.label_smoothing=0."
+            )
+        objective.real_target = 1.0 - float(cfg.label_smoothing)
+    for key in ("hist_weight", "ortho_weight", "aux_weight", "info_weight"):
+        if cfg[key] < 0:
+            raise GanError(f"loss.{key}={cfg[key]} must be >= 0 (0 turns the term off).")
+    extra = ExtraTerms(bool(cfg.feature_matching), float(cfg.aux_weight), float(cfg.info_weight), float(cfg.hist_weight), float(cfg.ortho_weight))
+    return GanLoss(objective, cfg.n_critic, PENALTIES[cfg.penalty], float(cfg.penalty_weight), cfg.clip, extra)

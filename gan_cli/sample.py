@@ -8,17 +8,19 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from omegaconf import OmegaConf
 from torchvision.utils import save_image
 
 from gan_cli.checkpoint import load_checkpoint, run_dir_of
 from gan_cli.data import DataSpec
 from gan_cli.data.toys import TOY_NAMES, make_toy
-from gan_cli.errors import GanError
-from gan_cli.models import build_models
+from gan_cli.errors import GanError, one_of
+from gan_cli.models import build_models, latent_layout, sample_latent
 from gan_cli.plots import image_grid, points_figure, save_figure
 from gan_cli.train import _load_state, pick_device
 
@@ -35,11 +37,138 @@ def load_generator(ckpt_target: str, device: torch.device) -> tuple[torch.nn.Mod
 
 
 @torch.no_grad()
-def generate(G: torch.nn.Module, n: int, seed: int, device: torch.device, batch: int = 1024) -> torch.Tensor:
+def generate(G: torch.nn.Module, n: int, seed: int, device: torch.device, batch: int = 1024, labels: Optional[torch.Tensor] = None) -> torch.Tensor:
     """n samples from noise drawn with `seed` (the same seed gives the same samples), in chunks to bound memory."""
     gen = torch.Generator(device="cpu").manual_seed(seed)
-    z = torch.randn(n, G.z_dim, generator=gen)
-    return torch.cat([G(z[i : i + batch].to(device)).float().cpu() for i in range(0, n, batch)])
+    return render(G, sample_latent(G, n, "cpu", gen), labels, device, batch)
+
+
+@torch.no_grad()
+def render(G: torch.nn.Module, z: torch.Tensor, labels: Optional[torch.Tensor], device: torch.device, batch: int = 1024) -> torch.Tensor:
+    """G(z, labels) in chunks; labels None lets a conditional G cycle through its classes."""
+    chunks = []
+    for i in range(0, len(z), batch):
+        y = labels[i : i + batch].to(device) if labels is not None else None
+        chunks.append(G(z[i : i + batch].to(device), y).float().cpu())
+    return torch.cat(chunks)
+
+
+# ---------------------------------------------------------------------------------------------
+# sampling modes: each returns (z, labels or None, images per row)
+# ---------------------------------------------------------------------------------------------
+def _num_classes(G: torch.nn.Module) -> int:
+    labels = getattr(getattr(G, "input", None), "labels", None)
+    return labels.num_classes if labels is not None else 0
+
+
+def _needs_conditional(G: torch.nn.Module, what: str) -> int:
+    k = _num_classes(G)
+    if not k:
+        raise GanError(f"{what} needs a class-conditional generator, and this checkpoint's is not. Train one with model.cond=concat|projection|acgan on a labelled dataset.")
+    return k
+
+
+def _labels(cfg, G: torch.nn.Module) -> Optional[torch.Tensor]:
+    if cfg.labels is None:
+        return None
+    k = _needs_conditional(G, f"labels={list(cfg.labels)}")
+    bad = [c for c in cfg.labels if not 0 <= c < k]
+    if bad or not cfg.labels:
+        raise GanError(f"labels={list(cfg.labels)}: every label must be a class index in 0..{k - 1} (and the list not empty).")
+    return torch.tensor(list(cfg.labels), dtype=torch.long)
+
+
+def _grid(cfg, G, gen) -> tuple[torch.Tensor, Optional[torch.Tensor], int]:
+    labels = _labels(cfg, G)
+    n = len(labels) if labels is not None else cfg.n  # labels=[3,3,7] draws one sample per label
+    return sample_latent(G, n, "cpu", gen), labels, cfg.nrow or max(1, int(math.sqrt(n)))
+
+
+def _classes(cfg, G, gen) -> tuple[torch.Tensor, Optional[torch.Tensor], int]:
+    """One row per class (Mirza & Osindero's MNIST figure); column j shares its z across rows, so only the class changes down a column."""
+    k = _needs_conditional(G, "mode=classes")
+    cols = cfg.nrow or 10
+    z = sample_latent(G, cols, "cpu", gen).repeat(k, 1)
+    return z, torch.arange(k).repeat_interleave(cols), cols
+
+
+def slerp(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """Spherical interpolation: stays on the shell where Gaussian z's live, unlike a straight line through the origin's side."""
+    omega = torch.arccos(torch.clamp(torch.dot(a / a.norm(), b / b.norm()), -1.0, 1.0))
+    if omega.abs() < 1e-6:
+        return torch.lerp(a, b, t.unsqueeze(1))
+    t = t.unsqueeze(1)
+    return (torch.sin((1 - t) * omega) * a + torch.sin(t * omega) * b) / torch.sin(omega)
+
+
+def _seed_latents(G, seeds: list[int]) -> torch.Tensor:
+    return torch.cat([sample_latent(G, 1, "cpu", torch.Generator().manual_seed(int(s))) for s in seeds])
+
+
+def _one_label(cfg, G, n: int) -> Optional[torch.Tensor]:
+    labels = _labels(cfg, G)
+    if labels is None:
+        return torch.zeros(n, dtype=torch.long) if _num_classes(G) else None
+    return labels[:1].repeat(n)
+
+
+def _interp(cfg, G, gen) -> tuple[torch.Tensor, Optional[torch.Tensor], int]:
+    """A row of frames from seed a to seed b (Radford et al.: smooth transitions mean G has not memorised)."""
+    seeds = list(cfg.seeds) if cfg.seeds is not None else [cfg.seed, cfg.seed + 1]
+    if len(seeds) != 2:
+        raise GanError(f"mode=interp takes two seeds (seeds=[a,b]); got seeds={seeds}.")
+    frames = cfg.nrow or 10
+    if frames < 2:
+        raise GanError(f"mode=interp needs nrow >= 2 frames; got nrow={frames}.")
+    za, zb = _seed_latents(G, seeds)
+    return slerp(za, zb, torch.linspace(0, 1, frames)), _one_label(cfg, G, frames), frames
+
+
+def _arithmetic(cfg, G, gen) -> tuple[torch.Tensor, Optional[torch.Tensor], int]:
+    """DCGAN's vector arithmetic: z(a) - z(b) + z(c), each concept the mean of three exemplar z's.
+
+    Rows a, b, c: the three exemplars and their mean; last row: the result, then three
+    variations with uniform noise of scale 0.25 added, as in the paper's figure.
+    """
+    seeds = list(cfg.seeds) if cfg.seeds is not None else []
+    if len(seeds) != 9:
+        raise GanError(
+            f"mode=arithmetic takes nine seeds, three exemplars per concept: seeds=[a1,a2,a3,b1,b2,b3,c1,c2,c3] for z(a) - z(b) + z(c); got {len(seeds)}."
+        )
+    z = _seed_latents(G, seeds).view(3, 3, -1)
+    means = z.mean(1)
+    result = means[0] - means[1] + means[2]
+    jitter = (torch.rand(3, result.numel(), generator=gen) * 2 - 1) * 0.25
+    rows = [torch.cat([z[i], means[i : i + 1]]) for i in range(3)] + [torch.cat([result.unsqueeze(0), result + jitter])]
+    return torch.cat(rows), _one_label(cfg, G, 16), 4
+
+
+def _codes(cfg, G, gen) -> tuple[torch.Tensor, Optional[torch.Tensor], int]:
+    """InfoGAN: one row per latent code, varied along the row (categories 0..K-1, or continuous -2..2), all else fixed."""
+    layout = latent_layout(G)
+    if not (layout.n_cat or layout.n_cont):
+        raise GanError("mode=codes needs an InfoGAN generator with latent codes; this checkpoint has none. Train one with model.info_cat=10 and/or model.info_cont=2 (or experiment=infogan).")
+    cols = cfg.nrow or max(10, layout.n_cat)
+    base = sample_latent(G, 1, "cpu", gen)
+    start = layout.n_noise
+    if layout.n_cat:
+        base[:, start : start + layout.n_cat] = 0
+        base[:, start] = 1  # category 0
+    base[:, start + layout.n_cat :] = 0
+    rows = []
+    if layout.n_cat:
+        row = base.repeat(cols, 1)
+        row[:, start : start + layout.n_cat] = F.one_hot(torch.arange(cols) % layout.n_cat, layout.n_cat).float()
+        rows.append(row)
+    for j in range(layout.n_cont):
+        row = base.repeat(cols, 1)
+        row[:, start + layout.n_cat + j] = torch.linspace(-2, 2, cols)  # beyond the training range [-1, 1], as in the paper
+        rows.append(row)
+    z = torch.cat(rows)
+    return z, _one_label(cfg, G, len(z)), cols
+
+
+MODES = {"grid": _grid, "classes": _classes, "interp": _interp, "arithmetic": _arithmetic, "codes": _codes}
 
 
 def sample(cfg) -> Path:
@@ -47,12 +176,22 @@ def sample(cfg) -> Path:
         raise GanError("gan sample needs a checkpoint: pass ckpt=<run dir> (uses its checkpoints/last.pt) or ckpt=<file.pt>.")
     if cfg.n < 1:
         raise GanError(f"n={cfg.n} must be a positive number of samples.")
+    if cfg.mode not in MODES:
+        raise one_of("mode", cfg.mode, MODES)
+    if cfg.nrow is not None and cfg.nrow < 1:
+        raise GanError(f"nrow={cfg.nrow} must be a positive number of images per row.")
     device = pick_device(cfg.device)
     G, spec, ckpt, path = load_generator(cfg.ckpt, device)
-    out = Path(cfg.out) if cfg.out else run_dir_of(path) / "samples" / f"sample_seed{cfg.seed}.png"
+    name = f"sample_seed{cfg.seed}.png" if cfg.mode == "grid" else f"{cfg.mode}_seed{cfg.seed}.png"
+    out = Path(cfg.out) if cfg.out else run_dir_of(path) / "samples" / name
     if out.suffix.lower() not in OUT_KINDS:
         raise GanError(f"out={str(out)!r} has an unknown file type. Allowed endings: {', '.join(OUT_KINDS)} (grid or plot, NumPy array, torch tensor).")
-    x = generate(G, cfg.n, cfg.seed, device)
+    if cfg.mode != "grid" and not spec.is_image and out.suffix.lower() == ".png":
+        raise GanError(f"mode={cfg.mode} draws an image grid, but dataset={spec.name} holds points. Use mode=grid, or out=<file>.npy for the raw samples.")
+    torch.manual_seed(cfg.seed)  # per-layer noise inputs (model=style) draw from the global generator
+    gen = torch.Generator().manual_seed(cfg.seed)
+    z, labels, nrow = MODES[cfg.mode](cfg, G, gen)
+    x = render(G, z, labels, device)
     out.parent.mkdir(parents=True, exist_ok=True)
     suffix = out.suffix.lower()
     if suffix == ".npy":
@@ -60,12 +199,12 @@ def sample(cfg) -> Path:
     elif suffix == ".pt":
         torch.save(x, out)
     elif spec.is_image:
-        save_image(image_grid(x, cfg.nrow or max(1, int(math.sqrt(cfg.n)))), out)
+        save_image(image_grid(x, nrow), out)
     else:
         real = None
         if spec.name in TOY_NAMES:  # toy data is synthetic: draw real points to compare against
             ds = ckpt["config"]["dataset"]
             real, _ = make_toy(spec.name, 2000, ds["std"] if ds["std"] is not None else 1.0, 0)
-        save_figure(points_figure(x, real, title=f"{spec.name}: {cfg.n} samples, step {ckpt['step']}"), out)
-    print(f"wrote {cfg.n} samples ({spec.name}, step {ckpt['step']}) to {out}")
+        save_figure(points_figure(x, real, title=f"{spec.name}: {len(x)} samples, step {ckpt['step']}"), out)
+    print(f"wrote {len(x)} samples ({spec.name}, step {ckpt['step']}, mode={cfg.mode}) to {out}")
     return out

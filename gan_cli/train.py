@@ -28,8 +28,9 @@ from gan_cli.checkpoint import LAST, load_checkpoint, save_checkpoint
 from gan_cli.config import to_plain
 from gan_cli.data import DataSpec, load_dataset, make_batcher
 from gan_cli.errors import GanError, one_of
-from gan_cli.losses import GanLoss, build_loss
-from gan_cli.models import build_models, sample_latent
+from gan_cli.losses import GanLoss, build_loss, mutual_info_bound
+from gan_cli.models import build_models, latent_layout, sample_latent
+from gan_cli.models.layers import discriminate
 from gan_cli.plots import image_grid, points_figure, save_figure
 from gan_cli.tracking import Tracker
 
@@ -97,7 +98,7 @@ def grad_norm(module: nn.Module) -> torch.Tensor:
 # one generator step (and its k discriminator steps)
 # ---------------------------------------------------------------------------------------------
 def train_step(G: nn.Module, D: nn.Module, loss: GanLoss, opt_g, opt_d, batcher, device: torch.device) -> dict[str, torch.Tensor]:
-    obj = loss.objective
+    obj, extra, layout = loss.objective, loss.extra, latent_layout(G)
     for i in range(loss.n_critic):
         real, y = batcher.next()
         z = sample_latent(G, len(real), device)
@@ -106,13 +107,14 @@ def train_step(G: nn.Module, D: nn.Module, loss: GanLoss, opt_g, opt_d, batcher,
             fake = G(z, y)
 
         opt_d.zero_grad(set_to_none=True)
-        real_logits = D(real, y)
-        fake_logits = D(fake.detach(), y)
+        real_logits, real_ex = discriminate(D, real, y)
+        fake_logits, fake_ex = discriminate(D, fake.detach(), y)
         d_loss = obj.d_loss(real_logits, fake_logits)
-        total = d_loss
+        d_terms = extra.d_terms(D, layout, real_ex, fake_ex, y, z)  # ACGAN, InfoGAN, historical averaging
+        total = d_loss + sum(d_terms.values())
         if loss.penalty is not None:
             penalty = loss.penalty(lambda x: D(x, y), real, fake)
-            total = d_loss + loss.penalty_weight * penalty
+            total = total + loss.penalty_weight * penalty
         total.backward()
         d_grad = grad_norm(D) if last else None
         opt_d.step()
@@ -120,9 +122,10 @@ def train_step(G: nn.Module, D: nn.Module, loss: GanLoss, opt_g, opt_d, batcher,
 
     opt_g.zero_grad(set_to_none=True)
     D.requires_grad_(False)  # G's update needs no gradient for D's weights
-    g_logits = D(fake, y)
-    g_loss = obj.g_loss(g_logits)
-    g_loss.backward()
+    g_logits, g_ex = discriminate(D, fake, y)
+    g_loss = extra.g_adversarial(obj, g_logits, g_ex, real_ex)  # the objective's, or feature matching
+    g_terms = extra.g_terms(G, layout, g_ex, y, z)  # ACGAN, InfoGAN, historical averaging, orthogonal reg.
+    (g_loss + sum(g_terms.values())).backward()
     D.requires_grad_(True)
     g_grad = grad_norm(G)
     opt_g.step()
@@ -139,6 +142,9 @@ def train_step(G: nn.Module, D: nn.Module, loss: GanLoss, opt_g, opt_d, batcher,
     }
     if loss.penalty is not None:
         stats["loss/penalty"] = penalty.detach()
+    stats.update({k: v.detach() for k, v in {**d_terms, **g_terms}.items()})
+    if "q_cat" in g_ex:
+        stats["estimate/mutual_info"] = mutual_info_bound(g_ex, z, layout).detach()
     return stats
 
 
@@ -231,6 +237,7 @@ def train(cfg: DictConfig, run_dir: Path, overrides: list[str], hparam_choices: 
     G.to(device)
     D.to(device)
     loss = build_loss(cfg.loss)
+    loss.extra.check_fits(D)
     if loss.penalty is not None and any(isinstance(m, nn.BatchNorm2d) for m in D.modules()):
         log.warning("loss.penalty=%s with BatchNorm in D: the penalty assumes per-sample outputs; consider model.d_norm=layer", cfg.loss.penalty)
     opt_g, opt_d = build_optimizers(cfg.optimizer, G, D)
@@ -252,6 +259,7 @@ def train(cfg: DictConfig, run_dir: Path, overrides: list[str], hparam_choices: 
         opt_d.load_state_dict(ckpt["optimizers"]["D"])
         start_step, batches_done = int(ckpt["step"]), int(ckpt["batches_done"])
         fixed_z = ckpt["fixed_z"].to(device)
+        loss.extra.load_state_dict(ckpt.get("loss_state", {}))
         torch.set_rng_state(ckpt["rng"]["torch"].cpu())
         if device.type == "cuda" and ckpt["rng"].get("cuda") is not None:
             torch.cuda.set_rng_state(ckpt["rng"]["cuda"].cpu(), device)
@@ -273,6 +281,7 @@ def train(cfg: DictConfig, run_dir: Path, overrides: list[str], hparam_choices: 
             "models": {"G": G.state_dict(), "D": D.state_dict()},
             "optimizers": {"G": opt_g.state_dict(), "D": opt_d.state_dict()},
             "fixed_z": fixed_z,
+            "loss_state": loss.extra.state_dict(),
             "rng": {"torch": torch.get_rng_state(), "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None},
         }
         save_checkpoint(payload, run_dir / "checkpoints" / LAST)

@@ -14,26 +14,43 @@ from torch import nn
 
 from gan_cli.data.spec import DataSpec
 from gan_cli.errors import GanError, one_of
-from gan_cli.models.dcgan import DCGANDiscriminator, DCGANGenerator
-from gan_cli.models.mlp import MLPDiscriminator, MLPGenerator
+from gan_cli.models.dcgan import DCGANGenerator, dcgan_discriminator, resolutions
+from gan_cli.models.layers import CONDITIONINGS, MINIBATCH_LAYERS, HeadOptions, LatentInput, LatentLayout, apply_spectral_norm
+from gan_cli.models.mlp import MLPGenerator, mlp_discriminator
 from gan_cli.models.shift import LogisticDiscriminator, ShiftGenerator
+from gan_cli.models.style import StyleGenerator
 
-D_NORMS = ("batch", "layer", "none")
+D_NORMS = ("batch", "layer", "spectral", "none")
+
+
+def _head(cfg, spec: DataSpec) -> HeadOptions:
+    return HeadOptions(cfg.cond, spec.num_classes, cfg.minibatch, cfg.info_cat, cfg.info_cont)
+
+
+def _latent(cfg, spec: DataSpec) -> LatentInput:
+    return LatentInput(LatentLayout(cfg.z_dim, cfg.info_cat, cfg.info_cont), spec.num_classes if cfg.cond != "none" else 0)
 
 
 def _mlp(cfg, spec: DataSpec) -> tuple[nn.Module, nn.Module]:
-    return MLPGenerator(spec, cfg.z_dim, cfg.g_width), MLPDiscriminator(spec, cfg.d_width, cfg.dropout, cfg.d_norm)
+    return MLPGenerator(spec, _latent(cfg, spec), cfg.g_width), mlp_discriminator(spec, cfg.d_width, cfg.dropout, cfg.d_norm, _head(cfg, spec))
 
 
 def _dcgan(cfg, spec: DataSpec) -> tuple[nn.Module, nn.Module]:
-    return DCGANGenerator(spec, cfg.z_dim, cfg.g_width), DCGANDiscriminator(spec, cfg.d_width, cfg.d_norm)
+    G = DCGANGenerator(spec, _latent(cfg, spec), cfg.g_width, cfg.attention)
+    return G, dcgan_discriminator(spec, cfg.d_width, cfg.d_norm, _head(cfg, spec), cfg.attention)
+
+
+def _style(cfg, spec: DataSpec) -> tuple[nn.Module, nn.Module]:
+    G = StyleGenerator(spec, _latent(cfg, spec), cfg.g_width, cfg.attention)
+    return G, dcgan_discriminator(spec, cfg.d_width, cfg.d_norm, _head(cfg, spec), cfg.attention)
 
 
 def _shift(cfg, spec: DataSpec) -> tuple[nn.Module, nn.Module]:
     return ShiftGenerator(spec), LogisticDiscriminator(spec)
 
 
-MODELS: dict[str, Callable[..., tuple[nn.Module, nn.Module]]] = {"mlp": _mlp, "dcgan": _dcgan, "shift": _shift}
+MODELS: dict[str, Callable[..., tuple[nn.Module, nn.Module]]] = {"mlp": _mlp, "dcgan": _dcgan, "style": _style, "shift": _shift}
+CONV_MODELS = ("dcgan", "style")  # the models with feature maps (where self-attention can sit)
 
 
 def init_weights(module: nn.Module, std: float) -> None:
@@ -61,12 +78,49 @@ def build_models(cfg, spec: DataSpec) -> tuple[nn.Module, nn.Module]:
             raise GanError(f"model.{key}={cfg[key]} must be a positive integer.")
     if not 0.0 <= cfg.dropout < 1.0:
         raise GanError(f"model.dropout={cfg.dropout} must be in [0, 1).")
+    _check_variant_options(cfg, spec)
     G, D = MODELS[cfg.name](cfg, spec)
     init_weights(G, cfg.init_std)
     init_weights(D, cfg.init_std)
+    if cfg.d_norm == "spectral":  # after the initialisation, which writes the raw weights
+        apply_spectral_norm(D)
+    if cfg.g_spectral:
+        apply_spectral_norm(G)
     return G, D
 
 
+def _check_variant_options(cfg, spec: DataSpec) -> None:
+    """Every combination the variant options do not support, as a GanError naming the way out."""
+    if cfg.cond not in CONDITIONINGS:
+        raise one_of("model.cond", cfg.cond, CONDITIONINGS)
+    if cfg.minibatch not in MINIBATCH_LAYERS:
+        raise one_of("model.minibatch", cfg.minibatch, MINIBATCH_LAYERS)
+    if cfg.info_cat < 0 or cfg.info_cont < 0 or cfg.info_cat == 1:
+        raise GanError(f"model.info_cat={cfg.info_cat} and model.info_cont={cfg.info_cont} must be >= 0 (and info_cat 0 or at least 2 categories).")
+    if cfg.name == "shift":
+        changed = [k for k, off in (("cond", "none"), ("minibatch", "none"), ("info_cat", 0), ("info_cont", 0), ("attention", 0)) if cfg[k] != off]
+        if changed:
+            raise GanError(f"model=shift is the fixed 1-D example and takes none of {', '.join('model.' + k for k in changed)}. Use model=mlp or model=dcgan for variants.")
+        return
+    if cfg.cond != "none" and spec.num_classes < 2:
+        raise GanError(
+            f"model.cond={cfg.cond} makes a conditional GAN, which needs class labels, but dataset={spec.name} is unlabelled. "
+            f"Use a labelled dataset (mnist5k, mnist, fashion_mnist, cifar10, ring8, grid25, or an image_folder with one subfolder per class) or model.cond=none."
+        )
+    if cfg.attention:
+        if cfg.name not in CONV_MODELS:
+            raise GanError(f"model.attention={cfg.attention} needs feature maps; model={cfg.name} has none. Use model=dcgan or model=style, or model.attention=0.")
+        allowed = resolutions(spec)
+        if cfg.attention not in allowed:
+            raise GanError(f"model.attention={cfg.attention} is not a feature-map side of model={cfg.name} on dataset={spec.name}. Allowed: {', '.join(map(str, allowed))} (or 0 for none).")
+
+
+def latent_layout(G: nn.Module) -> LatentLayout:
+    """How G's z splits into noise and InfoGAN codes (all noise for generators without a layout)."""
+    layout = getattr(getattr(G, "input", None), "layout", None)
+    return layout if layout is not None else LatentLayout(G.z_dim)
+
+
 def sample_latent(G: nn.Module, n: int, device: torch.device | str, generator: torch.Generator | None = None) -> torch.Tensor:
-    """z ~ N(0, I) of G's latent size."""
-    return torch.randn(n, G.z_dim, device=device, generator=generator)
+    """z ~ N(0, I) of G's latent size, with InfoGAN's codes (one-hot, uniform) in its tail when G has them."""
+    return latent_layout(G).sample(n, device, generator)

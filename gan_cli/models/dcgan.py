@@ -13,13 +13,14 @@ from torch import nn
 
 from gan_cli.data.spec import DataSpec
 from gan_cli.errors import GanError
+from gan_cli.models.layers import Discriminator, HeadOptions, LabelToInput, LatentInput, SelfAttention
 
 
-def dcgan_layout(spec: DataSpec) -> tuple[int, int]:
+def dcgan_layout(spec: DataSpec, model: str = "dcgan") -> tuple[int, int]:
     """(base, k) with side = base * 2^k, k as large as keeps base >= 4: 28 -> (7, 2), 32 -> (4, 3), 64 -> (4, 4)."""
     if not spec.is_image:
         raise GanError(
-            f"model=dcgan needs images, but dataset={spec.name} holds vectors of shape {list(spec.shape)}. "
+            f"model={model} needs images, but dataset={spec.name} holds vectors of shape {list(spec.shape)}. "
             f"Use model=mlp for toy data (ring8, grid25, gauss1d), or an image dataset (mnist5k, mnist, fashion_mnist, cifar10, image_folder)."
         )
     _, h, w = spec.shape
@@ -28,7 +29,7 @@ def dcgan_layout(spec: DataSpec) -> tuple[int, int]:
         k += 1
     if h != w or k == 0:
         raise GanError(
-            f"model=dcgan needs square images whose side is a base of at least 4 times a power of two (28, 32, 48, 64, 128, ...); "
+            f"model={model} needs square images whose side is a base of at least 4 times a power of two (28, 32, 48, 64, 128, ...); "
             f"dataset={spec.name} has {h}x{w}. Set dataset.image_size to such a size."
         )
     return h // 2**k, k
@@ -39,37 +40,49 @@ def _d_norm(kind: str, channels: int) -> nn.Module:
         return nn.BatchNorm2d(channels)
     if kind == "layer":
         return nn.GroupNorm(1, channels)  # layer norm over (C, H, W), per-channel affine: per-sample, so fine with gradient penalties
-    return nn.Identity()
+    return nn.Identity()  # none, or spectral (applied to the weights by build_models)
+
+
+def _attention(resolution: int, at: int, channels: int) -> list[nn.Module]:
+    return [SelfAttention(channels)] if resolution == at else []
 
 
 class DCGANGenerator(nn.Module):
-    def __init__(self, spec: DataSpec, z_dim: int, width: int) -> None:
+    def __init__(self, spec: DataSpec, latent: LatentInput, width: int, attention: int = 0) -> None:
         super().__init__()
         base, k = dcgan_layout(spec)
-        self.z_dim = z_dim
-        ch = width * 2 ** (k - 1)
-        layers: list[nn.Module] = [nn.ConvTranspose2d(z_dim, ch, base, 1, 0, bias=False), nn.BatchNorm2d(ch), nn.ReLU(True)]
+        self.input = latent
+        self.z_dim = latent.layout.size
+        ch, res = width * 2 ** (k - 1), base
+        layers: list[nn.Module] = [nn.ConvTranspose2d(latent.size, ch, base, 1, 0, bias=False), nn.BatchNorm2d(ch), nn.ReLU(True)]
+        layers += _attention(res, attention, ch)
         for _ in range(k - 1):
             layers += [nn.ConvTranspose2d(ch, ch // 2, 4, 2, 1, bias=False), nn.BatchNorm2d(ch // 2), nn.ReLU(True)]
-            ch //= 2
+            ch, res = ch // 2, res * 2
+            layers += _attention(res, attention, ch)
         layers += [nn.ConvTranspose2d(ch, spec.shape[0], 4, 2, 1, bias=False), nn.Tanh()]
         self.net = nn.Sequential(*layers)
 
     def forward(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
-        return self.net(z.view(len(z), -1, 1, 1))
+        return self.net(self.input(z, y).view(len(z), -1, 1, 1))
 
 
-class DCGANDiscriminator(nn.Module):
-    def __init__(self, spec: DataSpec, width: int, norm: str) -> None:
-        super().__init__()
-        base, k = dcgan_layout(spec)
-        ch = width
-        layers: list[nn.Module] = [nn.Conv2d(spec.shape[0], ch, 4, 2, 1, bias=False), nn.LeakyReLU(0.2, True)]
-        for _ in range(k - 1):
-            layers += [nn.Conv2d(ch, ch * 2, 4, 2, 1, bias=False), _d_norm(norm, ch * 2), nn.LeakyReLU(0.2, True)]
-            ch *= 2
-        layers.append(nn.Conv2d(ch, 1, base, 1, 0, bias=False))
-        self.net = nn.Sequential(*layers)
+def dcgan_discriminator(spec: DataSpec, width: int, norm: str, opts: HeadOptions, attention: int = 0) -> Discriminator:
+    """Strided convs down to base x base; the head's linear layer is DCGAN's last (base x base) conv."""
+    base, k = dcgan_layout(spec)
+    label_input = LabelToInput(opts.num_classes, spec.shape) if opts.cond == "concat" else None
+    ch, res = width, spec.shape[1] // 2
+    in_ch = spec.shape[0] + (label_input.extra if label_input else 0)
+    layers: list[nn.Module] = [nn.Conv2d(in_ch, ch, 4, 2, 1, bias=False), nn.LeakyReLU(0.2, True)]
+    layers += _attention(res, attention, ch)
+    for _ in range(k - 1):
+        layers += [nn.Conv2d(ch, ch * 2, 4, 2, 1, bias=False), _d_norm(norm, ch * 2), nn.LeakyReLU(0.2, True)]
+        ch, res = ch * 2, res // 2
+        layers += _attention(res, attention, ch)
+    return Discriminator(nn.Sequential(*layers), ch * base * base, opts, label_input)
 
-    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
-        return self.net(x).flatten()  # logits: no sigmoid inside the model
+
+def resolutions(spec: DataSpec) -> list[int]:
+    """The feature-map sides where a self-attention block can sit (in G and in D)."""
+    base, k = dcgan_layout(spec)
+    return [base * 2**i for i in range(k)]

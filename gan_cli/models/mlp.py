@@ -8,15 +8,17 @@ import torch
 from torch import nn
 
 from gan_cli.data.spec import DataSpec
+from gan_cli.models.layers import Discriminator, HeadOptions, LabelToInput, LatentInput
 
 
 class MLPGenerator(nn.Module):
-    def __init__(self, spec: DataSpec, z_dim: int, width: int) -> None:
+    def __init__(self, spec: DataSpec, latent: LatentInput, width: int) -> None:
         super().__init__()
-        self.z_dim, self.shape = z_dim, spec.shape
+        self.input = latent
+        self.z_dim, self.shape = latent.layout.size, spec.shape
         out = math.prod(spec.shape)
         self.net = nn.Sequential(
-            nn.Linear(z_dim, width), nn.LeakyReLU(0.2),
+            nn.Linear(latent.size, width), nn.LeakyReLU(0.2),
             nn.Linear(width, 2 * width), nn.LeakyReLU(0.2),
             nn.Linear(2 * width, 4 * width), nn.LeakyReLU(0.2),
             nn.Linear(4 * width, out),
@@ -24,20 +26,16 @@ class MLPGenerator(nn.Module):
         )  # fmt: skip
 
     def forward(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
-        return self.net(z).view(len(z), *self.shape)
+        return self.net(self.input(z, y)).view(len(z), *self.shape)
 
 
-class MLPDiscriminator(nn.Module):
-    def __init__(self, spec: DataSpec, width: int, dropout: float, norm: str) -> None:
-        super().__init__()
-        dims = [math.prod(spec.shape), 4 * width, 2 * width, width]
-        layers: list[nn.Module] = [nn.Flatten()]
-        for d_in, d_out in zip(dims[:-1], dims[1:]):
-            layers += [nn.Linear(d_in, d_out)]
-            layers += [nn.LayerNorm(d_out)] if norm == "layer" else []
-            layers += [nn.LeakyReLU(0.2), nn.Dropout(dropout)]
-        layers.append(nn.Linear(width, 1))
-        self.net = nn.Sequential(*layers)
-
-    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
-        return self.net(x).squeeze(1)  # logits: no sigmoid inside the model
+def mlp_discriminator(spec: DataSpec, width: int, dropout: float, norm: str, opts: HeadOptions) -> Discriminator:
+    """x (flattened, with the label embedding when concat-conditioned) -> 4w -> 2w -> w -> head."""
+    label_input = LabelToInput(opts.num_classes, spec.shape) if opts.cond == "concat" else None
+    dims = [math.prod(spec.shape) + (label_input.size if label_input else 0), 4 * width, 2 * width, width]
+    layers: list[nn.Module] = [nn.Flatten()]
+    for d_in, d_out in zip(dims[:-1], dims[1:]):
+        layers += [nn.Linear(d_in, d_out)]
+        layers += [nn.LayerNorm(d_out)] if norm == "layer" else []
+        layers += [nn.LeakyReLU(0.2), nn.Dropout(dropout)]
+    return Discriminator(nn.Sequential(*layers), width, opts, label_input)
