@@ -81,6 +81,10 @@ class TrainConfig:
     ckpt_every: int = 1000
     n_samples: int = 64
     num_workers: int = 2
+    amp: str = "auto"
+    channels_last: str = "auto"
+    compile: str = "auto"
+    data_on_device: str = "auto"
 
 
 @dataclass

@@ -29,12 +29,21 @@ class NonFiniteLoss(GanError):
     pass
 
 
+SKIPPED = "amp/skipped"  # 1 for a step whose fp16 gradients overflowed, so the loss scaler skipped its update
+
+
 class ScalarAccumulator:
-    """On-device running sums of per-step scalars, plus the first step at which each went non-finite."""
+    """On-device running sums of per-step scalars, plus the first step at which each went non-finite.
+
+    Under fp16 loss scaling a step may carry SKIPPED = 1: its gradients overflowed (expected while
+    the scaler calibrates) and no weight changed, so its scalars count neither in the means nor as
+    divergence; only SKIPPED itself (the share of skipped steps) is logged for such a window.
+    """
 
     def __init__(self) -> None:
         self.keys: list[str] = []
         self.sums: Optional[torch.Tensor] = None
+        self.counts: Optional[torch.Tensor] = None
         self.first_bad: Optional[torch.Tensor] = None
         self.count = 0
 
@@ -44,9 +53,17 @@ class ScalarAccumulator:
         values = torch.stack([stats[k].detach().float().reshape(()) for k in self.keys])
         if self.sums is None:
             self.sums = torch.zeros_like(values)
+            self.counts = torch.zeros_like(values)
             self.first_bad = torch.full_like(values, -1.0)
-        self.sums += values
+            self.is_flag = torch.tensor([k == SKIPPED for k in self.keys], device=values.device)
+        if SKIPPED in stats:
+            kept = self.is_flag | (stats[SKIPPED].reshape(()) == 0)
+            values = torch.where(kept, values, 0.0)
+            self.counts += kept
+        else:
+            self.counts += 1
         bad = ~torch.isfinite(values) & (self.first_bad < 0)
+        self.sums += values
         self.first_bad = torch.where(bad, torch.full_like(values, float(step)), self.first_bad)
         self.count += 1
 
@@ -54,10 +71,11 @@ class ScalarAccumulator:
         """(means since the last read, {key: first non-finite step}) — one device-to-host copy."""
         if self.sums is None or self.count == 0:
             return {}, {}
-        host = torch.stack([self.sums / self.count, self.first_bad]).cpu()
-        means = {k: float(v) for k, v in zip(self.keys, host[0])}
+        host = torch.stack([self.sums / self.counts, self.first_bad, self.counts]).cpu()
+        means = {k: float(v) for k, v, n in zip(self.keys, host[0], host[2]) if n > 0}  # n = 0: every step skipped
         bad = {k: int(s) for k, s in zip(self.keys, host[1]) if s >= 0}
         self.sums.zero_()
+        self.counts.zero_()
         self.count = 0
         return means, bad
 

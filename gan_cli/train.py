@@ -32,12 +32,15 @@ from gan_cli.losses import GanLoss, build_loss, mutual_info_bound
 from gan_cli.models import build_models, latent_layout, sample_latent
 from gan_cli.models.layers import discriminate
 from gan_cli.plots import image_grid, points_figure, save_figure
+from gan_cli.speed import FP32, Precision, eager, enable_backend_speedups, plan_speed, prepare_models
 from gan_cli.tracking import Tracker
 
 log = logging.getLogger("gan_cli")
 INTERRUPTED = 130
 # keys that may change when a run is resumed: how long and how often, not what is trained
-RESUMABLE_CHANGES = ("train.steps", "train.log_every", "train.sample_every", "train.ckpt_every", "train.num_workers", "device", "resume")
+# (and how fast: the speed paths other than AMP leave the math unchanged)
+RESUMABLE_CHANGES = ("train.steps", "train.log_every", "train.sample_every", "train.ckpt_every", "train.num_workers", "device", "resume",
+                     "train.channels_last", "train.compile", "train.data_on_device")  # fmt: skip
 
 
 # ---------------------------------------------------------------------------------------------
@@ -78,57 +81,76 @@ def build_optimizers(cfg, G: nn.Module, D: nn.Module) -> tuple[torch.optim.Optim
         raise GanError(f"optimizer.betas={list(cfg.betas)} must be two numbers in [0, 1), e.g. [0.5, 0.999].")
 
     def make(params, lr: float) -> torch.optim.Optimizer:
+        params = list(params)
+        fast = _fast_update(cfg.name, params)
         if cfg.name == "adam":
-            return torch.optim.Adam(params, lr=lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay)
+            return torch.optim.Adam(params, lr=lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay, **fast)
         if cfg.name == "rmsprop":
-            return torch.optim.RMSprop(params, lr=lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-        return torch.optim.SGD(params, lr=lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+            return torch.optim.RMSprop(params, lr=lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay, **fast)
+        return torch.optim.SGD(params, lr=lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay, **fast)
 
     lr_g = cfg.lr if cfg.lr_g is None else cfg.lr_g
     lr_d = cfg.lr if cfg.lr_d is None else cfg.lr_d
     return make(G.parameters(), lr_g), make(D.parameters(), lr_d)
 
 
+def _fast_update(name: str, params: list[nn.Parameter]) -> dict[str, bool]:
+    """Fused Adam/SGD (one kernel for all parameters, and no host sync under an fp16 GradScaler) on CUDA
+    and CPU; the multi-tensor path for the rest on CUDA. Same update rule, fewer launches."""
+    devices = {p.device.type for p in params}
+    if name in ("adam", "sgd") and devices <= {"cuda", "cpu"} and all(p.is_floating_point() for p in params):
+        return {"fused": True}
+    return {"foreach": True} if devices == {"cuda"} else {}
+
+
 def grad_norm(module: nn.Module) -> torch.Tensor:
-    norms = [torch.linalg.vector_norm(p.grad) for p in module.parameters() if p.grad is not None]
-    return torch.linalg.vector_norm(torch.stack(norms)) if norms else torch.zeros(())
+    grads = [p.grad for p in module.parameters() if p.grad is not None]
+    return torch.nn.utils.get_total_norm(grads) if grads else torch.zeros(())  # one multi-tensor kernel
 
 
 # ---------------------------------------------------------------------------------------------
 # one generator step (and its k discriminator steps)
 # ---------------------------------------------------------------------------------------------
-def train_step(G: nn.Module, D: nn.Module, loss: GanLoss, opt_g, opt_d, batcher, device: torch.device) -> dict[str, torch.Tensor]:
+def train_step(
+    G: nn.Module, D: nn.Module, loss: GanLoss, opt_g, opt_d, batcher, device: torch.device, amp: Precision = FP32
+) -> dict[str, torch.Tensor]:
+    """One generator step; G and D may be torch.compile wrappers (the penalty then runs on the eager D,
+    since compiled code cannot differentiate twice). `amp` adds autocast and fp16 loss scaling."""
     obj, extra, layout = loss.objective, loss.extra, latent_layout(G)
     for i in range(loss.n_critic):
         real, y = batcher.next()
         z = sample_latent(G, len(real), device)
         last = i == loss.n_critic - 1
-        with torch.set_grad_enabled(last):  # the last fake batch is kept, with its graph, for the G step
-            fake = G(z, y)
-
         opt_d.zero_grad(set_to_none=True)
-        real_logits, real_ex = discriminate(D, real, y)
-        fake_logits, fake_ex = discriminate(D, fake.detach(), y)
-        d_loss = obj.d_loss(real_logits, fake_logits)
-        d_terms = extra.d_terms(D, layout, real_ex, fake_ex, y, z)  # ACGAN, InfoGAN, historical averaging
-        total = d_loss + sum(d_terms.values())
-        if loss.penalty is not None:
-            penalty = loss.penalty(lambda x: D(x, y), real, fake)
-            total = total + loss.penalty_weight * penalty
-        total.backward()
+        with amp.autocast():
+            with torch.set_grad_enabled(last):  # the last fake batch is kept, with its graph, for the G step
+                fake = G(z, y)
+            real_logits, real_ex = discriminate(D, real, y)
+            fake_logits, fake_ex = discriminate(D, fake.detach(), y)
+            d_loss = obj.d_loss(real_logits, fake_logits)
+            d_terms = extra.d_terms(D, layout, real_ex, fake_ex, y, z)  # ACGAN, InfoGAN, historical averaging
+            total = d_loss + sum(d_terms.values())
+            if loss.penalty is not None:
+                penalty = loss.penalty(amp.penalty_fn(lambda x: eager(D)(x, y)), real, fake)
+                total = total + loss.penalty_weight * penalty
+        amp.backward("D", total)
+        if last:
+            amp.unscale("D", opt_d)
         d_grad = grad_norm(D) if last else None
-        opt_d.step()
+        amp.step("D", opt_d)
         loss.clip_weights(D)
 
     opt_g.zero_grad(set_to_none=True)
     D.requires_grad_(False)  # G's update needs no gradient for D's weights
-    g_logits, g_ex = discriminate(D, fake, y)
-    g_loss = extra.g_adversarial(obj, g_logits, g_ex, real_ex)  # the objective's, or feature matching
-    g_terms = extra.g_terms(G, layout, g_ex, y, z)  # ACGAN, InfoGAN, historical averaging, orthogonal reg.
-    (g_loss + sum(g_terms.values())).backward()
+    with amp.autocast():
+        g_logits, g_ex = discriminate(D, fake, y)
+        g_loss = extra.g_adversarial(obj, g_logits, g_ex, real_ex)  # the objective's, or feature matching
+        g_terms = extra.g_terms(G, layout, g_ex, y, z)  # ACGAN, InfoGAN, historical averaging, orthogonal reg.
+    amp.backward("G", g_loss + sum(g_terms.values()))
     D.requires_grad_(True)
+    amp.unscale("G", opt_g)
     g_grad = grad_norm(G)
-    opt_g.step()
+    amp.step("G", opt_g)
 
     stats = {
         "loss/D": total.detach(),
@@ -145,6 +167,7 @@ def train_step(G: nn.Module, D: nn.Module, loss: GanLoss, opt_g, opt_d, batcher,
     stats.update({k: v.detach() for k, v in {**d_terms, **g_terms}.items()})
     if "q_cat" in g_ex:
         stats["estimate/mutual_info"] = mutual_info_bound(g_ex, z, layout).detach()
+    stats.update(amp.overflow_flag(d_grad, g_grad))
     return stats
 
 
@@ -236,6 +259,11 @@ def train(cfg: DictConfig, run_dir: Path, overrides: list[str], hparam_choices: 
     G, D = build_models(cfg.model, data.spec)
     G.to(device)
     D.to(device)
+    plan = plan_speed(cfg.train, device, data.spec.is_image, data.x.nbytes if data.x is not None else 0)
+    enable_backend_speedups(device)
+    G_run, D_run = prepare_models(G, D, plan)
+    amp = Precision(plan.amp, device)
+    log.info("speed paths: %s", plan.describe())
     loss = build_loss(cfg.loss)
     loss.extra.check_fits(D)
     if loss.penalty is not None and any(isinstance(m, nn.BatchNorm2d) for m in D.modules()):
@@ -257,6 +285,7 @@ def train(cfg: DictConfig, run_dir: Path, overrides: list[str], hparam_choices: 
         _load_state(D, ckpt["models"]["D"], path)
         opt_g.load_state_dict(ckpt["optimizers"]["G"])
         opt_d.load_state_dict(ckpt["optimizers"]["D"])
+        amp.load_state_dict(ckpt.get("grad_scalers", {}))
         start_step, batches_done = int(ckpt["step"]), int(ckpt["batches_done"])
         fixed_z = ckpt["fixed_z"].to(device)
         loss.extra.load_state_dict(ckpt.get("loss_state", {}))
@@ -267,7 +296,7 @@ def train(cfg: DictConfig, run_dir: Path, overrides: list[str], hparam_choices: 
             raise GanError(f"The checkpoint {str(path)!r} is already at step {start_step}; pass a larger train.steps (now {cfg.train.steps}) to train on.")
         log.info("resumed from %s at step %d", path, start_step)
 
-    batcher = make_batcher(data, cfg.train.batch_size, device, cfg.seed, cfg.train.num_workers, start_batch=batches_done)
+    batcher = make_batcher(data, cfg.train.batch_size, device, cfg.seed, cfg.train.num_workers, start_batch=batches_done, on_device=plan.data_on_device)
     tracker = Tracker(run_dir, cfg.train.steps, start_step)
     tracker.text("config", "```yaml\n" + OmegaConf.to_yaml(cfg) + "```")
 
@@ -280,6 +309,7 @@ def train(cfg: DictConfig, run_dir: Path, overrides: list[str], hparam_choices: 
             "data_spec": data.spec.to_dict(),
             "models": {"G": G.state_dict(), "D": D.state_dict()},
             "optimizers": {"G": opt_g.state_dict(), "D": opt_d.state_dict()},
+            "grad_scalers": amp.state_dict(),  # fp16 loss scales, so a resumed run does not re-learn them
             "fixed_z": fixed_z,
             "loss_state": loss.extra.state_dict(),
             "rng": {"torch": torch.get_rng_state(), "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None},
@@ -295,7 +325,7 @@ def train(cfg: DictConfig, run_dir: Path, overrides: list[str], hparam_choices: 
     try:
         with StopRequest() as stop:
             for step in range(start_step + 1, cfg.train.steps + 1):
-                tracker.add(step, train_step(G, D, loss, opt_g, opt_d, batcher, device))
+                tracker.add(step, train_step(G_run, D_run, loss, opt_g, opt_d, batcher, device, amp))
                 is_last = step == cfg.train.steps
                 if step % cfg.train.log_every == 0 or is_last or stop.signal:
                     tracker.flush(step, lrs())

@@ -17,15 +17,19 @@ from gan_cli.data.datasets import LoadedData
 
 
 class IndexStream:
-    def __init__(self, n: int, batch_size: int, seed: int, start_batch: int = 0) -> None:
+    """`device`: where the indices are handed out; a GPU keeps each epoch's permutation resident, so a
+    batch costs no host-to-device copy (the permutation itself is drawn on the CPU, identically everywhere)."""
+
+    def __init__(self, n: int, batch_size: int, seed: int, start_batch: int = 0, device: torch.device | str = "cpu") -> None:
         self.n, self.batch_size, self.seed = n, batch_size, seed
         self.batches_done = start_batch
+        self.device = torch.device(device)
         self._epoch, self._perm = -1, torch.empty(0, dtype=torch.long)
 
     def _permutation(self, epoch: int) -> torch.Tensor:
         if epoch != self._epoch:
             gen = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
-            self._epoch, self._perm = epoch, torch.randperm(self.n, generator=gen)
+            self._epoch, self._perm = epoch, torch.randperm(self.n, generator=gen).to(self.device)
         return self._perm
 
     def next_indices(self) -> torch.Tensor:
@@ -38,7 +42,7 @@ class IndexStream:
             need -= len(take)
             start += len(take)
         self.batches_done += 1
-        return torch.cat(parts)
+        return parts[0] if len(parts) == 1 else torch.cat(parts)
 
     def __iter__(self) -> Iterator[list[int]]:
         while True:
@@ -46,17 +50,27 @@ class IndexStream:
 
 
 class TensorBatcher:
-    """The whole dataset lives on the device; a batch is one gather (no DataLoader, no per-sample work)."""
+    """An in-memory dataset as one tensor; a batch is one gather (no DataLoader, no per-sample work).
 
-    def __init__(self, data: LoadedData, batch_size: int, device: torch.device, seed: int, start_batch: int = 0) -> None:
+    on_device: the tensor lives on the training device (the fast path); otherwise it stays in
+    host memory and each gathered batch is copied over (through pinned memory on CUDA), for sets too large for the GPU.
+    """
+
+    def __init__(self, data: LoadedData, batch_size: int, device: torch.device, seed: int, start_batch: int = 0, on_device: bool = True) -> None:
         assert data.x is not None
-        self.x = data.x.to(device)
-        self.y = data.y.to(device) if data.y is not None else None
-        self.stream = IndexStream(len(self.x), batch_size, seed, start_batch)
+        home = device if on_device else torch.device("cpu")
+        self.x = data.x.to(home)
+        self.y = None if data.y is None else data.y.to(home)
+        self.device = device
+        self.stream = IndexStream(len(self.x), batch_size, seed, start_batch, device=home)
 
     def next(self) -> tuple[torch.Tensor, torch.Tensor | None]:
-        idx = self.stream.next_indices().to(self.x.device, non_blocking=True)
-        return self.x[idx], (self.y[idx] if self.y is not None else None)
+        idx = self.stream.next_indices()
+        x, y = self.x[idx], (self.y[idx] if self.y is not None else None)
+        if x.device != self.device:
+            x = x.pin_memory().to(self.device, non_blocking=True) if self.device.type == "cuda" else x.to(self.device)
+            y = None if y is None else y.to(self.device)
+        return x, y
 
     @property
     def batches_done(self) -> int:
@@ -93,7 +107,7 @@ class LoaderBatcher:
         return self._consumed
 
 
-def make_batcher(data: LoadedData, batch_size: int, device: torch.device, seed: int, num_workers: int, start_batch: int = 0):
+def make_batcher(data: LoadedData, batch_size: int, device: torch.device, seed: int, num_workers: int, start_batch: int = 0, on_device: bool = True):
     if data.x is not None:
-        return TensorBatcher(data, batch_size, device, seed, start_batch)
+        return TensorBatcher(data, batch_size, device, seed, start_batch, on_device)
     return LoaderBatcher(data, batch_size, device, seed, num_workers, start_batch)
