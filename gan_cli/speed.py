@@ -97,11 +97,22 @@ def prepare_models(G: nn.Module, D: nn.Module, plan: SpeedPlan) -> tuple[nn.Modu
         G.to(memory_format=torch.channels_last)
         D.to(memory_format=torch.channels_last)
     if plan.compile:
-        G_run, D_run = torch.compile(G), torch.compile(D)
-        if hasattr(D, "forward_with_extras"):  # the step calls this entry point too (models.layers.discriminate)
-            D_run.forward_with_extras = torch.compile(D.forward_with_extras)
-        return G_run, D_run
+        return torch.compile(G), (CompiledD(D) if hasattr(D, "forward_with_extras") else torch.compile(D))
     return G, D
+
+
+class CompiledD(nn.Module):
+    """A D as the step calls it, with both entry points compiled (models.layers.discriminate calls
+    forward_with_extras); the module itself stays eager, for gradient penalties (see `eager`)."""
+
+    def __init__(self, D: nn.Module) -> None:
+        super().__init__()
+        self._orig_mod = D
+        self._logits = torch.compile(D.forward)
+        self.forward_with_extras = torch.compile(D.forward_with_extras)
+
+    def forward(self, x: torch.Tensor, y: Optional[torch.Tensor] = None) -> torch.Tensor:
+        return self._logits(x, y)
 
 
 def eager(module: nn.Module) -> nn.Module:
