@@ -71,7 +71,7 @@ def test_fp16_gradient_penalty_follows_the_amp_recipe() -> None:
     torch.manual_seed(1)
     with amp.autocast():
         mixed = gradient_penalty(amp.penalty_fn(lambda x: D(x).squeeze(1)), real, fake)
-    assert float(mixed.detach()) == pytest.approx(float(exact), rel=2e-2)
+    assert float(mixed.detach()) == pytest.approx(float(exact.detach()), rel=2e-2)
     weight = D[0].weight
     (exact_grad,) = torch.autograd.grad(exact, weight)
     (mixed_grad,) = torch.autograd.grad(mixed, weight)  # double backward through the scaled graph
