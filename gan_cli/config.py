@@ -26,6 +26,7 @@ class ModelConfig:
     d_norm: str = "batch"
     init_std: float = 0.02
     g_spectral: bool = False
+    g_norm: str = "batch"
     cond: str = "none"
     attention: int = 0
     minibatch: str = "none"

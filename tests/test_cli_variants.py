@@ -46,8 +46,8 @@ def test_conditional_gan_samples_the_requested_classes(workdir: Path) -> None:
         sample_array(workdir, run, labels=[12])
 
 
-def test_sngan_preset_with_a_projection_discriminator(workdir: Path) -> None:
-    run = train(workdir, "experiment=sngan", "model.cond=projection")
+def test_sngan_preset_with_a_projection_discriminator_and_virtual_batch_norm(workdir: Path) -> None:
+    run = train(workdir, "experiment=sngan", "model.cond=projection", "model.g_norm=virtual")
     assert "loss/D" in scalar_tags(run)
 
 

@@ -181,6 +181,7 @@ def test_style_generator_sizes_itself_from_the_data() -> None:
         ({"name": "dcgan", "minibatch": "std"}, MNIST, "model.minibatch"),
         ({"name": "dcgan", "info_cat": 1}, MNIST, "info_cat"),
         ({"name": "dcgan", "d_norm": "sn"}, MNIST, "spectral"),
+        ({"name": "mlp", "g_norm": "virtual"}, MNIST, "BatchNorm layers"),
     ],
 )
 def test_invalid_model_options_are_clear_errors(over, spec, words) -> None:
@@ -203,6 +204,33 @@ def test_invalid_loss_options_are_clear_errors(over, words) -> None:
 
 
 def test_feature_matching_needs_a_discriminator_with_features() -> None:
-    G, D = build_models(model_cfg(name="shift", z_dim=1), DataSpec("gauss1d", (1,), 0))
+    G, D = build_models(model_cfg(name="shift", z_dim=1, d_norm="none"), DataSpec("gauss1d", (1,), 0))
     with pytest.raises(GanError, match="feature_matching"):
         build_loss(loss_cfg(feature_matching=True)).extra.check_fits(D)
+
+
+def test_virtual_batch_norm_makes_each_sample_independent_of_its_batch() -> None:
+    torch.manual_seed(0)
+    G, _ = build_models(model_cfg(name="dcgan", g_norm="virtual"), MNIST)
+    z = sample_latent(G, 6, "cpu")
+    alone = G(z[:1])
+    in_batch = G(z)[:1]
+    assert torch.allclose(alone, in_batch, atol=1e-5)
+    plain, _ = build_models(model_cfg(name="dcgan"), MNIST)  # BatchNorm in training mode mixes the batch
+    assert not torch.allclose(plain(z[:2])[:1], plain(z)[:1], atol=1e-5)
+
+
+def test_virtual_batch_norm_normalises_the_reference_batch() -> None:
+    torch.manual_seed(0)
+    from gan_cli.models.layers import VirtualBatchNorm2d
+
+    vbn = VirtualBatchNorm2d(3, reference=8)
+    x = torch.randn(12, 3, 4, 4) * 5 + 2
+    out = vbn(x)[:8]
+    assert torch.allclose(out.mean((0, 2, 3)), torch.zeros(3), atol=1e-5)
+    assert torch.allclose(out.std((0, 2, 3), unbiased=False), torch.ones(3), atol=1e-3)
+
+
+def test_the_fixed_one_dimensional_example_refuses_variant_options() -> None:
+    with pytest.raises(GanError, match="model.d_norm"):
+        build_models(model_cfg(name="shift", z_dim=1, d_norm="spectral"), DataSpec("gauss1d", (1,), 0))

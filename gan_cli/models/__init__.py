@@ -21,6 +21,7 @@ from gan_cli.models.shift import LogisticDiscriminator, ShiftGenerator
 from gan_cli.models.style import StyleGenerator
 
 D_NORMS = ("batch", "layer", "spectral", "none")
+G_NORMS = ("batch", "virtual")
 
 
 def _head(cfg, spec: DataSpec) -> HeadOptions:
@@ -36,7 +37,7 @@ def _mlp(cfg, spec: DataSpec) -> tuple[nn.Module, nn.Module]:
 
 
 def _dcgan(cfg, spec: DataSpec) -> tuple[nn.Module, nn.Module]:
-    G = DCGANGenerator(spec, _latent(cfg, spec), cfg.g_width, cfg.attention)
+    G = DCGANGenerator(spec, _latent(cfg, spec), cfg.g_width, cfg.attention, cfg.g_norm)
     return G, dcgan_discriminator(spec, cfg.d_width, cfg.d_norm, _head(cfg, spec), cfg.attention)
 
 
@@ -93,12 +94,17 @@ def _check_variant_options(cfg, spec: DataSpec) -> None:
     """Every combination the variant options do not support, as a GanError naming the way out."""
     if cfg.cond not in CONDITIONINGS:
         raise one_of("model.cond", cfg.cond, CONDITIONINGS)
+    if cfg.g_norm not in G_NORMS:
+        raise one_of("model.g_norm", cfg.g_norm, G_NORMS)
+    if cfg.g_norm == "virtual" and cfg.name != "dcgan":
+        raise GanError(f"model.g_norm=virtual replaces the BatchNorm layers of DCGAN's generator; model={cfg.name} has none. Use model=dcgan or model.g_norm=batch.")
     if cfg.minibatch not in MINIBATCH_LAYERS:
         raise one_of("model.minibatch", cfg.minibatch, MINIBATCH_LAYERS)
     if cfg.info_cat < 0 or cfg.info_cont < 0 or cfg.info_cat == 1:
         raise GanError(f"model.info_cat={cfg.info_cat} and model.info_cont={cfg.info_cont} must be >= 0 (and info_cat 0 or at least 2 categories).")
     if cfg.name == "shift":
-        changed = [k for k, off in (("cond", "none"), ("minibatch", "none"), ("info_cat", 0), ("info_cont", 0), ("attention", 0)) if cfg[k] != off]
+        fixed = (("cond", "none"), ("minibatch", "none"), ("info_cat", 0), ("info_cont", 0), ("attention", 0), ("d_norm", "none"), ("g_spectral", False), ("g_norm", "batch"))
+        changed = [k for k, off in fixed if cfg[k] != off]
         if changed:
             raise GanError(f"model=shift is the fixed 1-D example and takes none of {', '.join('model.' + k for k in changed)}. Use model=mlp or model=dcgan for variants.")
         return

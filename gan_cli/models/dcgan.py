@@ -13,7 +13,7 @@ from torch import nn
 
 from gan_cli.data.spec import DataSpec
 from gan_cli.errors import GanError
-from gan_cli.models.layers import Discriminator, HeadOptions, LabelToInput, LatentInput, SelfAttention
+from gan_cli.models.layers import Discriminator, HeadOptions, LabelToInput, LatentInput, SelfAttention, VirtualBatchNorm2d
 
 
 def dcgan_layout(spec: DataSpec, model: str = "dcgan") -> tuple[int, int]:
@@ -47,24 +47,37 @@ def _attention(resolution: int, at: int, channels: int) -> list[nn.Module]:
     return [SelfAttention(channels)] if resolution == at else []
 
 
+VBN_REFERENCE = 32  # size of virtual batch norm's fixed reference batch
+
+
 class DCGANGenerator(nn.Module):
-    def __init__(self, spec: DataSpec, latent: LatentInput, width: int, attention: int = 0) -> None:
+    def __init__(self, spec: DataSpec, latent: LatentInput, width: int, attention: int = 0, norm: str = "batch") -> None:
         super().__init__()
         base, k = dcgan_layout(spec)
         self.input = latent
         self.z_dim = latent.layout.size
+        self.virtual = norm == "virtual"
+        if self.virtual:  # a buffer, so the reference batch travels with the weights into every checkpoint
+            self.register_buffer("reference_z", latent.layout.sample(VBN_REFERENCE, "cpu", torch.Generator().manual_seed(12345)))
+
+        def g_norm(channels: int) -> nn.Module:
+            return VirtualBatchNorm2d(channels, VBN_REFERENCE) if self.virtual else nn.BatchNorm2d(channels)
+
         ch, res = width * 2 ** (k - 1), base
-        layers: list[nn.Module] = [nn.ConvTranspose2d(latent.size, ch, base, 1, 0, bias=False), nn.BatchNorm2d(ch), nn.ReLU(True)]
+        layers: list[nn.Module] = [nn.ConvTranspose2d(latent.size, ch, base, 1, 0, bias=False), g_norm(ch), nn.ReLU(True)]
         layers += _attention(res, attention, ch)
         for _ in range(k - 1):
-            layers += [nn.ConvTranspose2d(ch, ch // 2, 4, 2, 1, bias=False), nn.BatchNorm2d(ch // 2), nn.ReLU(True)]
+            layers += [nn.ConvTranspose2d(ch, ch // 2, 4, 2, 1, bias=False), g_norm(ch // 2), nn.ReLU(True)]
             ch, res = ch // 2, res * 2
             layers += _attention(res, attention, ch)
         layers += [nn.ConvTranspose2d(ch, spec.shape[0], 4, 2, 1, bias=False), nn.Tanh()]
         self.net = nn.Sequential(*layers)
 
     def forward(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
-        return self.net(self.input(z, y).view(len(z), -1, 1, 1))
+        if not self.virtual:
+            return self.net(self.input(z, y).view(len(z), -1, 1, 1))
+        v = torch.cat([self.input(self.reference_z.to(z.dtype), None), self.input(z, y)])  # reference labels cycle through the classes
+        return self.net(v.view(len(v), -1, 1, 1))[VBN_REFERENCE:]
 
 
 def dcgan_discriminator(spec: DataSpec, width: int, norm: str, opts: HeadOptions, attention: int = 0) -> Discriminator:

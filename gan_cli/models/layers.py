@@ -244,7 +244,6 @@ class Discriminator(nn.Module):
         self.label_input = label_input
         self.body = body
         self.head = DiscriminatorHead(features, opts)
-        self.needs_labels = opts.cond != "none"
 
     def forward_with_extras(self, x: torch.Tensor, y: Optional[torch.Tensor] = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         if self.label_input is not None:
@@ -274,3 +273,28 @@ class LatentInput(nn.Module):
 
     def forward(self, z: torch.Tensor, y: Optional[torch.Tensor]) -> torch.Tensor:
         return self.labels(z, y) if self.labels is not None else z
+
+
+class VirtualBatchNorm2d(nn.Module):
+    """Virtual batch norm (Salimans et al. 2016): statistics of a fixed reference batch plus the sample itself.
+
+    The batch arrives as [reference rows | real rows]; the reference rows are normalised by
+    their own statistics, every other sample by those combined with its own, so G's output for
+    one z no longer depends on which other z's share its batch.
+    """
+
+    def __init__(self, channels: int, reference: int, eps: float = 1e-5) -> None:
+        super().__init__()
+        self.reference, self.eps = reference, eps
+        self.weight = nn.Parameter(torch.ones(1, channels, 1, 1))
+        self.bias = nn.Parameter(torch.zeros(1, channels, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        r = self.reference
+        ref, own = x[:r], x[r:]
+        ref_mean, ref_sq = ref.mean((0, 2, 3), keepdim=True), ref.square().mean((0, 2, 3), keepdim=True)
+        own_mean, own_sq = own.mean((2, 3), keepdim=True), own.square().mean((2, 3), keepdim=True)
+        mean = torch.cat([ref_mean.expand(r, -1, -1, -1), (r * ref_mean + own_mean) / (r + 1)])
+        sq = torch.cat([ref_sq.expand(r, -1, -1, -1), (r * ref_sq + own_sq) / (r + 1)])
+        var = (sq - mean.square()).clamp_min(0)
+        return (x - mean) * torch.rsqrt(var + self.eps) * self.weight + self.bias
