@@ -24,6 +24,9 @@ test: $(STAMP)  ## the whole test suite (CPU, offline)
 test-fast: $(STAMP)  ## everything but the slow learning tests
 	$(BIN)/python -m pytest -q -m "not slow"
 
+bench: $(STAMP)  ## gan's training step vs the canonical DCGAN loop, side by side; writes bench/RESULTS.md (ARGS="--quick" for a smoke run)
+	$(BIN)/python -m bench.bench $(ARGS)
+
 tensorboard: $(STAMP)  ## TensorBoard over every run and sweep
 	$(BIN)/tensorboard --logdir . --port 6006
 

@@ -250,11 +250,22 @@ class CanonicalLoop:
             torch.cuda.synchronize(self.device)
 
 
-def build_pair(case: Case, workers: int = 2, sampler=None) -> tuple[GanLoop, CanonicalLoop]:
-    """gan's loop and the baseline, on identical initial weights (one build, deep-copied) and the same data."""
+def _build(case: Case) -> tuple[DictConfig, LoadedData, nn.Module, nn.Module]:
     cfg = compose_config(case)
     torch.manual_seed(cfg.seed)
     data = load_case_data(case, cfg)
     G, D = build_models(cfg.model, data.spec)
+    return cfg, data, G, D
+
+
+def build_pair(case: Case, workers: int = 2, sampler=None) -> tuple[GanLoop, CanonicalLoop]:
+    """gan's loop and the baseline, on identical initial weights (one build, deep-copied) and the same data."""
+    cfg, data, G, D = _build(case)
     baseline = CanonicalLoop(cfg, data, copy.deepcopy(G), copy.deepcopy(D), sampler=sampler, workers=workers)
     return GanLoop(cfg, data, G, D), baseline
+
+
+def build_loop(case: Case, which: str, workers: int = 2) -> GanLoop | CanonicalLoop:
+    """Only one of the two (for measuring its memory alone)."""
+    cfg, data, G, D = _build(case)
+    return GanLoop(cfg, data, G, D) if which == "gan" else CanonicalLoop(cfg, data, G, D, workers=workers)

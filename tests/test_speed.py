@@ -118,3 +118,17 @@ def test_bad_speed_option_is_a_clear_error(workdir: Path, override: str, named: 
     proc = run_gan("train", "train.steps=1", *TINY, override, cwd=workdir)
     assert proc.returncode == 2
     assert named in proc.stderr and "Allowed:" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_benchmark_races_both_loops_and_writes_a_table() -> None:
+    """bench/bench.py's race on a tiny case: both loops train and the table reports images/s and their ratio."""
+    from bench.bench import race, table
+
+    case = Case("tiny", ["model=dcgan", "dataset=mnist5k", "model.g_width=8", "model.d_width=8", "model.z_dim=16", "dataset.limit=256"],
+                batch_size=16, speed=FP32)  # fmt: skip
+    row = race(case, rounds=2, chunk=1, warmup=1)
+    assert row["gan_ips"] > 0 and row["base_ips"] > 0
+    assert row["ratio"] == pytest.approx(row["gan_ips"] / row["base_ips"])
+    assert row["flops_per_step"] > 0
+    lines = table([row], {}, None)
+    assert lines[2].startswith("| tiny |") and f"{row['ratio']:.2f}x" in lines[2]

@@ -1,0 +1,230 @@
+"""`make bench`: gan's training step against the canonical DCGAN loop, interleaved in one process.
+
+For every case both loops train on the same networks, batch, optimizer and data (bench/loops.py);
+they take turns in short timed chunks, so a machine whose load changes during the run (a shared
+CPU) slows both alike and the ratio stays fair. Peak memory is measured per loop in a fresh
+subprocess (RSS; on a GPU also CUDA's max allocated). Writes the tables to bench/RESULTS.md.
+
+    python -m bench.bench                    # every case and the scaling table
+    python -m bench.bench --quick            # fewer steps, for a smoke run
+    python -m bench.bench --speed train.compile=on --peak-tflops 989   # GPU: options, and % of peak
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import subprocess
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from bench.loops import Case, build_loop, build_pair
+
+HERE = Path(__file__).resolve().parent
+CASES = [
+    Case("dcgan mnist5k 28x28x1 b64", ["model=dcgan", "dataset=mnist5k"], batch_size=64),
+    Case("dcgan mnist5k 28x28x1 b256", ["model=dcgan", "dataset=mnist5k"], batch_size=256),
+    Case("dcgan random 32x32x3 b64", ["model=dcgan", "dataset=mnist5k"], data="random", batch_size=64),
+    Case("dcgan random 32x32x3 b256", ["model=dcgan", "dataset=mnist5k"], data="random", batch_size=256),
+    Case("mlp wgan_gp ring8 b64 (5 critic steps)", ["model=mlp", "experiment=wgan_gp", "dataset=ring8"], data="ring8", batch_size=64),
+]
+SCALING_BATCHES = (64, 256, 1024)
+SCALING_SIZES = ((28, 1), (32, 3), (64, 3))
+
+
+def scaling_cases() -> list[Case]:
+    by_batch = [Case(f"dcgan 28x28x1 b{b}", ["model=dcgan", "dataset=mnist5k"], batch_size=b) for b in SCALING_BATCHES]
+    by_size = [
+        Case(f"dcgan {s}x{s}x{c} b64", ["model=dcgan", "dataset=mnist5k"], data="random", image_size=s, channels=c, batch_size=64)
+        for s, c in SCALING_SIZES
+    ]
+    return by_batch + by_size
+
+
+def timed(loop, steps: int) -> float:
+    loop.sync()
+    t = time.perf_counter()
+    for _ in range(steps):
+        loop.step()
+    loop.sync()
+    return time.perf_counter() - t
+
+
+def race(case: Case, rounds: int, chunk: int, warmup: int) -> dict:
+    """images/s of both loops, measured in alternating chunks (the order flips every round)."""
+    gan, base = build_pair(case)
+    for loop in (gan, base):
+        timed(loop, warmup)
+    seconds = {"gan": 0.0, "baseline": 0.0}
+    cuda_peak = {"gan": 0, "baseline": 0}
+    for r in range(rounds):
+        for loop in (gan, base) if r % 2 == 0 else (base, gan):
+            if gan.device.type == "cuda":
+                torch.cuda.reset_peak_memory_stats(gan.device)
+            seconds[loop.name] += timed(loop, chunk)
+            if gan.device.type == "cuda":
+                cuda_peak[loop.name] = max(cuda_peak[loop.name], torch.cuda.max_memory_allocated(gan.device))
+    images = rounds * chunk * gan.images_per_step
+    try:
+        with FlopCounterMode(display=False) as counter:
+            gan.step()
+        flops = counter.get_total_flops()
+    except RuntimeError:  # the counter cannot follow autograd.grad inside a step (gradient penalties)
+        flops = float("nan")
+    out = {
+        "case": case.name,
+        "plan": gan.plan.describe(),
+        "gan_ips": images / seconds["gan"],
+        "base_ips": images / seconds["baseline"],
+        "flops_per_step": flops,
+    }
+    out["ratio"] = out["gan_ips"] / out["base_ips"]
+    out["gan_gflops"] = out["flops_per_step"] * out["gan_ips"] / gan.images_per_step / 1e9
+    if gan.device.type == "cuda":
+        out["gan_cuda_mib"], out["base_cuda_mib"] = cuda_peak["gan"] / 2**20, cuda_peak["baseline"] / 2**20
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# peak RSS, one loop per fresh process
+# ---------------------------------------------------------------------------------------------
+def _peak_kib(pid: str) -> int:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def _children() -> list[str]:
+    kids: list[str] = []
+    for task in Path("/proc/self/task").iterdir():
+        kids += (task / "children").read_text().split()
+    return kids
+
+
+def rss_child(case: Case, which: str, steps: int) -> None:
+    """Entry point of the subprocess: build one loop, train `steps`, print its peak RSS (MiB) as JSON."""
+    loop = build_loop(case, which)
+    timed(loop, steps)
+    workers = sum(_peak_kib(pid) for pid in _children())
+    print(json.dumps({"main_mib": _peak_kib("self") / 1024, "workers_mib": workers / 1024}))
+
+
+def peak_rss(case: Case, which: str, steps: int, speed: list[str]) -> dict:
+    if not Path("/proc/self/status").exists():
+        return {"main_mib": float("nan"), "workers_mib": float("nan")}
+    cmd = [sys.executable, "-m", "bench.bench", "--rss-of", case.name, which, "--steps", str(steps), "--speed", *speed]
+    proc = subprocess.run(cmd, cwd=HERE.parent, capture_output=True, text=True, check=True)
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+# ---------------------------------------------------------------------------------------------
+# the report
+# ---------------------------------------------------------------------------------------------
+def machine() -> str:
+    if torch.cuda.is_available():
+        return f"{torch.cuda.get_device_name()} (CUDA {torch.version.cuda}), torch {torch.__version__}"
+    cpu = platform.processor() or platform.machine()
+    try:
+        cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return f"CPU: {cpu}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads, torch {torch.__version__}"
+
+
+def table(rows: list[dict], rss: dict, peak_tflops: float | None) -> list[str]:
+    cuda = any("gan_cuda_mib" in r for r in rows)
+    head = "| case | gan images/s | baseline images/s | ratio | gan GFLOP/s |"
+    rule = "|---|---:|---:|---:|---:|"
+    if peak_tflops:
+        head, rule = head + " % of peak |", rule + "---:|"
+    if rss:
+        head, rule = head + " peak RSS gan (MiB) | peak RSS baseline (MiB, + workers) |", rule + "---:|---:|"
+    if cuda:
+        head, rule = head + " CUDA max alloc gan / baseline (MiB) |", rule + "---:|"
+    lines = [head, rule]
+    for r in rows:
+        gflops = "n/a" if math.isnan(r["gan_gflops"]) else f"{r['gan_gflops']:,.1f}"
+        line = f"| {r['case']} | {r['gan_ips']:,.0f} | {r['base_ips']:,.0f} | **{r['ratio']:.2f}x** | {gflops} |"
+        if peak_tflops:
+            line += f" {r['gan_gflops'] / (10 * peak_tflops):.1f}% |"
+        if rss:
+            g, b = rss[r["case"]]["gan"], rss[r["case"]]["baseline"]
+            line += f" {g['main_mib']:,.0f} | {b['main_mib']:,.0f} (+ {b['workers_mib']:,.0f}) |"
+        if cuda:
+            line += f" {r['gan_cuda_mib']:,.0f} / {r['base_cuda_mib']:,.0f} |"
+        lines.append(line)
+    return lines
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--quick", action="store_true", help="fewer and shorter rounds (a smoke run, not for the record)")
+    p.add_argument("--rounds", type=int, default=6, help="alternations of the two loops per case")
+    p.add_argument("--chunk", type=int, default=5, help="steps per loop per round")
+    p.add_argument("--speed", nargs="*", default=[], help="train.* overrides for gan's side, e.g. train.compile=on train.amp=bf16")
+    p.add_argument("--peak-tflops", type=float, default=None, help="the device's peak TFLOP/s at the precision used, to report the fraction reached")
+    p.add_argument("--no-scaling", action="store_true", help="skip the batch-size / image-size table")
+    p.add_argument("--out", type=Path, default=HERE / "RESULTS.md")
+    p.add_argument("--rss-of", nargs=2, metavar=("CASE", "LOOP"), help=argparse.SUPPRESS)
+    p.add_argument("--steps", type=int, default=6, help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+
+    all_cases = {c.name: c for c in CASES + scaling_cases()}
+    if args.rss_of:
+        rss_child(replace(all_cases[args.rss_of[0]], speed=args.speed), args.rss_of[1], args.steps)
+        return
+    rounds, chunk, warmup = (2, 2, 1) if args.quick else (args.rounds, args.chunk, 3)
+    started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    print(f"{machine()}; load average {load:.2f}", flush=True)
+
+    rows, rss = [], {}
+    for case in CASES:
+        case = replace(case, speed=args.speed)
+        rows.append(race(case, rounds, chunk, warmup))
+        rss[case.name] = {w: peak_rss(case, w, 3 if args.quick else 10, args.speed) for w in ("gan", "baseline")}
+        print(json.dumps(rows[-1] | {"rss": rss[case.name]}), flush=True)
+    scaling = []
+    if not args.no_scaling:
+        s_rounds, s_chunk = (1, 1, ) if args.quick else (2, 2)
+        for case in scaling_cases():
+            scaling.append(race(replace(case, speed=args.speed), s_rounds, s_chunk, 1))
+            print(json.dumps(scaling[-1]), flush=True)
+
+    plans = sorted({r["plan"] for r in rows})
+    text = [
+        "# Benchmark: gan's training step vs the canonical DCGAN loop",
+        "",
+        f"Written by `make bench` (`python -m bench.bench {' '.join(argv if argv is not None else sys.argv[1:])}`) on {started}.",
+        f"Machine: {machine()}; load average at the start {load:.2f}.",
+        f"gan's speed paths: {'; '.join(plans)}.",
+        "",
+        "Both loops train the same networks (one build, copied), batch, optimizer and data, taking turns in",
+        f"chunks of {chunk} steps ({rounds} rounds each, after {warmup} warm-up steps), so a change of machine load hits both alike.",
+        "The baseline is written in the style of pytorch/examples `dcgan/main.py` (bench/loops.py): DataLoader with 2 workers",
+        "over PIL images with torchvision transforms, Sigmoid + BCELoss, `zero_grad()`, plain Adam, `.item()` per step.",
+        "images/s counts real images through D (batch x critic steps). GFLOP/s: FLOPs of one gan step (torch's FlopCounterMode; n/a where the step differentiates twice) x steps/s.",
+        "Peak RSS: VmHWM of a fresh process training only that loop (the baseline's DataLoader workers listed apart).",
+        "",
+        *table(rows, rss, args.peak_tflops),
+    ]
+    if scaling:
+        text += ["", "## Scaling: images/s against batch size and image size", "", *table(scaling, {}, args.peak_tflops)]
+    args.out.write_text("\n".join(text) + "\n")
+    print("\n".join(text))
+
+
+if __name__ == "__main__":
+    main()
