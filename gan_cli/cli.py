@@ -7,7 +7,6 @@ everything below it raises and knows nothing of the terminal.
 from __future__ import annotations
 
 import sys
-import textwrap
 from pathlib import Path
 from typing import Callable
 
@@ -35,8 +34,8 @@ Each command takes Hydra overrides: `gan train model=dcgan loss=wgan_gp train.st
 
 
 def report(err: GanError) -> None:
-    """One paragraph on stderr, no traceback."""
-    print("\n".join(textwrap.wrap(f"gan: error: {err}", width=110)), file=sys.stderr)
+    """One paragraph (one line, which the terminal wraps) on stderr, no traceback."""
+    print(f"gan: error: {err}", file=sys.stderr)
 
 
 def _run_guarded(fn: Callable[[], object]) -> object:

@@ -26,7 +26,7 @@ SHOWN = ("loss/D", "loss/G", "D(x)", "D(G(z))")  # what the progress line shows
 
 
 class NonFiniteLoss(GanError):
-    pass
+    """A logged scalar went NaN or inf; the message names it and the first step."""
 
 
 SKIPPED = "amp/skipped"  # 1 for a step whose fp16 gradients overflowed, so the loss scaler skipped its update
@@ -110,12 +110,7 @@ class Tracker:
         means, bad = self.acc.read()
         if bad:
             key = min(bad, key=bad.get)
-            raise NonFiniteLoss(
-                f"Training diverged: {key} became non-finite (nan or inf) at step {bad[key]}. The run stopped; "
-                f"checkpoints/last.pt still holds the last good state. Try a lower learning rate (optimizer.lr), "
-                f"a gradient penalty (loss=wgan_gp) or another loss, and start again or resume from the last checkpoint.",
-                exit_code=3,
-            )
+            raise NonFiniteLoss(f"{key} became non-finite (nan or inf) at step {bad[key]}", exit_code=3)
         means.update(extra or {})
         for k, v in means.items():
             self.writer.add_scalar(k, v, step)

@@ -33,7 +33,7 @@ from gan_cli.models import build_models, latent_layout, sample_latent
 from gan_cli.models.layers import discriminate
 from gan_cli.plots import image_grid, points_figure, save_figure
 from gan_cli.speed import FP32, Precision, eager, enable_backend_speedups, plan_speed, prepare_models
-from gan_cli.tracking import Tracker
+from gan_cli.tracking import NonFiniteLoss, Tracker
 
 log = logging.getLogger("gan_cli")
 INTERRUPTED = 130
@@ -300,7 +300,12 @@ def train(cfg: DictConfig, run_dir: Path, overrides: list[str], hparam_choices: 
     tracker = Tracker(run_dir, cfg.train.steps, start_step)
     tracker.text("config", "```yaml\n" + OmegaConf.to_yaml(cfg) + "```")
 
+    last_saved = start_step if cfg.resume else None
+
     def checkpoint(step: int) -> None:
+        nonlocal last_saved
+        if not all(bool(torch.isfinite(p).all()) for p in (*G.parameters(), *D.parameters())):
+            raise NonFiniteLoss(f"the weights became non-finite (nan or inf) in the update of step {step}", exit_code=3)
         payload = {
             "step": step,
             "batches_done": batcher.batches_done,
@@ -317,6 +322,7 @@ def train(cfg: DictConfig, run_dir: Path, overrides: list[str], hparam_choices: 
         save_checkpoint(payload, run_dir / "checkpoints" / LAST)
         if step % cfg.train.ckpt_every == 0:
             save_checkpoint(payload, run_dir / "checkpoints" / f"step_{step:06d}.pt")
+        last_saved = step
 
     def lrs() -> dict[str, float]:
         return {"lr/D": opt_d.param_groups[0]["lr"], "lr/G": opt_g.param_groups[0]["lr"]}
@@ -344,6 +350,18 @@ def train(cfg: DictConfig, run_dir: Path, overrides: list[str], hparam_choices: 
                         f"Continue with: gan train resume={run_dir}",
                         exit_code=INTERRUPTED,
                     )
+    except NonFiniteLoss as err:
+        status = "diverged"
+        kept = (
+            f"{run_dir / 'checkpoints' / LAST} still holds the last good state (step {last_saved})"
+            if last_saved is not None
+            else "no checkpoint had been written yet"
+        )
+        raise GanError(
+            f"Training diverged: {err}. The run stopped and {kept}. Try a lower learning rate (optimizer.lr), "
+            f"a gradient penalty (loss=wgan_gp) or another loss.",
+            exit_code=3,
+        ) from err
     except GanError:
         status = "interrupted" if status == "interrupted" else "stopped"
         raise

@@ -41,3 +41,20 @@ def only_run_dir(cwd: Path) -> Path:
 @pytest.fixture
 def workdir(tmp_path: Path) -> Path:
     return tmp_path
+
+
+def compose_train(*overrides: str):
+    """The composed `gan train` config, as Hydra builds it for the CLI."""
+    from hydra import compose, initialize_config_dir
+
+    from gan_cli.config import config_dir, register_schemas
+
+    register_schemas()
+    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
+        return compose(config_name="train", overrides=list(overrides))
+
+
+def load_last(run_dir: Path) -> dict:
+    import torch
+
+    return torch.load(run_dir / "checkpoints" / "last.pt", weights_only=True)

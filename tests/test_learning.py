@@ -1,0 +1,62 @@
+"""It learns, not only runs: the theory of the classic papers, checked on toys in seconds."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import compose_train, load_last, only_run_dir, run_gan
+from gan_cli.data import load_dataset
+from gan_cli.data.batching import TensorBatcher
+from gan_cli.data.toys import mode_centers
+from gan_cli.losses import build_loss
+from gan_cli.metrics.toy import mode_coverage
+from gan_cli.models.shift import LogisticDiscriminator, ShiftGenerator
+from gan_cli.train import build_optimizers, train_step
+
+
+@pytest.mark.slow
+def test_gauss1d_theta_goes_to_7(workdir: Path) -> None:
+    """G(z) = z + theta against N(7, 1): the game's equilibrium is theta = 7, where D = 1/2 everywhere."""
+    run_gan("train", "model=shift", "dataset=gauss1d", "loss=ns", "optimizer.lr=0.02", "train.steps=2000",
+            "train.log_every=500", "train.sample_every=2000", cwd=workdir, check=True)  # fmt: skip
+    ckpt = load_last(only_run_dir(workdir))
+    theta = ckpt["models"]["G"]["theta"].item()
+    assert abs(theta - 7.0) < 0.5, theta
+    slope = ckpt["models"]["D"]["linear.weight"].item()
+    assert abs(slope) < 0.3, "at equilibrium D(x) is nearly flat at 1/2"
+
+
+@pytest.mark.slow
+def test_fixed_generator_d_reaches_the_analytic_optimum() -> None:
+    """With G frozen at N(6, 1) and data N(7, 1), D* = p_data / (p_data + p_g) = sigmoid(x - 6.5)."""
+    torch.manual_seed(0)
+    cfg = compose_train("model=shift", "dataset=gauss1d", "loss=ns", "optimizer.lr=0.05", "optimizer.lr_g=0")
+    data = load_dataset(cfg.dataset, seed=0)
+    G, D = ShiftGenerator(data.spec, init=6.0), LogisticDiscriminator(data.spec)
+    opt_g, opt_d = build_optimizers(cfg.optimizer, G, D)
+    batcher = TensorBatcher(data, 256, torch.device("cpu"), 0)
+    for _ in range(1500):
+        train_step(G, D, build_loss(cfg.loss), opt_g, opt_d, batcher, torch.device("cpu"))
+    assert G.theta.item() == 6.0, "lr_g=0 freezes G"
+    xs = torch.linspace(3, 10, 141).unsqueeze(1)
+    with torch.no_grad():
+        learned = torch.sigmoid(D(xs))
+    p_data = torch.exp(-0.5 * (xs - 7) ** 2)
+    p_g = torch.exp(-0.5 * (xs - 6) ** 2)
+    optimum = (p_data / (p_data + p_g)).squeeze(1)
+    assert (learned - optimum).abs().max().item() < 0.05
+
+
+@pytest.mark.slow
+def test_wgan_gp_covers_the_ring(workdir: Path) -> None:
+    run_gan("train", "model=mlp", "dataset=ring8", "experiment=wgan_gp", "model.g_width=64", "model.d_width=64",
+            "model.z_dim=8", "model.dropout=0", "optimizer.lr=5e-4", "train.batch_size=256", "train.steps=1000",
+            "train.log_every=250", "train.sample_every=1000", cwd=workdir, check=True, timeout=900)  # fmt: skip
+    run = only_run_dir(workdir)
+    run_gan("sample", f"ckpt={run}", "n=2500", "out=ring.npy", cwd=workdir, check=True)
+    coverage = mode_coverage(torch.from_numpy(np.load(workdir / "ring.npy")), mode_centers("ring8"), std=0.02)
+    assert coverage.modes_covered >= 6, coverage

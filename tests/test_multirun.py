@@ -1,0 +1,29 @@
+"""`gan train -m`: one directory per job, and a failing job does not stop the others."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from conftest import TINY, run_gan
+
+
+def job_dirs(cwd: Path) -> list[Path]:
+    return sorted(p for p in (cwd / "multirun").glob("*/*/*") if p.is_dir() and p.name.isdigit())
+
+
+def test_two_job_sweep_gives_two_runs(workdir: Path) -> None:
+    proc = run_gan("train", "-m", "loss=ns,wgan_gp", "train.steps=2", *TINY, cwd=workdir, check=True)
+    jobs = job_dirs(workdir)
+    assert len(jobs) == 2, proc.stdout
+    for job in jobs:
+        assert (job / "checkpoints" / "last.pt").is_file() and list(job.glob("events.out.tfevents.*"))
+    assert "loss=wgan_gp" in (jobs[1] / ".hydra" / "overrides.yaml").read_text()
+
+
+def test_a_failing_job_does_not_stop_the_sweep(workdir: Path) -> None:
+    proc = run_gan("train", "-m", "optimizer.lr=-1,0.001", "train.steps=2", *TINY, cwd=workdir)
+    assert proc.returncode != 0
+    assert "optimizer.lr=-1" in proc.stderr
+    jobs = job_dirs(workdir)
+    assert len(jobs) == 2
+    assert not (jobs[0] / "checkpoints").exists() and (jobs[1] / "checkpoints" / "last.pt").is_file()

@@ -1,0 +1,148 @@
+"""Resume, interruption, divergence, sampling and bad inputs, through the real `gan` command."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import TINY, gan_env, load_last, only_run_dir, run_gan
+
+TOY = ["model=mlp", "dataset=ring8", "model.g_width=8", "model.d_width=8", "model.z_dim=4", "train.batch_size=32", "train.num_workers=0"]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> Path:
+    """One tiny DCGAN run on mnist5k, shared by the sampling and error tests."""
+    cwd = tmp_path_factory.mktemp("trained")
+    run_gan("train", "train.steps=4", *TINY, cwd=cwd, check=True)
+    return only_run_dir(cwd)
+
+
+def assert_same_training_state(a: dict, b: dict) -> None:
+    assert a["step"] == b["step"] and a["batches_done"] == b["batches_done"]
+    for net in ("G", "D"):
+        for key, value in a["models"][net].items():
+            assert torch.equal(value, b["models"][net][key]), f"{net}.{key} differs"
+        sa, sb = a["optimizers"][net]["state"], b["optimizers"][net]["state"]
+        for idx in sa:
+            assert torch.equal(sa[idx]["exp_avg"], sb[idx]["exp_avg"])
+
+
+def test_resume_continues_in_the_same_dir_and_matches_an_uninterrupted_run(tmp_path: Path) -> None:
+    straight, split = tmp_path / "straight", tmp_path / "split"
+    straight.mkdir(), split.mkdir()
+    run_gan("train", "train.steps=8", *TOY, cwd=straight, check=True)
+    run_gan("train", "train.steps=4", *TOY, cwd=split, check=True)
+    run = only_run_dir(split)
+    proc = run_gan("train", f"resume={run}", "train.steps=8", cwd=split, check=True)
+    assert "step 8/8" in proc.stdout
+    assert only_run_dir(split) == run, "resume must not create a new run directory"
+    assert_same_training_state(load_last(only_run_dir(straight)), load_last(run))
+    assert "resumed from" in (run / "train.log").read_text()
+
+
+def test_resume_with_a_different_config_is_refused_and_changes_nothing(tmp_path: Path) -> None:
+    run_gan("train", "train.steps=2", *TOY, cwd=tmp_path, check=True)
+    run = only_run_dir(tmp_path)
+    before = hashlib.sha256((run / "checkpoints" / "last.pt").read_bytes()).hexdigest()
+    proc = run_gan("train", f"resume={run}", "train.steps=4", "loss=hinge", cwd=tmp_path)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "loss.objective: 'ns' -> 'hinge'" in proc.stderr.replace("\n", " ")
+    assert hashlib.sha256((run / "checkpoints" / "last.pt").read_bytes()).hexdigest() == before
+
+
+def test_sigint_saves_a_checkpoint_says_how_to_resume_and_resumes_exactly(tmp_path: Path) -> None:
+    straight, split = tmp_path / "straight", tmp_path / "split"
+    straight.mkdir(), split.mkdir()
+    steps = ["train.steps=1500", "train.log_every=1", "train.sample_every=100000", "train.ckpt_every=100000"]
+    env = {**gan_env(), "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "gan_cli", "train", *steps, *TOY], cwd=split, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    for line in proc.stdout:  # wait until training really runs
+        if line.startswith("step 5/"):
+            break
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    run = only_run_dir(split)
+    assert f"gan train resume={run}" in err.replace("\n", " ")
+    stopped_at = load_last(run)["step"]
+    assert 5 <= stopped_at < 1500
+    run_gan("train", f"resume={run}", cwd=split, check=True)
+    run_gan("train", *steps, *TOY, cwd=straight, check=True, timeout=600)
+    assert_same_training_state(load_last(only_run_dir(straight)), load_last(run))
+
+
+def test_a_nan_stops_the_run_names_the_step_and_keeps_the_last_good_checkpoint(tmp_path: Path) -> None:
+    proc = run_gan("train", *TOY, "loss=lsgan", "optimizer=sgd", "optimizer.lr=3", "train.steps=60", "train.log_every=1",
+                   "train.ckpt_every=2", cwd=tmp_path)  # fmt: skip
+    assert proc.returncode == 3, proc.stderr
+    message = proc.stderr.replace("\n", " ")
+    assert "Training diverged" in message and "non-finite" in message and "Traceback" not in message
+    bad_step = int(message.split(" at step ")[1].split(".")[0].split()[0])
+    ckpt = load_last(only_run_dir(tmp_path))
+    assert ckpt["step"] < bad_step and f"(step {ckpt['step']})" in message
+    assert all(torch.isfinite(t).all() for t in ckpt["models"]["G"].values())
+
+
+def test_sample_png_npy_and_pt_from_run_dir_or_file(trained: Path, tmp_path: Path) -> None:
+    run_gan("sample", f"ckpt={trained}", "n=16", f"out={tmp_path / 'grid.png'}", cwd=tmp_path, check=True)
+    assert (tmp_path / "grid.png").stat().st_size > 0
+    last = trained / "checkpoints" / "last.pt"
+    run_gan("sample", f"ckpt={last}", "n=10", "seed=3", f"out={tmp_path / 'a.npy'}", cwd=tmp_path, check=True)
+    run_gan("sample", f"ckpt={last}", "n=10", "seed=3", f"out={tmp_path / 'b.pt'}", cwd=tmp_path, check=True)
+    a, b = np.load(tmp_path / "a.npy"), torch.load(tmp_path / "b.pt", weights_only=True)
+    assert a.shape == (10, 1, 28, 28) and a.min() >= -1 and a.max() <= 1
+    assert np.array_equal(a, b.numpy()), "the same seed gives the same samples"
+    run_gan("sample", f"ckpt={trained}", "n=4", cwd=tmp_path, check=True)
+    assert (trained / "samples" / "sample_seed0.png").is_file()
+
+
+def test_sample_toy_points(tmp_path: Path) -> None:
+    run_gan("train", "train.steps=2", *TOY, cwd=tmp_path, check=True)
+    run_gan("sample", f"ckpt={only_run_dir(tmp_path)}", "n=50", "out=p.npy", cwd=tmp_path, check=True)
+    assert np.load(tmp_path / "p.npy").shape == (50, 2)
+    run_gan("sample", f"ckpt={only_run_dir(tmp_path)}", "n=50", "out=p.png", cwd=tmp_path, check=True)
+    assert (tmp_path / "p.png").stat().st_size > 0
+
+
+@pytest.mark.parametrize(
+    "args,expected",
+    [
+        (["sample", "ckpt=/no/such/run"], "does not exist"),
+        (["sample"], "needs a checkpoint"),
+        (["train", "dataset=mnist", "dataset.download=false", "dataset.root=ROOT"], "use dataset=mnist5k"),
+        (["train", "dataset=image_folder", "dataset.path=ROOT"], "holds no images"),
+        (["train", "model=dcgan", "dataset=ring8"], "model=dcgan needs images"),
+        (["train", "device=cuda:7"], "sees no CUDA GPU"),
+    ],
+)
+def test_bad_input_gives_one_paragraph_no_traceback(tmp_path: Path, args: list[str], expected: str) -> None:
+    if torch.cuda.is_available() and "device=cuda:7" in args:
+        pytest.skip("this machine has a GPU")
+    proc = run_gan(*[a.replace("ROOT", str(tmp_path)) for a in args], "train.steps=1" if args[0] == "train" else "n=1", cwd=tmp_path)
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr and expected in proc.stderr.replace("\n", " ")
+
+
+def test_corrupted_and_incompatible_checkpoints(trained: Path, tmp_path: Path) -> None:
+    broken = tmp_path / "broken.pt"
+    broken.write_bytes((trained / "checkpoints" / "last.pt").read_bytes()[:1000])
+    proc = run_gan("sample", f"ckpt={broken}", cwd=tmp_path)
+    assert proc.returncode == 2 and "corrupted" in proc.stderr and "Traceback" not in proc.stderr
+
+    ckpt = load_last(trained)
+    ckpt["config"]["model"]["g_width"] = 16  # the weights no longer fit the model the config describes
+    other = tmp_path / "other.pt"
+    torch.save(ckpt, other)
+    proc = run_gan("sample", f"ckpt={other}", cwd=tmp_path)
+    assert proc.returncode == 2 and "do not fit" in proc.stderr and "Traceback" not in proc.stderr
