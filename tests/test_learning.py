@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
@@ -14,8 +13,9 @@ from gan_cli.data.batching import TensorBatcher
 from gan_cli.data.toys import mode_centers
 from gan_cli.losses import build_loss
 from gan_cli.metrics.toy import mode_coverage
+from gan_cli.models import build_models
 from gan_cli.models.shift import LogisticDiscriminator, ShiftGenerator
-from gan_cli.train import build_optimizers, train_step
+from gan_cli.train import build_optimizers, seed_everything, train_step
 
 
 @pytest.mark.slow
@@ -52,11 +52,23 @@ def test_fixed_generator_d_reaches_the_analytic_optimum() -> None:
 
 
 @pytest.mark.slow
-def test_wgan_gp_covers_the_ring(workdir: Path) -> None:
-    run_gan("train", "model=mlp", "dataset=ring8", "experiment=wgan_gp", "model.g_width=64", "model.d_width=64",
-            "model.z_dim=8", "model.dropout=0", "optimizer.lr=5e-4", "train.batch_size=256", "train.steps=1000",
-            "train.log_every=250", "train.sample_every=1000", cwd=workdir, check=True, timeout=900)  # fmt: skip
-    run = only_run_dir(workdir)
-    run_gan("sample", f"ckpt={run}", "n=2500", "out=ring.npy", cwd=workdir, check=True)
-    coverage = mode_coverage(torch.from_numpy(np.load(workdir / "ring.npy")), mode_centers("ring8"), std=0.02)
+def test_wgan_gp_covers_the_ring() -> None:
+    """WGAN-GP with a small MLP finds (at least 6 of) the 8 modes of ring8 in 800 generator steps."""
+    cfg = compose_train("model=mlp", "dataset=ring8", "experiment=wgan_gp", "model.g_width=64", "model.d_width=64",
+                        "model.z_dim=8", "model.dropout=0", "optimizer.lr=5e-4", "train.batch_size=256")  # fmt: skip
+    seed_everything(0)
+    data = load_dataset(cfg.dataset, seed=0)
+    G, D = build_models(cfg.model, data.spec)
+    opt_g, opt_d = build_optimizers(cfg.optimizer, G, D)
+    loss, batcher = build_loss(cfg.loss), TensorBatcher(data, 256, torch.device("cpu"), 0)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny matmuls: threads only add sync overhead, badly so on a busy machine
+    try:
+        for _ in range(800):
+            train_step(G, D, loss, opt_g, opt_d, batcher, torch.device("cpu"))
+    finally:
+        torch.set_num_threads(threads)
+    with torch.no_grad():
+        samples = G(torch.randn(2500, cfg.model.z_dim))
+    coverage = mode_coverage(samples, mode_centers("ring8"), std=0.02)
     assert coverage.modes_covered >= 6, coverage
