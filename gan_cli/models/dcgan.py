@@ -2,8 +2,10 @@
 
 G: a transposed conv from z (a 1x1 map) to base x base, then k stride-2 transposed convs, each
 halving the channels; BatchNorm + ReLU inside, tanh out. D mirrors it with stride-2 convs and
-LeakyReLU(0.2), no pooling and no fully connected hidden layer; its last conv covers the whole
-base x base map and gives one logit.
+LeakyReLU(0.2), no pooling and no fully connected hidden layer; the shared head's linear layer
+(gan_cli.models.layers) plays DCGAN's last conv, covering the whole base x base map with one logit.
+Both take the variant options: label conditioning, self-attention at one resolution, virtual batch
+norm in G.
 """
 
 from __future__ import annotations
