@@ -234,3 +234,14 @@ def test_virtual_batch_norm_normalises_the_reference_batch() -> None:
 def test_the_fixed_one_dimensional_example_refuses_variant_options() -> None:
     with pytest.raises(GanError, match="model.d_norm"):
         build_models(model_cfg(name="shift", z_dim=1, d_norm="spectral"), DataSpec("gauss1d", (1,), 0))
+
+
+def test_the_projection_term_starts_at_the_scale_of_the_unconditional_logit() -> None:
+    """An N(0, 1) class embedding over thousands of features made the projection swamp D's logit from step 0."""
+    torch.manual_seed(0)
+    G, D = build_models(model_cfg(name="dcgan", cond="projection", d_width=16), MNIST)
+    x, y = torch.randn(64, 1, 28, 28).clamp(-1, 1), torch.randint(10, (64,))
+    h = D.body(x).flatten(1)
+    unconditional = D.head.out(h).squeeze(1)
+    projection = (D.head.project(y) * h).sum(1)
+    assert projection.std() < 3 * unconditional.std()

@@ -90,24 +90,31 @@ class LabelToLatent(nn.Module):
 
 
 class LabelToInput(nn.Module):
-    """D's side of a conditional GAN: a learned label map (images) or vector (points) appended to x."""
+    """D's side of a conditional GAN: the one-hot label appended to x, as constant channels for images.
+
+    A fixed one-hot code (as in the common conditional-DCGAN designs) gives D a clean signal from the
+    first step; a learned embedding here started as noise, and D took thousands of steps to use it.
+    """
 
     def __init__(self, num_classes: int, shape: tuple[int, ...]) -> None:
         super().__init__()
-        self.shape = shape
-        self.size = math.prod(shape[1:]) if len(shape) == 3 else num_classes
-        self.embed = nn.Embedding(num_classes, self.size)
+        self.num_classes, self.shape = num_classes, shape
 
     @property
     def extra(self) -> int:
         """Channels (images) or features (vectors) this layer adds to x."""
-        return 1 if len(self.shape) == 3 else self.size
+        return self.num_classes
+
+    @property
+    def size(self) -> int:
+        """Numbers this layer adds to each sample."""
+        return self.num_classes * (math.prod(self.shape[1:]) if len(self.shape) == 3 else 1)
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        e = self.embed(y).to(x.dtype)
+        onehot = F.one_hot(y, self.num_classes).to(x.dtype)
         if len(self.shape) == 3:
-            return torch.cat([x, e.view(len(x), 1, *self.shape[1:])], dim=1)
-        return torch.cat([x.flatten(1), e], dim=1)
+            return torch.cat([x, onehot[:, :, None, None].expand(-1, -1, *x.shape[2:])], dim=1)
+        return torch.cat([x.flatten(1), onehot], dim=1)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -212,6 +219,9 @@ class DiscriminatorHead(nn.Module):
         self.out = nn.Linear(features, 1)
         # projection discriminator (Miyato & Koyama 2018): logit += <embed(y), h>
         self.project = nn.Embedding(opts.num_classes, features) if opts.cond == "projection" else None
+        if self.project is not None:  # the scale of a linear layer's default init: N(0, 1) rows would swamp the logit
+            bound = 1 / math.sqrt(features)
+            nn.init.uniform_(self.project.weight, -bound, bound)
         # ACGAN (Odena et al. 2017): D also classifies every sample
         self.classify = nn.Linear(features, opts.num_classes) if opts.cond == "acgan" else None
         # InfoGAN (Chen et al. 2016): Q shares D's body and estimates the codes from h

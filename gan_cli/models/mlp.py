@@ -31,7 +31,8 @@ class MLPGenerator(nn.Module):
 
 def mlp_discriminator(spec: DataSpec, width: int, dropout: float, norm: str, opts: HeadOptions) -> Discriminator:
     """x (flattened, with the label embedding when concat-conditioned) -> 4w -> 2w -> w -> head."""
-    label_input = LabelToInput(opts.num_classes, spec.shape) if opts.cond == "concat" else None
+    # the one-hot label joins the flattened x (Mirza & Osindero), not as image-sized maps
+    label_input = LabelToInput(opts.num_classes, (math.prod(spec.shape),)) if opts.cond == "concat" else None
     dims = [math.prod(spec.shape) + (label_input.size if label_input else 0), 4 * width, 2 * width, width]
     layers: list[nn.Module] = [nn.Flatten()]
     for d_in, d_out in zip(dims[:-1], dims[1:]):
