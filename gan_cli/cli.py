@@ -1,4 +1,4 @@
-"""The `gan` command: `gan train|sample ...` dispatches to a Hydra app per subcommand.
+"""The `gan` command: `gan train|sample|eval ...` dispatches to a Hydra app per subcommand.
 
 This is the one place that turns a `GanError` into a one-paragraph message and an exit code;
 everything below it raises and knows nothing of the terminal.
@@ -27,6 +27,7 @@ USAGE = """usage: gan <command> [key=value ...] [-m] [--help]
 commands:
   train    train a GAN variant (or a sweep with -m), logging to TensorBoard under outputs/
   sample   draw images or points from a checkpoint (no dataset needed)
+  eval     score a checkpoint or a sweep (FID/KID/IS/precision-recall offline, toy mode coverage)
 
 Each command takes Hydra overrides: `gan train model=dcgan loss=wgan_gp train.steps=500`.
 `gan <command> --help` lists its config groups and options.
@@ -66,7 +67,14 @@ def sample_app(cfg: DictConfig) -> object:
     return _run_guarded(lambda: sample(cfg))
 
 
-COMMANDS: dict[str, Callable[[], object]] = {"train": train_app, "sample": sample_app}
+@hydra.main(config_path=CONF, config_name="eval", version_base="1.3")
+def eval_app(cfg: DictConfig) -> object:
+    from gan_cli.evaluate import evaluate
+
+    return _run_guarded(lambda: evaluate(cfg))
+
+
+COMMANDS: dict[str, Callable[[], object]] = {"train": train_app, "sample": sample_app, "eval": eval_app}
 
 
 def _override_key(override: str) -> str:

@@ -32,6 +32,7 @@ class ModelConfig:
     minibatch: str = "none"
     info_cat: int = 0
     info_cont: int = 0
+    ema: float = 0.0
 
 
 @dataclass
@@ -89,12 +90,28 @@ class TrainConfig:
 
 
 @dataclass
+class MetricsConfig:
+    metrics: Optional[List[str]] = None
+    n: Optional[int] = None
+    backbone: str = "lenet"
+    seed: int = 0
+    inception_weights: Optional[str] = None
+
+
+@dataclass
+class TrainEvalConfig(MetricsConfig):
+    every: int = 0
+    best: Optional[str] = None
+
+
+@dataclass
 class GanConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
     dataset: DatasetConfig = field(default_factory=DatasetConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    eval: TrainEvalConfig = field(default_factory=TrainEvalConfig)
     seed: int = 0
     device: str = "auto"
     resume: Optional[str] = None
@@ -111,6 +128,16 @@ class SampleConfig:
     mode: str = "grid"
     labels: Optional[List[int]] = None
     seeds: Optional[List[int]] = None
+    ema: bool = True
+    truncation: Optional[float] = None
+
+
+@dataclass
+class EvalConfig(MetricsConfig):
+    ckpt: str = MISSING
+    device: str = "auto"
+    ema: bool = True
+    truncation: Optional[float] = None
 
 
 def register_schemas() -> None:
@@ -118,6 +145,7 @@ def register_schemas() -> None:
     cs = ConfigStore.instance()
     cs.store(name="gan_schema", node=GanConfig)
     cs.store(name="sample_schema", node=SampleConfig)
+    cs.store(name="eval_schema", node=EvalConfig)
 
 
 def config_dir() -> Path:

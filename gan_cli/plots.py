@@ -49,3 +49,15 @@ def save_figure(fig, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path)
     plt.close(fig)
+
+
+def dstar_figure(xs: torch.Tensor, d: torch.Tensor, d_star: torch.Tensor, title: str = ""):
+    """The learned D(x) against the optimal D*(x) = p_data / (p_data + p_g) of the 1-D example."""
+    fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
+    ax.plot(xs.numpy(), d_star.numpy(), color="black", linestyle="--", label="D*(x) = p_data / (p_data + p_g)")
+    ax.plot(xs.numpy(), d.numpy(), color="tab:red", label="learned D(x)")
+    ax.set_ylim(-0.05, 1.05)
+    ax.legend(loc="upper right", fontsize=8)
+    ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    return fig

@@ -20,27 +20,28 @@ from gan_cli.checkpoint import load_checkpoint, run_dir_of
 from gan_cli.data import DataSpec
 from gan_cli.data.toys import TOY_NAMES, make_toy
 from gan_cli.errors import GanError, one_of
-from gan_cli.models import build_models, latent_layout, sample_latent
+from gan_cli.models import build_models, latent_layout, sample_latent, truncate
 from gan_cli.plots import image_grid, points_figure, save_figure
 from gan_cli.train import _load_state, pick_device
 
 OUT_KINDS = (".png", ".npy", ".pt")
 
 
-def load_generator(ckpt_target: str, device: torch.device) -> tuple[torch.nn.Module, DataSpec, dict, Path]:
-    """(G in eval mode, data spec, checkpoint dict, checkpoint path)."""
+def load_generator(ckpt_target: str, device: torch.device, ema: bool = True) -> tuple[torch.nn.Module, DataSpec, dict, Path]:
+    """(G in eval mode, data spec, checkpoint dict, checkpoint path); the EMA generator when asked and present."""
     ckpt, path = load_checkpoint(ckpt_target, map_location=device)
     spec = DataSpec.from_dict(ckpt["data_spec"])
     G, _ = build_models(OmegaConf.create(ckpt["config"]["model"]), spec)
-    _load_state(G, ckpt["models"]["G"], path)
+    _load_state(G, ckpt["models"]["G_ema" if ema and "G_ema" in ckpt["models"] else "G"], path)
     return G.to(device).eval(), spec, ckpt, path
 
 
 @torch.no_grad()
-def generate(G: torch.nn.Module, n: int, seed: int, device: torch.device, batch: int = 1024, labels: Optional[torch.Tensor] = None) -> torch.Tensor:
+def generate(G: torch.nn.Module, n: int, seed: int, device: torch.device, batch: int = 1024, labels: Optional[torch.Tensor] = None,
+             truncation: Optional[float] = None) -> torch.Tensor:  # fmt: skip
     """n samples from noise drawn with `seed` (the same seed gives the same samples), in chunks to bound memory."""
     gen = torch.Generator(device="cpu").manual_seed(seed)
-    return render(G, sample_latent(G, n, "cpu", gen), labels, device, batch)
+    return render(G, truncate(G, sample_latent(G, n, "cpu", gen), truncation), labels, device, batch)
 
 
 @torch.no_grad()
@@ -181,7 +182,7 @@ def sample(cfg) -> Path:
     if cfg.nrow is not None and cfg.nrow < 1:
         raise GanError(f"nrow={cfg.nrow} must be a positive number of images per row.")
     device = pick_device(cfg.device)
-    G, spec, ckpt, path = load_generator(cfg.ckpt, device)
+    G, spec, ckpt, path = load_generator(cfg.ckpt, device, cfg.ema)
     name = f"sample_seed{cfg.seed}.png" if cfg.mode == "grid" else f"{cfg.mode}_seed{cfg.seed}.png"
     out = Path(cfg.out) if cfg.out else run_dir_of(path) / "samples" / name
     if out.suffix.lower() not in OUT_KINDS:
@@ -191,7 +192,7 @@ def sample(cfg) -> Path:
     torch.manual_seed(cfg.seed)  # per-layer noise inputs (model=style) draw from the global generator
     gen = torch.Generator().manual_seed(cfg.seed)
     z, labels, nrow = MODES[cfg.mode](cfg, G, gen)
-    x = render(G, z, labels, device)
+    x = render(G, truncate(G, z, cfg.truncation), labels, device)
     out.parent.mkdir(parents=True, exist_ok=True)
     suffix = out.suffix.lower()
     if suffix == ".npy":

@@ -5,6 +5,7 @@
         G step on D(G(z))
         scalars into on-device sums; every log_every steps one read, logged and NaN-checked
         fixed-noise samples every sample_every, checkpoint every ckpt_every
+        scores every eval.every (metrics.jsonl, checkpoints/best.pt)
 
 The step function holds no global state (models, optimisers and data come in as arguments), so
 it can later be wrapped for several devices.
@@ -29,7 +30,8 @@ from gan_cli.config import to_plain
 from gan_cli.data import DataSpec, load_dataset, make_batcher
 from gan_cli.errors import GanError, one_of
 from gan_cli.losses import GanLoss, build_loss, mutual_info_bound
-from gan_cli.models import build_models, latent_layout, sample_latent
+from gan_cli.metrics.in_training import TrainingEval
+from gan_cli.models import EMA, build_models, latent_layout, sample_latent
 from gan_cli.models.layers import discriminate
 from gan_cli.plots import image_grid, points_figure, save_figure
 from gan_cli.speed import FP32, Precision, eager, enable_backend_speedups, plan_speed, prepare_models
@@ -40,7 +42,7 @@ INTERRUPTED = 130
 # keys that may change when a run is resumed: how long and how often, not what is trained
 # (and how fast: the speed paths other than AMP leave the math unchanged)
 RESUMABLE_CHANGES = ("train.steps", "train.log_every", "train.sample_every", "train.ckpt_every", "train.num_workers", "device", "resume",
-                     "train.channels_last", "train.compile", "train.data_on_device")  # fmt: skip
+                     "train.channels_last", "train.compile", "train.data_on_device", "eval.")  # fmt: skip
 
 
 # ---------------------------------------------------------------------------------------------
@@ -251,7 +253,11 @@ def _check_train_settings(cfg) -> None:
 
 
 def train(cfg: DictConfig, run_dir: Path, overrides: list[str], hparam_choices: dict[str, Any]) -> float:
-    """Train as `cfg` says, writing everything into `run_dir`. Returns the final generator loss."""
+    """Train as `cfg` says, writing everything into `run_dir`.
+
+    Returns the last value of the chosen score (eval.best) when eval.every > 0, else the final
+    generator loss: the number a Hydra sweeper optimises.
+    """
     _check_train_settings(cfg.train)
     device = pick_device(cfg.device)
     seed_everything(cfg.seed)
@@ -269,9 +275,13 @@ def train(cfg: DictConfig, run_dir: Path, overrides: list[str], hparam_choices: 
     if loss.penalty is not None and any(isinstance(m, nn.BatchNorm2d) for m in D.modules()):
         log.warning("loss.penalty=%s with BatchNorm in D: the penalty assumes per-sample outputs; consider model.d_norm=layer", cfg.loss.penalty)
     opt_g, opt_d = build_optimizers(cfg.optimizer, G, D)
+    if cfg.model.ema < 0:
+        raise GanError(f"model.ema={cfg.model.ema} must be in (0, 1), e.g. 0.999, or 0 to turn the EMA generator off.")
+    ema = EMA(G, cfg.model.ema) if cfg.model.ema > 0 else None
     fixed_z = sample_latent(G, cfg.train.n_samples, device)
     plain_cfg = to_plain(cfg)
     start_step = batches_done = 0
+    saved_eval = None
 
     if cfg.resume:
         ckpt, path = load_checkpoint(cfg.resume, map_location=device)
@@ -283,6 +293,9 @@ def train(cfg: DictConfig, run_dir: Path, overrides: list[str], hparam_choices: 
             )
         _load_state(G, ckpt["models"]["G"], path)
         _load_state(D, ckpt["models"]["D"], path)
+        if ema is not None:
+            _load_state(ema.module, ckpt["models"]["G_ema"], path)
+        saved_eval = ckpt.get("eval")
         opt_g.load_state_dict(ckpt["optimizers"]["G"])
         opt_d.load_state_dict(ckpt["optimizers"]["D"])
         amp.load_state_dict(ckpt.get("grad_scalers", {}))
@@ -297,12 +310,13 @@ def train(cfg: DictConfig, run_dir: Path, overrides: list[str], hparam_choices: 
         log.info("resumed from %s at step %d", path, start_step)
 
     batcher = make_batcher(data, cfg.train.batch_size, device, cfg.seed, cfg.train.num_workers, start_batch=batches_done, on_device=plan.data_on_device)
+    evaluator = TrainingEval(cfg.eval, cfg.dataset, data, run_dir, device, loss.objective.outputs_probability, saved_eval)
     tracker = Tracker(run_dir, cfg.train.steps, start_step)
     tracker.text("config", "```yaml\n" + OmegaConf.to_yaml(cfg) + "```")
 
     last_saved = start_step if cfg.resume else None
 
-    def checkpoint(step: int) -> None:
+    def checkpoint(step: int, best: bool = False) -> None:
         nonlocal last_saved
         if not all(bool(torch.isfinite(p).all()) for p in (*G.parameters(), *D.parameters())):
             raise NonFiniteLoss(f"the weights became non-finite (nan or inf) in the update of step {step}", exit_code=3)
@@ -312,17 +326,24 @@ def train(cfg: DictConfig, run_dir: Path, overrides: list[str], hparam_choices: 
             "config": plain_cfg,
             "overrides": list(overrides),
             "data_spec": data.spec.to_dict(),
-            "models": {"G": G.state_dict(), "D": D.state_dict()},
+            "models": {"G": G.state_dict(), "D": D.state_dict(), **({"G_ema": ema.module.state_dict()} if ema else {})},
             "optimizers": {"G": opt_g.state_dict(), "D": opt_d.state_dict()},
             "grad_scalers": amp.state_dict(),  # fp16 loss scales, so a resumed run does not re-learn them
             "fixed_z": fixed_z,
             "loss_state": loss.extra.state_dict(),
             "rng": {"torch": torch.get_rng_state(), "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None},
+            "eval": evaluator.state(),
         }
         save_checkpoint(payload, run_dir / "checkpoints" / LAST)
         if step % cfg.train.ckpt_every == 0:
             save_checkpoint(payload, run_dir / "checkpoints" / f"step_{step:06d}.pt")
         last_saved = step
+        if best:
+            save_checkpoint(payload, run_dir / "checkpoints" / "best.pt")
+
+    def evaluate(step: int) -> bool:
+        tracker.flush(step, lrs())  # never score (or keep as best) weights that went NaN
+        return evaluator.run(step, ema.module if ema else G, D, tracker)
 
     def lrs() -> dict[str, float]:
         return {"lr/D": opt_d.param_groups[0]["lr"], "lr/G": opt_g.param_groups[0]["lr"]}
@@ -332,6 +353,8 @@ def train(cfg: DictConfig, run_dir: Path, overrides: list[str], hparam_choices: 
         with StopRequest() as stop:
             for step in range(start_step + 1, cfg.train.steps + 1):
                 tracker.add(step, train_step(G_run, D_run, loss, opt_g, opt_d, batcher, device, amp))
+                if ema is not None:
+                    ema.update(G)
                 is_last = step == cfg.train.steps
                 if step % cfg.train.log_every == 0 or is_last or stop.signal:
                     tracker.flush(step, lrs())
@@ -339,9 +362,10 @@ def train(cfg: DictConfig, run_dir: Path, overrides: list[str], hparam_choices: 
                     tracker.advance(step)
                 if step % cfg.train.sample_every == 0 or is_last:
                     write_samples(G, D, fixed_z, data, step, run_dir, tracker)
-                if step % cfg.train.ckpt_every == 0 or is_last or stop.signal:
+                best = evaluator.due(step, is_last) and evaluate(step)
+                if step % cfg.train.ckpt_every == 0 or is_last or stop.signal or best:
                     tracker.flush(step, lrs())  # never write a checkpoint with NaN weights
-                    checkpoint(step)
+                    checkpoint(step, best)
                 if stop.signal:
                     status = "interrupted"
                     name = signal.Signals(stop.signal).name
@@ -367,7 +391,8 @@ def train(cfg: DictConfig, run_dir: Path, overrides: list[str], hparam_choices: 
         raise
     finally:
         tracker.finish(_hparams(hparam_choices, plain_cfg), step, status)
-    return tracker.latest.get("loss/G", float("nan"))
+    final = evaluator.final()
+    return final if final is not None else tracker.latest.get("loss/G", float("nan"))
 
 
 def _load_state(module: nn.Module, state: dict[str, torch.Tensor], path: Path) -> None:

@@ -1,4 +1,5 @@
-"""Mode coverage on Gaussian mixtures, with the definitions of VEEGAN and PacGAN.
+"""Toy metrics with known answers: mode coverage on Gaussian mixtures (VEEGAN/PacGAN definitions),
+moments and the optimal discriminator of the 1-D example.
 
 A sample is *high quality* when it lies within 3 standard deviations of its nearest mode; a
 mode is *covered* when at least one high-quality sample has it as nearest mode.
@@ -6,6 +7,7 @@ mode is *covered* when at least one high-quality sample has it as nearest mode.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -25,3 +27,28 @@ def mode_coverage(samples: torch.Tensor, centers: torch.Tensor, std: float, n_st
     good = nearest_dist <= n_std * std
     covered = torch.unique(nearest[good]).numel()
     return ModeCoverage(int(covered), len(centers), float(good.float().mean()))
+
+
+def moment_gaps(samples: torch.Tensor, mean: float, std: float) -> dict[str, float]:
+    """Distance of the sample mean and standard deviation to the data's (the 1-D example: 7 and 1)."""
+    x = samples.detach().double().cpu().flatten()
+    return {"mean_gap": abs(float(x.mean()) - mean), "std_gap": abs(float(x.std()) - std)}
+
+
+def _gaussian(x: torch.Tensor, mean: float | torch.Tensor, std: float | torch.Tensor) -> torch.Tensor:
+    return torch.exp(-0.5 * ((x - mean) / std) ** 2) / (std * math.sqrt(2 * math.pi))
+
+
+def optimal_discriminator(x: torch.Tensor, fake: torch.Tensor, mean: float, std: float) -> torch.Tensor:
+    """D*(x) = p_data / (p_data + p_g) for 1-D data N(mean, std^2), with p_g a Gaussian KDE of the samples
+    (Silverman's bandwidth): the discriminator the minimax game's inner max converges to."""
+    fake = fake.detach().double().cpu().flatten()
+    bw = max(1.06 * float(fake.std()) * len(fake) ** -0.2, 1e-3)
+    p_g = _gaussian(x.double()[:, None], fake[None, :], bw).mean(dim=1)
+    p_data = _gaussian(x.double(), mean, std)
+    return p_data / (p_data + p_g).clamp_min(1e-300)
+
+
+def dstar_distance(d_prob: torch.Tensor, d_star: torch.Tensor) -> float:
+    """Mean |D(x) - D*(x)| over points drawn half from the data and half from G."""
+    return float((d_prob.double().cpu() - d_star).abs().mean())

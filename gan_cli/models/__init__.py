@@ -130,3 +130,45 @@ def latent_layout(G: nn.Module) -> LatentLayout:
 def sample_latent(G: nn.Module, n: int, device: torch.device | str, generator: torch.Generator | None = None) -> torch.Tensor:
     """z ~ N(0, I) of G's latent size, with InfoGAN's codes (one-hot, uniform) in its tail when G has them."""
     return latent_layout(G).sample(n, device, generator)
+
+
+def truncate(G: nn.Module, z: torch.Tensor, truncation: float | None) -> torch.Tensor:
+    """The truncation trick (BigGAN): z's noise part mapped to N(0, 1) truncated to [-t, t].
+
+    The map is the monotone one (through the normal CDF), so every z keeps its place and a seed
+    still names the same sample, drawn closer to the mode: less diverse, cleaner. InfoGAN codes
+    in the tail of z are left as they are.
+    """
+    if truncation is None:
+        return z
+    if truncation <= 0:
+        raise GanError(f"truncation={truncation} must be a positive number of standard deviations (e.g. 0.7), or null for none.")
+    n = latent_layout(G).n_noise
+    normal = torch.distributions.Normal(0.0, 1.0)
+    lo = float(normal.cdf(torch.tensor(-float(truncation))))
+    u = (lo + normal.cdf(z[:, :n].double().cpu()) * (1 - 2 * lo)).clamp(1e-12, 1 - 1e-12)
+    out = z.clone()
+    out[:, :n] = normal.icdf(u.float()).clamp(-truncation, truncation).to(z.device, z.dtype)
+    return out
+
+
+class EMA:
+    """An exponential moving average of G's weights (and a copy of its buffers), for sampling and scores.
+
+    Not torch.optim.swa_utils.AveragedModel: its update reads a counter back to the host every
+    step, and the training step must not wait for the GPU. This one is a single fused lerp.
+    """
+
+    def __init__(self, G: nn.Module, decay: float) -> None:
+        if not 0.0 < decay < 1.0:
+            raise GanError(f"model.ema={decay} must be in (0, 1), e.g. 0.999, or 0 to turn the EMA generator off.")
+        import copy
+
+        self.decay = decay
+        self.module = copy.deepcopy(G).eval().requires_grad_(False)
+
+    @torch.no_grad()
+    def update(self, G: nn.Module) -> None:
+        torch._foreach_lerp_(list(self.module.parameters()), list(G.parameters()), 1.0 - self.decay)
+        for mine, theirs in zip(self.module.buffers(), G.buffers()):
+            mine.copy_(theirs)

