@@ -93,7 +93,7 @@ class Scorer:
         if any(METRICS[m].on_features for m in names):
             from gan_cli.metrics.backbones import build_backbone, labelled_tensors
 
-            self.backbone = build_backbone(backbone, data, device, inception_weights)
+            self.backbone = build_backbone(backbone, self._full(data, dataset_cfg), device, inception_weights)
             x, _ = labelled_tensors(data)
             n_real = min(self.n, len(x))
             order = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))[:n_real]
@@ -102,6 +102,18 @@ class Scorer:
             self.protocol.pop("has_logits", None)
         else:
             self.protocol.update({"backbone": None, "n_real": "analytic (known mixture)", "split": None})
+
+    @staticmethod
+    def _full(data, dataset_cfg):
+        """The dataset without dataset.limit: a run on a small subset is scored against that subset,
+        but by the classifier trained on all labelled data (the same cached one for every limit)."""
+        if dataset_cfg.get("limit") is None:
+            return data
+        from omegaconf import OmegaConf
+
+        from gan_cli.data import load_dataset
+
+        return load_dataset(OmegaConf.merge(dataset_cfg, {"limit": None}), 0)
 
     @staticmethod
     def _toy_choices() -> str:

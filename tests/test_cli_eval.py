@@ -1,0 +1,76 @@
+"""`gan eval`, eval.every, best.pt, EMA and truncation, end to end through the real command."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from conftest import TINY, only_run_dir, run_gan
+from test_metrics import lenet_cache, mnist5k  # noqa: F401  (session fixtures: one classifier for the whole session)
+
+RING = ["model=mlp", "dataset=ring8", "model.g_width=16", "model.d_width=16", "model.z_dim=8", "train.batch_size=64",
+        "train.log_every=10", "train.sample_every=1000", "train.ckpt_every=1000"]  # fmt: skip
+
+
+def jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_eval_every_logs_appends_and_keeps_best(workdir: Path) -> None:
+    run_gan("train", *RING, "train.steps=60", "eval.every=10", "eval.n=500", "eval.best=hq500", "model.ema=0.9", cwd=workdir, check=True)
+    run = only_run_dir(workdir)
+    records = jsonl(run / "metrics.jsonl")
+    assert [r["step"] for r in records] == [10, 20, 30, 40, 50, 60]
+    best = max(records, key=lambda r: r["hq500"])  # the first of equal maxima: only strictly better replaces best.pt
+    best_ckpt = torch.load(run / "checkpoints" / "best.pt", weights_only=True)
+    assert best_ckpt["step"] == best["step"]
+    assert best_ckpt["eval"] == {"best_name": "hq500", "best_value": best["hq500"]}
+    assert "G_ema" in best_ckpt["models"]
+    acc = EventAccumulator(str(run), size_guidance={"scalars": 0})
+    acc.Reload()
+    assert {"metrics/modes500", "metrics/hq500"} <= set(acc.Tags()["scalars"])
+    assert [e.step for e in acc.Scalars("metrics/hq500")] == [10, 20, 30, 40, 50, 60]
+
+    # gan eval on the run: toy metrics, metrics.json with the protocol; EMA and plain G differ
+    proc = run_gan("eval", f"ckpt={run}", "n=1000", cwd=workdir, check=True)
+    assert "modes1k" in proc.stdout
+    result = json.loads((run / "metrics.json").read_text())
+    assert set(result["scores"]) == {"modes1k", "hq1k"}
+    assert result["protocol"]["n_fake"] == 1000 and result["protocol"]["generator"] == "ema" and result["step"] == 60
+    run_gan("sample", f"ckpt={run}", "n=50", "out=ema.npy", cwd=workdir, check=True)
+    run_gan("sample", f"ckpt={run}", "n=50", "out=raw.npy", "ema=false", cwd=workdir, check=True)
+    run_gan("sample", f"ckpt={run}", "n=50", "out=trunc.npy", "truncation=0.5", cwd=workdir, check=True)
+    import numpy as np
+
+    ema, raw, trunc = (np.load(workdir / f) for f in ("ema.npy", "raw.npy", "trunc.npy"))
+    assert not np.allclose(ema, raw) and not np.allclose(ema, trunc)
+
+
+def test_gan_eval_on_a_tiny_image_checkpoint_and_a_sweep(workdir: Path, lenet_cache: Path) -> None:  # noqa: F811
+    run_gan("train", "-m", "train.steps=4", "loss=ns,lsgan", *TINY, cwd=workdir, check=True)
+    sweep = next((workdir / "multirun").glob("*/*"))
+    proc = run_gan("eval", f"ckpt={sweep}", "n=300", "metrics=[fid,kid,is,classes]", "truncation=0.8", cwd=workdir, check=True)
+    names = {"fid300_lenet_t0.8", "kid300_lenet_t0.8", "is300_lenet_t0.8", "classes300_lenet_t0.8", "class_kl300_lenet_t0.8"}
+    for job in ("0", "1"):
+        result = json.loads((sweep / job / "metrics.json").read_text())
+        assert set(result["scores"]) == names
+        p = result["protocol"]
+        assert (p["backbone"], p["n_real"], p["n_fake"], p["seed"], p["truncation"]) == ("lenet", 256, 300, 0, 0.8)
+        assert p["classifier_accuracy"] >= 0.95 and p["split"].startswith("train")
+        assert result["scores"]["fid300_lenet_t0.8"] > 0
+    assert "loss=ns" in proc.stdout and "loss=lsgan" in proc.stdout  # one column per job
+
+    bad = run_gan("eval", f"ckpt={sweep}/0", "metrics=[modes]", cwd=workdir)
+    assert bad.returncode == 2 and "defined only for dataset ring8 or grid25" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_gauss1d_plots_learned_d_against_the_optimal_d(workdir: Path) -> None:
+    run_gan("train", "model=shift", "dataset=gauss1d", "train.steps=20", "train.log_every=10", "eval.every=10", "eval.n=500", cwd=workdir, check=True)
+    run = only_run_dir(workdir)
+    records = jsonl(run / "metrics.jsonl")
+    assert set(records[-1]) == {"step", "mean_gap500", "std_gap500", "dstar_l1500", "seconds"}
+    assert 0 <= records[-1]["dstar_l1500"] <= 1
+    assert (run / "figures" / "dstar_step_000020.png").is_file()
