@@ -100,7 +100,7 @@ def test_truncation_is_bounded_monotone_and_keeps_untruncated_z() -> None:
     z = torch.randn(2000, 16, generator=torch.Generator().manual_seed(3))
     t = truncate(G, z, 0.7)
     assert t.abs().max() <= 0.7
-    assert torch.equal(t.argsort(dim=0), z.argsort(dim=0))  # the same seed names the same sample, pulled toward the mode
+    assert (t.gather(0, z.argsort(dim=0)).diff(dim=0) >= 0).all()  # monotone: a seed names the same sample, pulled toward the mode
     assert t.std() < z.std() and truncate(G, z, None) is z
     assert (truncate(G, z, 50.0) - z).abs().max() < 1e-3  # a huge bound changes nothing
     with pytest.raises(GanError, match="truncation"):
