@@ -58,3 +58,25 @@ def load_last(run_dir: Path) -> dict:
     import torch
 
     return torch.load(run_dir / "checkpoints" / "last.pt", weights_only=True)
+
+
+@pytest.fixture(scope="session")
+def lenet_cache(tmp_path_factory) -> Path:
+    """GAN_CACHE_DIR for the rest of the session (CLI subprocesses too): the mnist5k classifier is trained into it once."""
+    cache = tmp_path_factory.mktemp("gan_cache")
+    previous = os.environ.get("GAN_CACHE_DIR")
+    os.environ["GAN_CACHE_DIR"] = str(cache)
+    yield cache
+    if previous is None:
+        os.environ.pop("GAN_CACHE_DIR", None)
+    else:
+        os.environ["GAN_CACHE_DIR"] = previous
+
+
+@pytest.fixture(scope="session")
+def mnist5k():
+    from omegaconf import OmegaConf
+
+    from gan_cli.data import load_dataset
+
+    return load_dataset(OmegaConf.create({"name": "mnist5k", "limit": None, "image_size": None}), 0)

@@ -9,7 +9,6 @@ import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from conftest import TINY, only_run_dir, run_gan
-from test_metrics import lenet_cache, mnist5k  # noqa: F401  (session fixtures: one classifier for the whole session)
 
 RING = ["model=mlp", "dataset=ring8", "model.g_width=16", "model.d_width=16", "model.z_dim=8", "train.batch_size=64",
         "train.log_every=10", "train.sample_every=1000", "train.ckpt_every=1000"]  # fmt: skip
@@ -49,7 +48,7 @@ def test_eval_every_logs_appends_and_keeps_best(workdir: Path) -> None:
     assert not np.allclose(ema, raw) and not np.allclose(ema, trunc)
 
 
-def test_gan_eval_on_a_tiny_image_checkpoint_and_a_sweep(workdir: Path, lenet_cache: Path) -> None:  # noqa: F811
+def test_gan_eval_on_a_tiny_image_checkpoint_and_a_sweep(workdir: Path, lenet_cache: Path) -> None:
     run_gan("train", "-m", "train.steps=4", "loss=ns,lsgan", *TINY, cwd=workdir, check=True)
     sweep = next((workdir / "multirun").glob("*/*"))
     proc = run_gan("eval", f"ckpt={sweep}", "n=300", "metrics=[fid,kid,is,classes]", "truncation=0.8", cwd=workdir, check=True)

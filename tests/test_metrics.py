@@ -4,7 +4,6 @@ domain classifier's accuracy and cache, the InceptionV3 weights rule."""
 from __future__ import annotations
 
 import math
-import os
 from pathlib import Path
 
 import pytest
@@ -22,7 +21,6 @@ from gan_cli.metrics.backbones import build_backbone
 from gan_cli.metrics.toy import mode_coverage, moment_gaps
 from gan_cli.models import truncate
 
-MNIST5K = OmegaConf.create({"name": "mnist5k", "limit": None, "image_size": None})
 CPU = torch.device("cpu")
 
 
@@ -108,26 +106,8 @@ def test_truncation_is_bounded_monotone_and_keeps_untruncated_z() -> None:
 
 
 # ---------------------------------------------------------------------------------------------
-# the domain classifier (trained once per session into a temporary cache)
+# the domain classifier (trained once per session into a temporary cache: conftest.lenet_cache)
 # ---------------------------------------------------------------------------------------------
-@pytest.fixture(scope="session")
-def lenet_cache(tmp_path_factory) -> Path:
-    """GAN_CACHE_DIR for every test of the session (CLI tests too), with the mnist5k classifier trained in it."""
-    cache = tmp_path_factory.mktemp("gan_cache")
-    previous = os.environ.get("GAN_CACHE_DIR")
-    os.environ["GAN_CACHE_DIR"] = str(cache)
-    yield cache
-    if previous is None:
-        os.environ.pop("GAN_CACHE_DIR", None)
-    else:
-        os.environ["GAN_CACHE_DIR"] = previous
-
-
-@pytest.fixture(scope="session")
-def mnist5k():
-    return load_dataset(MNIST5K, 0)
-
-
 @pytest.mark.slow
 def test_domain_classifier_accuracy_and_cache(lenet_cache: Path, mnist5k, monkeypatch) -> None:
     backbone = build_backbone("lenet", mnist5k, CPU)
