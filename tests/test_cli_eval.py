@@ -73,3 +73,16 @@ def test_gauss1d_plots_learned_d_against_the_optimal_d(workdir: Path) -> None:
     assert set(records[-1]) == {"step", "mean_gap500", "std_gap500", "dstar_l1500", "seconds"}
     assert 0 <= records[-1]["dstar_l1500"] <= 1
     assert (run / "figures" / "dstar_step_000020.png").is_file()
+
+
+def test_presets_override_the_defaults_of_train_yaml() -> None:
+    from hydra import compose, initialize_config_dir
+
+    from gan_cli.config import config_dir, register_schemas
+
+    register_schemas()
+    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
+        cfg = compose(config_name="train", overrides=["experiment=mode_collapse", "loss=wgan_gp"])
+    assert (cfg.dataset.name, cfg.model.name, cfg.model.z_dim) == ("ring8", "mlp", 2)
+    assert (cfg.train.steps, cfg.train.batch_size, cfg.eval.every, list(cfg.eval.metrics)) == (2000, 256, 250, ["modes"])
+    assert (cfg.loss.objective, cfg.loss.n_critic) == ("wasserstein", 5)

@@ -132,7 +132,7 @@ def test_fid_kid_near_zero_on_real_data_and_grow_with_corruption(lenet_cache: Pa
 
     def scores(images: torch.Tensor) -> tuple[float, float]:
         feats, _ = backbone.features(images, CPU)
-        return F.fid(real, feats), F.kid(real, feats, seed=0)
+        return F.fid(real, feats), F.kid(real, feats, seed=0, subsets=10)  # 10 subsets: the ordering, not the protocol's precision
 
     fid_real, kid_real = scores(b)
     noise = scores(torch.rand_like(b) * 2 - 1)

@@ -20,6 +20,7 @@ from torchmetrics.image.kid import KernelInceptionDistance
 PRDC_K = 5  # neighbours defining each sample's manifold ball (the papers' default)
 IS_SPLITS = 10
 KID_SUBSET = 1000
+KID_SUBSETS = 100  # StyleGAN's protocol: 100 subsets of 1000
 
 
 class Precomputed(nn.Module):
@@ -40,12 +41,12 @@ def fid(real: torch.Tensor, fake: torch.Tensor) -> float:
     return float(metric.compute())
 
 
-def kid(real: torch.Tensor, fake: torch.Tensor, seed: int) -> float:
-    """Unbiased MMD^2 with the cubic polynomial kernel, averaged over 100 subsets (seeded)."""
+def kid(real: torch.Tensor, fake: torch.Tensor, seed: int, subsets: int = KID_SUBSETS) -> float:
+    """Unbiased MMD^2 with the cubic polynomial kernel, averaged over `subsets` random subsets (seeded)."""
     subset = min(KID_SUBSET, len(real), len(fake))
     with warnings.catch_warnings():  # "will save all extracted features": ours are already in memory
         warnings.simplefilter("ignore", UserWarning)
-        metric = KernelInceptionDistance(feature=Precomputed(real.shape[1]), subset_size=subset)
+        metric = KernelInceptionDistance(feature=Precomputed(real.shape[1]), subset_size=subset, subsets=subsets)
     metric.update(real.double(), real=True)
     metric.update(fake.double(), real=False)
     with torch.random.fork_rng():
