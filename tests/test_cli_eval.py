@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from conftest import TINY, only_run_dir, run_gan
+from conftest import TINY, compose_train, only_run_dir, run_gan
 
 RING = ["model=mlp", "dataset=ring8", "model.g_width=16", "model.d_width=16", "model.z_dim=8", "train.batch_size=64",
         "train.log_every=10", "train.sample_every=1000", "train.ckpt_every=1000"]  # fmt: skip
@@ -76,13 +76,7 @@ def test_gauss1d_plots_learned_d_against_the_optimal_d(workdir: Path) -> None:
 
 
 def test_presets_override_the_defaults_of_train_yaml() -> None:
-    from hydra import compose, initialize_config_dir
-
-    from gan_cli.config import config_dir, register_schemas
-
-    register_schemas()
-    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
-        cfg = compose(config_name="train", overrides=["experiment=mode_collapse", "loss=wgan_gp"])
+    cfg = compose_train("experiment=mode_collapse", "loss=wgan_gp")
     assert (cfg.dataset.name, cfg.model.name, cfg.model.z_dim) == ("ring8", "mlp", 2)
     assert (cfg.train.steps, cfg.train.batch_size, cfg.eval.every, list(cfg.eval.metrics)) == (2000, 256, 250, ["modes"])
     assert (cfg.loss.objective, cfg.loss.n_critic) == ("wasserstein", 5)
