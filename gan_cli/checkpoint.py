@@ -16,6 +16,7 @@ from typing import Any
 
 import torch
 
+from gan_cli.config import upgrade_saved_config
 from gan_cli.errors import GanError
 
 FORMAT = "gan_cli/1"
@@ -74,4 +75,6 @@ def load_checkpoint(target: str | os.PathLike, map_location: str | torch.device 
         raise GanError(f"Checkpoint {str(path)!r} is corrupted or not a PyTorch file ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}).") from exc
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise GanError(f"{str(path)!r} is a PyTorch file but not a gan checkpoint (expected format {FORMAT!r}). Pass a checkpoint written by `gan train`.")
+    if "config" in ckpt:
+        ckpt["config"] = upgrade_saved_config(ckpt["config"])
     return ckpt, path

@@ -14,6 +14,9 @@ from typing import Any, List, Optional
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
+from omegaconf.errors import ConfigKeyError, ValidationError
+
+from gan_cli.errors import GanError
 
 
 @dataclass
@@ -160,3 +163,21 @@ def config_dir() -> Path:
 def to_plain(cfg: DictConfig) -> dict[str, Any]:
     """The resolved config as plain Python containers: safe to store in a weights_only checkpoint."""
     return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]
+
+
+def upgrade_saved_config(saved: dict[str, Any]) -> dict[str, Any]:
+    """A checkpoint's config with today's defaults for the keys added since it was written.
+
+    Options are only ever added with defaults that keep the old behaviour (`g_norm=batch`,
+    `cond=none`, ...), so filling them in lets `gan sample`, `gan eval` and `resume` read
+    checkpoints from earlier versions. A key that no longer exists cannot be interpreted,
+    which is a clear error rather than a guess.
+    """
+    try:
+        merged = OmegaConf.merge(OmegaConf.structured(GanConfig), saved)
+    except (ConfigKeyError, ValidationError) as exc:
+        raise GanError(
+            f"The checkpoint's config does not fit this version of gan ({str(exc).splitlines()[0]}); "
+            "sample or resume it with the gan version that wrote it."
+        ) from exc
+    return OmegaConf.to_container(merged, resolve=True)  # type: ignore[return-value]

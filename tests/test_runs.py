@@ -146,3 +146,26 @@ def test_corrupted_and_incompatible_checkpoints(trained: Path, tmp_path: Path) -
     torch.save(ckpt, other)
     proc = run_gan("sample", f"ckpt={other}", cwd=tmp_path)
     assert proc.returncode == 2 and "do not fit" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_checkpoints_from_before_an_option_existed_still_sample_and_resume(trained: Path, tmp_path: Path) -> None:
+    """Keys added to the config later take their defaults, which keep the old behaviour."""
+    ckpt = load_last(trained)
+    for key in ("g_norm", "cond", "attention", "minibatch", "info_cat", "info_cont", "ema"):
+        del ckpt["config"]["model"][key]
+    for key in ("amp", "channels_last", "compile", "data_on_device"):
+        del ckpt["config"]["train"][key]
+    del ckpt["config"]["eval"]
+    old = tmp_path / "old" / "checkpoints" / "last.pt"
+    old.parent.mkdir(parents=True)
+    torch.save(ckpt, old)
+    run_gan("sample", f"ckpt={old}", "n=6", f"out={tmp_path / 'old.npy'}", cwd=tmp_path, check=True)
+    run_gan("sample", f"ckpt={trained}", "n=6", f"out={tmp_path / 'new.npy'}", cwd=tmp_path, check=True)
+    assert np.array_equal(np.load(tmp_path / "old.npy"), np.load(tmp_path / "new.npy"))
+    run_gan("train", f"resume={old.parent.parent}", "train.steps=5", *TINY, cwd=tmp_path, check=True)
+    assert load_last(old.parent.parent)["step"] == 5
+
+    ckpt["config"]["model"]["wings"] = 2  # a key this version does not know
+    torch.save(ckpt, old)
+    proc = run_gan("sample", f"ckpt={old}", cwd=tmp_path)
+    assert proc.returncode == 2 and "wings" in proc.stderr and "Traceback" not in proc.stderr
