@@ -6,12 +6,18 @@ import math
 from pathlib import Path
 from typing import Callable, Optional
 
-import matplotlib
+import torch
+from torchvision.utils import make_grid
 
-matplotlib.use("Agg")  # files only: no display needed, safe in workers and CI
-import matplotlib.pyplot as plt  # noqa: E402
-import torch  # noqa: E402
-from torchvision.utils import make_grid  # noqa: E402
+
+def _pyplot():
+    """matplotlib, imported on first use: it costs half a second, and image runs never plot."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only: no display needed, safe in workers and CI
+    import matplotlib.pyplot as plt
+
+    return plt
 
 
 def image_grid(images: torch.Tensor, nrow: Optional[int] = None) -> torch.Tensor:
@@ -23,7 +29,7 @@ def image_grid(images: torch.Tensor, nrow: Optional[int] = None) -> torch.Tensor
 def points_figure(fake: torch.Tensor, real: Optional[torch.Tensor] = None, d_fn: Optional[Callable] = None, title: str = ""):
     """2-D: generated points over real ones. 1-D: histograms of both, and D(x) when given."""
     fake = fake.detach().float().cpu()
-    fig, ax = plt.subplots(figsize=(5, 5) if fake.shape[1] == 2 else (6, 4), dpi=100)
+    fig, ax = _pyplot().subplots(figsize=(5, 5) if fake.shape[1] == 2 else (6, 4), dpi=100)
     if fake.shape[1] >= 2:
         if real is not None:
             ax.scatter(real[:, 0], real[:, 1], s=4, c="tab:blue", alpha=0.3, label="real")
@@ -48,12 +54,12 @@ def points_figure(fake: torch.Tensor, real: Optional[torch.Tensor] = None, d_fn:
 def save_figure(fig, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path)
-    plt.close(fig)
+    _pyplot().close(fig)
 
 
 def dstar_figure(xs: torch.Tensor, d: torch.Tensor, d_star: torch.Tensor, title: str = ""):
     """The learned D(x) against the optimal D*(x) = p_data / (p_data + p_g) of the 1-D example."""
-    fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
+    fig, ax = _pyplot().subplots(figsize=(6, 4), dpi=100)
     ax.plot(xs.numpy(), d_star.numpy(), color="black", linestyle="--", label="D*(x) = p_data / (p_data + p_g)")
     ax.plot(xs.numpy(), d.numpy(), color="tab:red", label="learned D(x)")
     ax.set_ylim(-0.05, 1.05)
