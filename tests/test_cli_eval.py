@@ -18,6 +18,37 @@ def jsonl(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 
+def test_a_resumed_run_keeps_its_best_score_and_only_a_better_one_replaces_best_pt(tmp_path: Path) -> None:
+    """The checkpoint's eval state is what a resumed run compares against, so best.pt is never replaced by a worse G."""
+    from gan_cli.data import load_dataset
+    from gan_cli.metrics.in_training import TrainingEval
+    from gan_cli.models import build_models
+    from gan_cli.tracking import Tracker
+
+    cpu = torch.device("cpu")
+    cfg = compose_train(*RING, "eval.every=10", "eval.n=500", "eval.best=hq500")
+    data = load_dataset(cfg.dataset, cfg.seed)
+    G, D = build_models(cfg.model, data.spec)
+    tracker = Tracker(tmp_path, 100, 0)
+
+    def evaluator(best: str, saved=None) -> TrainingEval:
+        eval_cfg = cfg.eval.copy()
+        eval_cfg.best = best
+        return TrainingEval(eval_cfg, cfg.dataset, data, tmp_path, cpu, True, saved)
+
+    fresh = evaluator("hq500")
+    assert fresh.run(10, G, D, tracker)  # the first score is the best so far
+    saved = fresh.state()
+    assert saved == {"best_name": "hq500", "best_value": fresh.latest["hq500"]}
+    # the same G scores the same (fixed eval seed): not strictly better than the saved best
+    assert not evaluator("hq500", saved).run(20, G, D, tracker)
+    assert evaluator("hq500", {**saved, "best_value": saved["best_value"] - 1}).run(30, G, D, tracker)
+    # a resumed run that keeps best.pt by another score starts that score afresh
+    assert evaluator("modes500", saved).run(40, G, D, tracker)
+    tracker.writer.close()
+    assert [r["step"] for r in jsonl(tmp_path / "metrics.jsonl")] == [10, 20, 30, 40]
+
+
 def test_eval_every_logs_appends_and_keeps_best(workdir: Path) -> None:
     run_gan("train", *RING, "train.steps=60", "eval.every=10", "eval.n=500", "eval.best=hq500", "model.ema=0.9", cwd=workdir, check=True)
     run = only_run_dir(workdir)

