@@ -59,6 +59,16 @@ def timed(loop, steps: int) -> float:
     return time.perf_counter() - t
 
 
+def step_flops(loop) -> float:
+    """FLOPs of one training step (torch's FlopCounterMode); nan where the step differentiates twice."""
+    try:
+        with FlopCounterMode(display=False) as counter:
+            loop.step()
+        return float(counter.get_total_flops())
+    except RuntimeError:  # the counter cannot follow autograd.grad inside a step (gradient penalties)
+        return float("nan")
+
+
 def race(case: Case, rounds: int, chunk: int, warmup: int) -> dict:
     """images/s of both loops, measured in alternating chunks (the order flips every round)."""
     gan, base = build_pair(case)
@@ -74,18 +84,15 @@ def race(case: Case, rounds: int, chunk: int, warmup: int) -> dict:
             if gan.device.type == "cuda":
                 cuda_peak[loop.name] = max(cuda_peak[loop.name], torch.cuda.max_memory_allocated(gan.device))
     images = rounds * chunk * gan.images_per_step
-    try:
-        with FlopCounterMode(display=False) as counter:
-            gan.step()
-        flops = counter.get_total_flops()
-    except RuntimeError:  # the counter cannot follow autograd.grad inside a step (gradient penalties)
-        flops = float("nan")
+    flops = step_flops(gan)
     out = {
         "case": case.name,
         "plan": gan.plan.describe(),
         "gan_ips": images / seconds["gan"],
         "base_ips": images / seconds["baseline"],
         "flops_per_step": flops,
+        # what the ratio would be from doing less arithmetic alone, at equal kernel speed
+        "flop_ratio": step_flops(base) / flops,
     }
     out["ratio"] = out["gan_ips"] / out["base_ips"]
     out["gan_gflops"] = out["flops_per_step"] * out["gan_ips"] / gan.images_per_step / 1e9
@@ -146,8 +153,8 @@ def machine() -> str:
 
 def table(rows: list[dict], rss: dict, peak_tflops: float | None) -> list[str]:
     cuda = any("gan_cuda_mib" in r for r in rows)
-    head = "| case | gan images/s | baseline images/s | ratio | gan GFLOP/s |"
-    rule = "|---|---:|---:|---:|---:|"
+    head = "| case | gan images/s | baseline images/s | ratio | FLOPs baseline / gan | gan GFLOP/s |"
+    rule = "|---|---:|---:|---:|---:|---:|"
     if peak_tflops:
         head, rule = head + " % of peak |", rule + "---:|"
     if rss:
@@ -157,7 +164,8 @@ def table(rows: list[dict], rss: dict, peak_tflops: float | None) -> list[str]:
     lines = [head, rule]
     for r in rows:
         gflops = "n/a" if math.isnan(r["gan_gflops"]) else f"{r['gan_gflops']:,.1f}"
-        line = f"| {r['case']} | {r['gan_ips']:,.0f} | {r['base_ips']:,.0f} | **{r['ratio']:.2f}x** | {gflops} |"
+        flop_ratio = "n/a" if math.isnan(r["flop_ratio"]) else f"{r['flop_ratio']:.2f}"
+        line = f"| {r['case']} | {r['gan_ips']:,.0f} | {r['base_ips']:,.0f} | **{r['ratio']:.2f}x** | {flop_ratio} | {gflops} |"
         if peak_tflops:
             line += f" {r['gan_gflops'] / (10 * peak_tflops):.1f}% |"
         if rss:
@@ -172,7 +180,7 @@ def table(rows: list[dict], rss: dict, peak_tflops: float | None) -> list[str]:
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="fewer and shorter rounds (a smoke run, not for the record)")
-    p.add_argument("--rounds", type=int, default=6, help="alternations of the two loops per case")
+    p.add_argument("--rounds", type=int, default=8, help="alternations of the two loops per case")
     p.add_argument("--chunk", type=int, default=5, help="steps per loop per round")
     p.add_argument("--speed", nargs="*", default=[], help="train.* overrides for gan's side, e.g. train.compile=on train.amp=bf16")
     p.add_argument("--peak-tflops", type=float, default=None, help="the device's peak TFLOP/s at the precision used, to report the fraction reached")
@@ -199,7 +207,7 @@ def main(argv: list[str] | None = None) -> None:
         rss[case.name] = {w: peak_rss(case, w, 3 if args.quick else 10, args.speed) for w in ("gan", "baseline")}
         print(json.dumps(rows[-1] | {"rss": rss[case.name]}), flush=True)
     scaling = []
-    s_rounds, s_chunk = (1, 1) if args.quick else (2, 2)
+    s_rounds, s_chunk = (1, 1) if args.quick else (3, 3)
     if not args.no_scaling:
         for case in scaling_cases():
             scaling.append(race(replace(case, speed=args.speed), s_rounds, s_chunk, 1))
@@ -218,7 +226,9 @@ def main(argv: list[str] | None = None) -> None:
         "so a change of machine load hits both alike.",
         "The baseline is written in the style of pytorch/examples `dcgan/main.py` (bench/loops.py): DataLoader with 2 workers",
         "over PIL images with torchvision transforms, Sigmoid + BCELoss, `zero_grad()`, plain Adam, `.item()` per step.",
-        "images/s counts real images through D (batch x critic steps). GFLOP/s: FLOPs of one gan step (torch's FlopCounterMode; n/a where the step differentiates twice) x steps/s.",
+        "images/s counts real images through D (batch x critic steps). FLOPs baseline / gan: the arithmetic of one baseline step over one gan step",
+        "(torch's FlopCounterMode; n/a where the step differentiates twice), i.e. the ratio that doing less work alone would give at equal kernel speed.",
+        "GFLOP/s: FLOPs of one gan step x steps/s.",
         "Peak RSS: VmHWM of a fresh process training only that loop (the baseline's DataLoader workers listed apart).",
         "",
         *(table(rows, rss, args.peak_tflops) if rows else []),
