@@ -6,6 +6,7 @@ everything below it raises and knows nothing of the terminal.
 
 from __future__ import annotations
 
+import logging
 import sys
 from pathlib import Path
 from typing import Callable
@@ -40,11 +41,16 @@ def report(err: GanError) -> None:
 
 
 def _run_guarded(fn: Callable[[], object]) -> object:
-    """Inside a Hydra job: user errors become a message; in a sweep they fail only this job."""
+    """Inside a Hydra job: user errors become a message; in a sweep they fail only this job.
+
+    The message also goes to the run's log file (Hydra's job logging writes only there), so a
+    run directory left by a failed run or sweep job says why it stopped.
+    """
     try:
         return fn()
     except GanError as err:
         report(err)
+        logging.getLogger("gan_cli").error("%s", err)
         multirun = HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
         if multirun and err.exit_code != 130:
             raise  # Hydra marks this job failed and runs the others

@@ -27,3 +27,4 @@ def test_a_failing_job_does_not_stop_the_sweep(workdir: Path) -> None:
     jobs = job_dirs(workdir)
     assert len(jobs) == 2
     assert not (jobs[0] / "checkpoints").exists() and (jobs[1] / "checkpoints" / "last.pt").is_file()
+    assert "optimizer.lr=-1" in (jobs[0] / "train.log").read_text()  # the failed job's directory says why
