@@ -82,6 +82,23 @@ def test_sigint_saves_a_checkpoint_says_how_to_resume_and_resumes_exactly(tmp_pa
     assert_same_training_state(load_last(only_run_dir(straight)), load_last(run))
 
 
+def test_sigterm_also_saves_and_says_how_to_resume(tmp_path: Path) -> None:
+    """What a cluster scheduler or `kill` sends: the same clean stop as Ctrl-C."""
+    env = {**gan_env(), "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "gan_cli", "train", "train.steps=100000", "train.log_every=1", *TOY], cwd=tmp_path,
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    for line in proc.stdout:
+        if line.startswith("step 3/"):
+            break
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    run = only_run_dir(tmp_path)
+    assert "SIGTERM received" in err and f"gan train resume={run}" in err.replace("\n", " ")
+    assert load_last(run)["step"] >= 3
+    assert "SIGTERM received" in (run / "train.log").read_text()
+
+
 def test_a_nan_stops_the_run_names_the_step_and_keeps_the_last_good_checkpoint(tmp_path: Path) -> None:
     proc = run_gan("train", *TOY, "loss=lsgan", "optimizer=sgd", "optimizer.lr=3", "train.steps=60", "train.log_every=1",
                    "train.ckpt_every=2", cwd=tmp_path)  # fmt: skip
