@@ -60,16 +60,22 @@ def test_resume_with_a_different_config_is_refused_and_changes_nothing(tmp_path:
     assert hashlib.sha256((run / "checkpoints" / "last.pt").read_bytes()).hexdigest() == before
 
 
+def train_until_step(step: int, args: list[str], cwd: Path) -> subprocess.Popen:
+    """A `gan train` subprocess, returned once its log line for `step` is out (training really runs)."""
+    env = {**gan_env(), "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "gan_cli", "train", *args], cwd=cwd, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    for line in proc.stdout:
+        if line.startswith(f"step {step}/"):
+            break
+    return proc
+
+
 def test_sigint_saves_a_checkpoint_says_how_to_resume_and_resumes_exactly(tmp_path: Path) -> None:
     straight, split = tmp_path / "straight", tmp_path / "split"
     straight.mkdir(), split.mkdir()
     steps = ["train.steps=500", "train.log_every=1", "train.sample_every=100000", "train.ckpt_every=100000"]
-    env = {**gan_env(), "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "gan_cli", "train", *steps, *TOY], cwd=split, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
-    for line in proc.stdout:  # wait until training really runs
-        if line.startswith("step 5/"):
-            break
+    proc = train_until_step(5, [*steps, *TOY], split)
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err
@@ -84,12 +90,7 @@ def test_sigint_saves_a_checkpoint_says_how_to_resume_and_resumes_exactly(tmp_pa
 
 def test_sigterm_also_saves_and_says_how_to_resume(tmp_path: Path) -> None:
     """What a cluster scheduler or `kill` sends: the same clean stop as Ctrl-C."""
-    env = {**gan_env(), "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "gan_cli", "train", "train.steps=100000", "train.log_every=1", *TOY], cwd=tmp_path,
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
-    for line in proc.stdout:
-        if line.startswith("step 3/"):
-            break
+    proc = train_until_step(3, ["train.steps=100000", "train.log_every=1", *TOY], tmp_path)
     proc.send_signal(signal.SIGTERM)
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err
