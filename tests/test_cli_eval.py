@@ -108,6 +108,7 @@ def test_gauss1d_plots_learned_d_against_the_optimal_d(workdir: Path) -> None:
 
 def test_presets_override_the_defaults_of_train_yaml() -> None:
     cfg = compose_train("experiment=mode_collapse", "loss=wgan_gp")
-    assert (cfg.dataset.name, cfg.model.name, cfg.model.z_dim) == ("ring8", "mlp", 2)
+    assert (cfg.dataset.name, cfg.model.name, cfg.model.z_dim) == ("ring8", "mlp", 8)
+    assert (cfg.optimizer.name, cfg.optimizer.lr, list(cfg.optimizer.betas)) == ("adam", 5e-4, [0.0, 0.9])
     assert (cfg.train.steps, cfg.train.batch_size, cfg.eval.every, list(cfg.eval.metrics)) == (2000, 256, 250, ["modes"])
     assert (cfg.loss.objective, cfg.loss.n_critic) == ("wasserstein", 5)
