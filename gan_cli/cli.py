@@ -40,17 +40,19 @@ def report(err: GanError) -> None:
     print(f"gan: error: {err}", file=sys.stderr)
 
 
-def _run_guarded(fn: Callable[[], object]) -> object:
+def _run_guarded(fn: Callable[[], object], log_file: bool = False) -> object:
     """Inside a Hydra job: user errors become a message; in a sweep they fail only this job.
 
-    The message also goes to the run's log file (Hydra's job logging writes only there), so a
-    run directory left by a failed run or sweep job says why it stopped.
+    With `log_file` (train, whose Hydra job logging writes only to <run dir>/train.log) the message
+    also goes to the log, so a run directory left by a failed run or sweep job says why it stopped.
+    sample and eval have no log file, and Python's fallback handler would print the message twice.
     """
     try:
         return fn()
     except GanError as err:
         report(err)
-        logging.getLogger("gan_cli").error("%s", err)
+        if log_file:
+            logging.getLogger("gan_cli").error("%s", err)
         multirun = HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
         if multirun and err.exit_code != 130:
             raise  # Hydra marks this job failed and runs the others
@@ -63,7 +65,7 @@ def train_app(cfg: DictConfig) -> object:
 
     hc = HydraConfig.get()
     run_dir = Path(hc.runtime.output_dir)
-    return _run_guarded(lambda: train(cfg, run_dir, list(hc.overrides.task), dict(hc.runtime.choices)))
+    return _run_guarded(lambda: train(cfg, run_dir, list(hc.overrides.task), dict(hc.runtime.choices)), log_file=True)
 
 
 @hydra.main(config_path=CONF, config_name="sample", version_base="1.3")
