@@ -8,6 +8,11 @@ subprocess (RSS; on a GPU also CUDA's max allocated). Writes the tables to bench
     python -m bench.bench                    # every case and the scaling table
     python -m bench.bench --quick            # fewer steps, for a smoke run
     python -m bench.bench --speed train.compile=on --peak-tflops 989   # GPU: options, and % of peak
+    python -m bench.bench --quality          # only the time-to-quality section (bench/quality.py)
+
+After the throughput tables, `make bench` trains `gan train`'s default run and the canonical loop one
+after the other and reports the training wall time each needs to reach fid5k_lenet <= 30
+(bench/quality.py); --no-quality skips that part (about 10 minutes on a 2-core CPU).
 """
 
 from __future__ import annotations
@@ -186,6 +191,12 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--peak-tflops", type=float, default=None, help="the device's peak TFLOP/s at the precision used, to report the fraction reached")
     p.add_argument("--no-scaling", action="store_true", help="skip the batch-size / image-size table")
     p.add_argument("--only-scaling", action="store_true", help="only the batch-size / image-size table")
+    p.add_argument("--quality", action="store_true", help="only the time-to-quality section (bench/quality.py)")
+    p.add_argument("--no-quality", action="store_true", help="skip the time-to-quality section")
+    p.add_argument("--quality-budget", type=float, default=None, metavar="SECONDS", help="training seconds per loop (default 300; 20 with --quick)")
+    p.add_argument("--quality-every", type=int, default=None, metavar="STEPS", help="steps between scores (default 250; 50 with --quick)")
+    p.add_argument("--quality-n", type=int, default=None, metavar="N", help="samples per score (default 5000: fid5k_lenet; 500 with --quick)")
+    p.add_argument("--quality-threshold", type=float, default=30.0, metavar="FID", help="the FID to reach (default 30)")
     p.add_argument("--out", type=Path, default=HERE / "RESULTS.md")
     p.add_argument("--rss-of", nargs=2, metavar=("CASE", "LOOP"), help=argparse.SUPPRESS)
     p.add_argument("--steps", type=int, default=6, help=argparse.SUPPRESS)
@@ -194,6 +205,9 @@ def main(argv: list[str] | None = None) -> None:
     all_cases = {c.name: c for c in CASES + scaling_cases()}
     if args.rss_of:
         rss_child(replace(all_cases[args.rss_of[0]], speed=args.speed), args.rss_of[1], args.steps)
+        return
+    if args.quality:
+        quality(args, argv)
         return
     rounds, chunk, warmup = (2, 2, 1) if args.quick else (args.rounds, args.chunk, 3)
     started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
@@ -237,6 +251,26 @@ def main(argv: list[str] | None = None) -> None:
         text += ["", "## Scaling: images/s against batch size and image size", "", *table(scaling, {}, args.peak_tflops)]
     args.out.write_text("\n".join(text) + "\n")
     print("\n".join(text))
+    if not (args.no_quality or args.only_scaling):
+        quality(args, argv)
+
+
+def quality(args: argparse.Namespace, argv: list[str] | None) -> None:
+    """The time-to-quality section: written into args.out in place of an earlier one (the rest of the file kept)."""
+    from bench.quality import report, time_to_quality, write_section
+
+    budget = args.quality_budget or (20.0 if args.quick else 300.0)
+    every = args.quality_every or (50 if args.quick else 250)
+    n = args.quality_n or (500 if args.quick else 5000)
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    where = f"{machine()}; load average at the start {load:.2f}"
+    print(f"time to quality: budget {budget:g} s per loop, a score every {every} steps, n={n}; {where}", flush=True)
+    result = time_to_quality(budget=budget, every=every, n=n, threshold=args.quality_threshold)
+    print(json.dumps(result), flush=True)
+    command = "python -m bench.bench " + " ".join(argv if argv is not None else sys.argv[1:])
+    lines = report(result, command.strip(), where)
+    write_section(args.out, lines, "Benchmark: gan's training step vs the canonical DCGAN loop")
+    print("\n".join(lines))
 
 
 if __name__ == "__main__":

@@ -36,6 +36,9 @@ class ModelConfig:
     info_cat: int = 0
     info_cont: int = 0
     ema: float = 0.0
+    ema_warmup: bool = True
+    pack: int = 1
+    g_act: str = "leaky"
 
 
 @dataclass
@@ -62,6 +65,8 @@ class OptimizerConfig:
     betas: List[float] = field(default_factory=lambda: [0.5, 0.999])
     momentum: float = 0.0
     weight_decay: float = 0.0
+    schedule: str = "constant"
+    warmup: int = 0
 
 
 @dataclass
@@ -90,6 +95,7 @@ class TrainConfig:
     channels_last: str = "auto"
     compile: str = "auto"
     data_on_device: str = "auto"
+    augment: List[str] = field(default_factory=list)
 
 
 @dataclass
@@ -138,6 +144,7 @@ class SampleConfig:
 @dataclass
 class EvalConfig(MetricsConfig):
     ckpt: str = MISSING
+    reference: Optional[str] = None
     device: str = "auto"
     ema: bool = True
     truncation: Optional[float] = None

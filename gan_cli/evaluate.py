@@ -3,6 +3,9 @@
 Like `gan sample`, it needs nothing but the checkpoint: the model, the dataset and its options
 come from the config stored inside. Scores are named by metric, sample count and backbone
 (plus the truncation when one is used), and metrics.json states the rest of the protocol.
+
+`gan eval reference=<dataset>` scores held-out real data the same way: the value each score
+reaches when the "generated" samples are as good as the data itself.
 """
 
 from __future__ import annotations
@@ -19,11 +22,13 @@ from rich.console import Console
 from rich.table import Table
 
 from gan_cli.checkpoint import LAST, resolve_checkpoint, run_dir_of
+from gan_cli.config import DatasetConfig, config_dir
 from gan_cli.data import load_dataset
 from gan_cli.errors import GanError
 from gan_cli.losses import OBJECTIVES
 from gan_cli.metrics import Scorer
-from gan_cli.models import build_models
+from gan_cli.metrics.scorer import generated_labels
+from gan_cli.models import build_models, num_classes
 from gan_cli.sample import generate, load_generator
 from gan_cli.train import _load_state, pick_device
 
@@ -56,15 +61,21 @@ def evaluate_checkpoint(path: Path, cfg, device: torch.device) -> dict[str, Any]
         D = D.to(device).eval()
         d_prob = lambda x: torch.sigmoid(D(x))  # noqa: E731
     data = load_dataset(dataset_cfg, int(saved["seed"]))
-    scorer = Scorer(data, dataset_cfg, cfg.metrics, cfg.n, cfg.backbone, device, cfg.seed, cfg.inception_weights, has_d=d_prob is not None)
-    fake = generate(G, scorer.n, cfg.seed, device, truncation=cfg.truncation)
+    classes = num_classes(G)
+    scorer = Scorer(data, dataset_cfg, cfg.metrics, cfg.n, cfg.backbone, device, cfg.seed, cfg.inception_weights,
+                    has_d=d_prob is not None, conditional=classes > 0)  # fmt: skip
+    labels = generated_labels(classes, scorer.n)
+    fake = generate(G, scorer.n, cfg.seed, device, labels=labels, truncation=cfg.truncation)
     suffix = f"_t{cfg.truncation:g}" if cfg.truncation is not None else ""
-    scores = {f"{k}{suffix}": v for k, v in scorer.score(fake, d_prob).items()}
+    scores = {f"{k}{suffix}": v for k, v in scorer.score(fake, d_prob, labels).items()}
+    protocol = {**scorer.protocol, "generator": "ema" if cfg.ema and "G_ema" in ckpt["models"] else "G", "truncation": cfg.truncation}
+    if labels is not None:
+        protocol["labels"] = f"sample i generated with class i % {classes}"
     result = {
         "checkpoint": str(path),
         "step": int(ckpt["step"]),
         "scores": scores,
-        "protocol": {**scorer.protocol, "generator": "ema" if cfg.ema and "G_ema" in ckpt["models"] else "G", "truncation": cfg.truncation},
+        "protocol": protocol,
         "seconds": round(time.perf_counter() - t0, 2),
     }
     out = run_dir_of(path) / "metrics.json"
@@ -81,27 +92,89 @@ def _job_label(path: Path) -> str:
     return run_dir_of(path).name
 
 
-def evaluate(cfg) -> list[dict[str, Any]]:
-    if OmegaConf.is_missing(cfg, "ckpt"):
-        raise GanError("gan eval needs a checkpoint: pass ckpt=<run dir> (uses checkpoints/last.pt), ckpt=<file.pt>, or ckpt=<multirun dir> for every job.")
-    if cfg.n is not None and cfg.n < 2:
-        raise GanError(f"n={cfg.n} must be at least 2 samples.")
-    device = pick_device(cfg.device)
-    paths = checkpoints_of(cfg.ckpt)
-    results = [evaluate_checkpoint(p, cfg, device) for p in paths]
+def dataset_config(name: str):
+    """conf/dataset/<name>.yaml on the DatasetConfig schema: the dataset as `gan train dataset=<name>` loads it."""
+    from omegaconf.errors import OmegaConfBaseException
+
+    available = sorted(p.stem for p in (config_dir() / "dataset").glob("*.yaml"))
+    if name not in available:
+        raise GanError(f"reference={name!r} is not a dataset. Allowed: {', '.join(available)}.")
+    try:
+        cfg = OmegaConf.merge(OmegaConf.structured(DatasetConfig), OmegaConf.load(config_dir() / "dataset" / f"{name}.yaml"))
+        OmegaConf.to_container(cfg, throw_on_missing=True)
+    except OmegaConfBaseException as exc:
+        raise GanError(f"reference={name} cannot be loaded from its default config ({str(exc).splitlines()[0]}).") from exc
+    return cfg
+
+
+def evaluate_reference(cfg, device: torch.device) -> dict[str, Any]:
+    """Scores of real data held out from the scorer's real set, under the protocol a checkpoint gets with the
+    same seed, n, backbone and metrics: the floor (FID, KID) or ceiling (IS, coverage, cond_acc) each score can
+    reach. Written to ./metrics_reference_<dataset>_<n>.json."""
+    t0 = time.perf_counter()
+    name = str(cfg.reference)
+    dataset_cfg = dataset_config(name)
+    data = load_dataset(dataset_cfg, cfg.seed)
+    labelled = data.spec.num_classes > 0
+    scorer = Scorer(data, dataset_cfg, cfg.metrics, cfg.n, cfg.backbone, device, cfg.seed, cfg.inception_weights,
+                    conditional=labelled, reference=True)  # fmt: skip
+    x, y = scorer.held_out_real()
+    scores = scorer.score(x, labels=y)
+    held_out = f"real {name} held out: the {scorer.n} samples after the real set in the same seeded permutation, scored as if generated"
+    result = {
+        "reference": name,
+        "scores": scores,
+        "protocol": {**scorer.protocol, "generator": held_out, "truncation": None, **({"labels": "the real labels"} if y is not None else {})},
+        "seconds": round(time.perf_counter() - t0, 2),
+    }
+    out = Path(f"metrics_reference_{name}_{scorer.n}.json").resolve()
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    result["written"] = str(out)
+    return result
+
+
+def print_table(title: str, columns: list[str], results: list[dict[str, Any]]) -> None:
+    """One column per result: its scores, the classifier's held-out accuracy (when there is one), the seconds."""
     console = Console()
-    table = Table(title=f"gan eval: {len(results)} checkpoint{'s' if len(results) > 1 else ''}")
+    table = Table(title=title)
     table.add_column("score")
-    for p, r in zip(paths, results):
-        table.add_column(f"{_job_label(p)}\n(step {r['step']})" if len(results) > 1 else f"step {r['step']}", justify="right")
+    for label in columns:
+        table.add_column(label, justify="right")
     names = list(dict.fromkeys(k for r in results for k in r["scores"]))
     for name in names:
         table.add_row(name, *(f"{r['scores'][name]:.4g}" if name in r["scores"] else "-" for r in results))
-    protocol = results[0]["protocol"]
-    if protocol.get("classifier_accuracy") is not None:
+    if results[0]["protocol"].get("classifier_accuracy") is not None:
         table.add_row("classifier held-out accuracy", *(f"{r['protocol'].get('classifier_accuracy', float('nan')):.4f}" for r in results))
     table.add_row("seconds", *(f"{r['seconds']:.1f}" for r in results))
     console.print(table)
     for r in results:
         console.print(f"wrote {r['written']}", highlight=False)
+
+
+def evaluate(cfg) -> list[dict[str, Any]]:
+    has_ckpt = not OmegaConf.is_missing(cfg, "ckpt") and cfg.ckpt is not None
+    if has_ckpt and cfg.reference is not None:
+        raise GanError(
+            f"ckpt={cfg.ckpt} and reference={cfg.reference} exclude each other: ckpt scores a generator, "
+            "reference scores held-out real data of a dataset. Pass one of them."
+        )
+    if not has_ckpt and cfg.reference is None:
+        raise GanError(
+            "gan eval needs a checkpoint: pass ckpt=<run dir> (uses checkpoints/last.pt), ckpt=<file.pt>, or ckpt=<multirun dir> for every job; "
+            "or reference=<dataset> (e.g. reference=mnist5k n=2500) to score held-out real data as if generated."
+        )
+    if cfg.n is not None and cfg.n < 2:
+        raise GanError(f"n={cfg.n} must be at least 2 samples.")
+    device = pick_device(cfg.device)
+    if cfg.reference is not None:
+        if cfg.truncation is not None:
+            raise GanError(f"truncation={cfg.truncation} truncates a generator's noise; reference={cfg.reference} scores real data. Drop truncation.")
+        result = evaluate_reference(cfg, device)
+        print_table(f"gan eval: reference {cfg.reference}", [f"real {cfg.reference} (held out)"], [result])
+        return [result]
+    paths = checkpoints_of(cfg.ckpt)
+    results = [evaluate_checkpoint(p, cfg, device) for p in paths]
+    several = len(results) > 1
+    columns = [f"{_job_label(p)}\n(step {r['step']})" if several else f"step {r['step']}" for p, r in zip(paths, results)]
+    print_table(f"gan eval: {len(results)} checkpoint{'s' if several else ''}", columns, results)
     return results

@@ -20,7 +20,7 @@ from gan_cli.checkpoint import load_checkpoint, run_dir_of
 from gan_cli.data import DataSpec
 from gan_cli.data.toys import TOY_NAMES, make_toy
 from gan_cli.errors import GanError, one_of
-from gan_cli.models import build_models, latent_layout, sample_latent, truncate
+from gan_cli.models import build_models, latent_layout, num_classes, sample_latent, truncate
 from gan_cli.plots import image_grid, points_figure, save_figure
 from gan_cli.train import _load_state, pick_device
 
@@ -57,13 +57,8 @@ def render(G: torch.nn.Module, z: torch.Tensor, labels: Optional[torch.Tensor], 
 # ---------------------------------------------------------------------------------------------
 # sampling modes: each returns (z, labels or None, images per row)
 # ---------------------------------------------------------------------------------------------
-def _num_classes(G: torch.nn.Module) -> int:
-    labels = getattr(getattr(G, "input", None), "labels", None)
-    return labels.num_classes if labels is not None else 0
-
-
 def _needs_conditional(G: torch.nn.Module, what: str) -> int:
-    k = _num_classes(G)
+    k = num_classes(G)
     if not k:
         raise GanError(f"{what} needs a class-conditional generator, and this checkpoint's is not. Train one with model.cond=concat|projection|acgan on a labelled dataset.")
     return k
@@ -109,7 +104,7 @@ def _seed_latents(G, seeds: list[int]) -> torch.Tensor:
 def _one_label(cfg, G, n: int) -> Optional[torch.Tensor]:
     labels = _labels(cfg, G)
     if labels is None:
-        return torch.zeros(n, dtype=torch.long) if _num_classes(G) else None
+        return torch.zeros(n, dtype=torch.long) if num_classes(G) else None
     return labels[:1].repeat(n)
 
 

@@ -17,7 +17,7 @@ import logging
 import random
 import signal
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import numpy as np
 import torch
@@ -25,15 +25,17 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 from torchvision.utils import save_image
 
+from gan_cli.augment import DiffAugment, parse_policy
 from gan_cli.checkpoint import LAST, load_checkpoint, save_checkpoint
 from gan_cli.config import to_plain
 from gan_cli.data import DataSpec, load_dataset, make_batcher
 from gan_cli.errors import GanError, one_of
 from gan_cli.losses import GanLoss, build_loss, mutual_info_bound
 from gan_cli.metrics.in_training import TrainingEval
-from gan_cli.models import EMA, build_models, latent_layout, sample_latent
+from gan_cli.models import EMA, build_models, latent_layout, num_classes, sample_latent
 from gan_cli.models.layers import discriminate
 from gan_cli.plots import image_grid, points_figure, save_figure
+from gan_cli.schedules import build_schedulers
 from gan_cli.speed import FP32, Precision, eager, enable_backend_speedups, plan_speed, prepare_models
 from gan_cli.tracking import NonFiniteLoss, Tracker
 
@@ -114,11 +116,17 @@ def grad_norm(module: nn.Module) -> torch.Tensor:
 # one generator step (and its k discriminator steps)
 # ---------------------------------------------------------------------------------------------
 def train_step(
-    G: nn.Module, D: nn.Module, loss: GanLoss, opt_g, opt_d, batcher, device: torch.device, amp: Precision = FP32
+    G: nn.Module, D: nn.Module, loss: GanLoss, opt_g, opt_d, batcher, device: torch.device, amp: Precision = FP32,
+    augment: Optional[Callable[[torch.Tensor], torch.Tensor]] = None,
 ) -> dict[str, torch.Tensor]:
     """One generator step; G and D may be torch.compile wrappers (the penalty then runs on the eager D,
-    since compiled code cannot differentiate twice). `amp` adds autocast and fp16 loss scaling."""
+    since compiled code cannot differentiate twice). `amp` adds autocast and fp16 loss scaling.
+
+    `augment` (DiffAugment) is applied to every batch D sees, real and fake, in D's step and in G's:
+    D then never sees an un-augmented image, and G's gradient flows back through the same random ops.
+    """
     obj, extra, layout = loss.objective, loss.extra, latent_layout(G)
+    seen_by_d = augment or (lambda x: x)
     for i in range(loss.n_critic):
         real, y = batcher.next()
         z = sample_latent(G, len(real), device)
@@ -127,13 +135,14 @@ def train_step(
         with amp.autocast():
             with torch.set_grad_enabled(last):  # the last fake batch is kept, with its graph, for the G step
                 fake = G(z, y)
+            real, fake_d = seen_by_d(real), seen_by_d(fake.detach())
             real_logits, real_ex = discriminate(D, real, y)
-            fake_logits, fake_ex = discriminate(D, fake.detach(), y)
+            fake_logits, fake_ex = discriminate(D, fake_d, y)
             d_loss = obj.d_loss(real_logits, fake_logits)
             d_terms = extra.d_terms(D, layout, real_ex, fake_ex, y, z)  # ACGAN, InfoGAN, historical averaging
             total = d_loss + sum(d_terms.values())
             if loss.penalty is not None:
-                penalty = loss.penalty(amp.penalty_fn(lambda x: eager(D)(x, y)), real, fake)
+                penalty = loss.penalty(amp.penalty_fn(lambda x: eager(D)(x, y)), real, fake_d)
                 total = total + loss.penalty_weight * penalty
         amp.backward("D", total)
         if last:
@@ -145,7 +154,7 @@ def train_step(
     opt_g.zero_grad(set_to_none=True)
     D.requires_grad_(False)  # G's update needs no gradient for D's weights
     with amp.autocast():
-        g_logits, g_ex = discriminate(D, fake, y)
+        g_logits, g_ex = discriminate(D, seen_by_d(fake), y)
         g_loss = extra.g_adversarial(obj, g_logits, g_ex, real_ex)  # the objective's, or feature matching
         g_terms = extra.g_terms(G, layout, g_ex, y, z)  # ACGAN, InfoGAN, historical averaging, orthogonal reg.
     amp.backward("G", g_loss + sum(g_terms.values()))
@@ -275,9 +284,11 @@ def train(cfg: DictConfig, run_dir: Path, overrides: list[str], hparam_choices: 
     if loss.penalty is not None and any(isinstance(m, nn.BatchNorm2d) for m in D.modules()):
         log.warning("loss.penalty=%s with BatchNorm in D: the penalty assumes per-sample outputs; consider model.d_norm=layer", cfg.loss.penalty)
     opt_g, opt_d = build_optimizers(cfg.optimizer, G, D)
+    sched_g, sched_d = build_schedulers(cfg.optimizer, cfg.train.steps, opt_g, opt_d)
+    augment = _build_augment(cfg.train.augment, data.spec.is_image)
     if cfg.model.ema < 0:
         raise GanError(f"model.ema={cfg.model.ema} must be in (0, 1), e.g. 0.999, or 0 to turn the EMA generator off.")
-    ema = EMA(G, cfg.model.ema) if cfg.model.ema > 0 else None
+    ema = EMA(G, cfg.model.ema, cfg.model.ema_warmup) if cfg.model.ema > 0 else None
     fixed_z = sample_latent(G, cfg.train.n_samples, device)
     plain_cfg = to_plain(cfg)
     start_step = batches_done = 0
@@ -286,6 +297,12 @@ def train(cfg: DictConfig, run_dir: Path, overrides: list[str], hparam_choices: 
     if cfg.resume:
         ckpt, path = load_checkpoint(cfg.resume, map_location=device)
         changed = _changed_keys(ckpt["config"], plain_cfg)
+        saved_steps = ckpt["config"]["train"]["steps"]
+        if cfg.optimizer.schedule != "constant" and saved_steps != cfg.train.steps:
+            changed.append(
+                f"train.steps: {saved_steps} -> {cfg.train.steps} (optimizer.schedule={cfg.optimizer.schedule} decays the lr to 0 at "
+                f"train.steps, so the steps already taken would no longer fit it; only a run with optimizer.schedule=constant can be extended)"
+            )
         if changed:
             raise GanError(
                 f"Cannot resume from {str(path)!r} with a different configuration ({'; '.join(changed)}). "
@@ -295,9 +312,13 @@ def train(cfg: DictConfig, run_dir: Path, overrides: list[str], hparam_choices: 
         _load_state(D, ckpt["models"]["D"], path)
         if ema is not None:
             _load_state(ema.module, ckpt["models"]["G_ema"], path)
+            ema.load_state_dict(ckpt.get("ema_state", {"updates": ckpt["step"]}))
         saved_eval = ckpt.get("eval")
         opt_g.load_state_dict(ckpt["optimizers"]["G"])
         opt_d.load_state_dict(ckpt["optimizers"]["D"])
+        for sched, key in ((sched_g, "G"), (sched_d, "D")):
+            if key in ckpt.get("schedulers", {}):
+                sched.load_state_dict(ckpt["schedulers"][key])
         amp.load_state_dict(ckpt.get("grad_scalers", {}))
         start_step, batches_done = int(ckpt["step"]), int(ckpt["batches_done"])
         fixed_z = ckpt["fixed_z"].to(device)
@@ -310,16 +331,24 @@ def train(cfg: DictConfig, run_dir: Path, overrides: list[str], hparam_choices: 
         log.info("resumed from %s at step %d", path, start_step)
 
     batcher = make_batcher(data, cfg.train.batch_size, device, cfg.seed, cfg.train.num_workers, start_batch=batches_done, on_device=plan.data_on_device)
-    evaluator = TrainingEval(cfg.eval, cfg.dataset, data, run_dir, device, loss.objective.outputs_probability, saved_eval)
+    evaluator = TrainingEval(cfg.eval, cfg.dataset, data, run_dir, device, loss.objective.outputs_probability, saved_eval, conditional=num_classes(G) > 0)
     tracker = Tracker(run_dir, cfg.train.steps, start_step)
     tracker.text("config", "```yaml\n" + OmegaConf.to_yaml(cfg) + "```")
 
     last_saved = start_step if cfg.resume else None
 
+    def sampler() -> nn.Module:
+        """The generator samples, scores and checkpoints show: the EMA one (statistics measured anew) when there is one."""
+        if ema is None:
+            return G
+        ema.recompute_norm_stats(lambda n, gen: sample_latent(G, n, "cpu", gen), seed=cfg.seed)
+        return ema.module
+
     def checkpoint(step: int, best: bool = False) -> None:
         nonlocal last_saved
         if not all(bool(torch.isfinite(p).all()) for p in (*G.parameters(), *D.parameters())):
             raise NonFiniteLoss(f"the weights became non-finite (nan or inf) in the update of step {step}", exit_code=3)
+        sampler()  # the saved EMA generator carries BatchNorm statistics of its own weights
         payload = {
             "step": step,
             "batches_done": batcher.batches_done,
@@ -328,6 +357,8 @@ def train(cfg: DictConfig, run_dir: Path, overrides: list[str], hparam_choices: 
             "data_spec": data.spec.to_dict(),
             "models": {"G": G.state_dict(), "D": D.state_dict(), **({"G_ema": ema.module.state_dict()} if ema else {})},
             "optimizers": {"G": opt_g.state_dict(), "D": opt_d.state_dict()},
+            "schedulers": {"G": sched_g.state_dict(), "D": sched_d.state_dict()},
+            **({"ema_state": ema.state_dict()} if ema else {}),
             "grad_scalers": amp.state_dict(),  # fp16 loss scales, so a resumed run does not re-learn them
             "fixed_z": fixed_z,
             "loss_state": loss.extra.state_dict(),
@@ -342,29 +373,34 @@ def train(cfg: DictConfig, run_dir: Path, overrides: list[str], hparam_choices: 
             save_checkpoint(payload, run_dir / "checkpoints" / "best.pt")
 
     def evaluate(step: int) -> bool:
-        tracker.flush(step, lrs())  # never score (or keep as best) weights that went NaN
-        return evaluator.run(step, ema.module if ema else G, D, tracker)
+        tracker.flush(step, used_lrs)  # never score (or keep as best) weights that went NaN
+        return evaluator.run(step, sampler(), D, tracker)
 
-    def lrs() -> dict[str, float]:
+    def current_lrs() -> dict[str, float]:
         return {"lr/D": opt_d.param_groups[0]["lr"], "lr/G": opt_g.param_groups[0]["lr"]}
+
+    used_lrs = current_lrs()  # the learning rates of the step just done (the schedulers move on right after it)
 
     step, status = start_step, "finished"
     try:
         with StopRequest() as stop:
             for step in range(start_step + 1, cfg.train.steps + 1):
-                tracker.add(step, train_step(G_run, D_run, loss, opt_g, opt_d, batcher, device, amp))
+                tracker.add(step, train_step(G_run, D_run, loss, opt_g, opt_d, batcher, device, amp, augment))
+                used_lrs = current_lrs()
+                sched_g.step()
+                sched_d.step()
                 if ema is not None:
                     ema.update(G)
                 is_last = step == cfg.train.steps
                 if step % cfg.train.log_every == 0 or is_last or stop.signal:
-                    tracker.flush(step, lrs())
+                    tracker.flush(step, used_lrs)
                 else:
                     tracker.advance(step)
                 if step % cfg.train.sample_every == 0 or is_last:
-                    write_samples(G, D, fixed_z, data, step, run_dir, tracker)
+                    write_samples(sampler(), D, fixed_z, data, step, run_dir, tracker)
                 best = evaluator.due(step, is_last) and evaluate(step)
                 if step % cfg.train.ckpt_every == 0 or is_last or stop.signal or best:
-                    tracker.flush(step, lrs())  # never write a checkpoint with NaN weights
+                    tracker.flush(step, used_lrs)  # never write a checkpoint with NaN weights
                     checkpoint(step, best)
                 if stop.signal:
                     status = "interrupted"
@@ -393,6 +429,15 @@ def train(cfg: DictConfig, run_dir: Path, overrides: list[str], hparam_choices: 
         tracker.finish(_hparams(hparam_choices, plain_cfg), step, status)
     final = evaluator.final()
     return final if final is not None else tracker.latest.get("loss/G", float("nan"))
+
+
+def _build_augment(policy: list[str], is_image: bool) -> Optional[DiffAugment]:
+    ops = parse_policy(",".join(policy))
+    if not ops:
+        return None
+    if not is_image:
+        raise GanError(f"train.augment=[{','.join(policy)}] augments images (DiffAugment), but this dataset holds points. Use train.augment=[].")
+    return DiffAugment(ops)
 
 
 def _load_state(module: nn.Module, state: dict[str, torch.Tensor], path: Path) -> None:

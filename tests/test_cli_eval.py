@@ -97,11 +97,56 @@ def test_gan_eval_on_a_tiny_image_checkpoint_and_a_sweep(workdir: Path, lenet_ca
     assert bad.returncode == 2 and "defined only for dataset ring8 or grid25" in bad.stderr and "Traceback" not in bad.stderr
 
 
+def test_a_conditional_generator_is_scored_on_drawing_the_class_it_is_asked_for(workdir: Path, lenet_cache: Path) -> None:
+    run_gan("train", "train.steps=4", "model.cond=concat", *TINY, cwd=workdir, check=True)
+    run = only_run_dir(workdir)
+    run_gan("eval", f"ckpt={run}", "n=300", cwd=workdir, check=True)  # the default scores include cond for a conditional G
+    result = json.loads((run / "metrics.json").read_text())
+    assert 0 <= result["scores"]["cond_acc300_lenet"] <= 1
+    assert result["protocol"]["labels"] == "sample i generated with class i % 10"
+
+
+def test_eval_every_scores_cond_of_a_conditional_generator(tmp_path: Path, lenet_cache: Path) -> None:
+    from gan_cli.data import load_dataset
+    from gan_cli.metrics.in_training import TrainingEval
+    from gan_cli.models import build_models
+    from gan_cli.tracking import Tracker
+
+    cfg = compose_train(*TINY, "model.cond=concat", "eval.every=10", "eval.n=200", "eval.metrics=[cond]")
+    data = load_dataset(cfg.dataset, cfg.seed)
+    G, D = build_models(cfg.model, data.spec)
+    tracker = Tracker(tmp_path, 100, 0)
+    evaluator = TrainingEval(cfg.eval, cfg.dataset, data, tmp_path, torch.device("cpu"), True, None, conditional=True)
+    evaluator.run(10, G, D, tracker)
+    tracker.writer.close()
+    assert set(evaluator.latest) == {"cond_acc200_lenet"} and 0 <= evaluator.latest["cond_acc200_lenet"] <= 1
+
+
+def test_gan_eval_reference_scores_held_out_real_digits(workdir: Path, lenet_cache: Path) -> None:
+    # n=2500 (all of mnist5k split in two): at 1,000 samples FID's small-sample bias alone is about 4 to 5
+    proc = run_gan("eval", "reference=mnist5k", "n=2500", "metrics=[fid,classes,cond]", cwd=workdir, check=True)
+    result = json.loads((workdir / "metrics_reference_mnist5k_2500.json").read_text())
+    scores = result["scores"]
+    assert set(scores) == {"fid2.5k_lenet", "classes2.5k_lenet", "class_kl2.5k_lenet", "cond_acc2.5k_lenet"}
+    assert scores["fid2.5k_lenet"] < 5 and scores["cond_acc2.5k_lenet"] >= 0.9 and scores["classes2.5k_lenet"] == 10
+    assert (result["protocol"]["n_real"], result["protocol"]["n_fake"]) == (2500, 2500)
+    assert "held out" in proc.stdout
+
+    for args, expected in [
+        (["reference=nosuch"], "reference='nosuch' is not a dataset. Allowed: cifar10"),
+        (["reference=mnist5k"], "use n <= 2500"),  # n=5000 by default: no digits left beside the real set
+        (["reference=mnist5k", "ckpt=outputs"], "exclude each other"),
+        ([], "or reference=<dataset>"),
+    ]:
+        bad = run_gan("eval", *args, cwd=workdir)
+        assert bad.returncode == 2 and expected in bad.stderr.replace("\n", " ") and "Traceback" not in bad.stderr, (args, bad.stderr)
+
+
 def test_gauss1d_plots_learned_d_against_the_optimal_d(workdir: Path) -> None:
     run_gan("train", "model=shift", "dataset=gauss1d", "train.steps=20", "train.log_every=10", "eval.every=10", "eval.n=500", cwd=workdir, check=True)
     run = only_run_dir(workdir)
     records = jsonl(run / "metrics.jsonl")
-    assert set(records[-1]) == {"step", "mean_gap500", "std_gap500", "dstar_l1500", "seconds"}
+    assert set(records[-1]) == {"step", "mean_gap500", "std_gap500", "dstar_l1500", "seconds", "train_seconds"}
     assert 0 <= records[-1]["dstar_l1500"] <= 1
     assert (run / "figures" / "dstar_step_000020.png").is_file()
 

@@ -19,6 +19,7 @@ from gan_cli.metrics import Scorer, n_tag
 from gan_cli.metrics import classifier as clf_module
 from gan_cli.metrics import features as F
 from gan_cli.metrics.backbones import build_backbone
+from gan_cli.metrics.scorer import default_metrics, generated_labels
 from gan_cli.metrics.toy import mode_coverage, moment_gaps
 from gan_cli.models import truncate
 
@@ -144,6 +145,44 @@ def test_fid_kid_near_zero_on_real_data_and_grow_with_corruption(lenet_cache: Pa
         assert fids == sorted(fids) and kids == sorted(kids), series  # monotone in corruption strength
         assert fid_real < fids[0] / 3 and kid_real < kids[0] / 3
     assert fid_real < noise[0] / 100 and abs(kid_real) < noise[1] / 100
+
+
+@pytest.mark.slow
+def test_conditional_accuracy_of_real_digits_with_true_and_shuffled_labels(lenet_cache: Path, mnist5k) -> None:
+    _, logits = build_backbone("lenet", mnist5k, CPU).features(mnist5k.x, CPU)
+    assert F.conditional_accuracy(logits, mnist5k.y) >= 0.95  # the classifier agrees with the true labels
+    shuffled = mnist5k.y[torch.randperm(len(mnist5k.y), generator=torch.Generator().manual_seed(0))]
+    assert 0.05 <= F.conditional_accuracy(logits, shuffled) <= 0.2  # labels unrelated to the images: chance, 1 in 10
+
+
+def test_cond_is_a_default_only_for_a_conditional_generator_and_needs_its_labels(lenet_cache: Path, mnist5k) -> None:
+    assert default_metrics("mnist5k", True, True, "lenet", False, conditional=True) == ["fid", "kid", "is", "prdc", "classes", "cond"]
+    assert "cond" not in default_metrics("mnist5k", True, True, "lenet", False)
+    assert "cond" not in default_metrics("mnist5k", True, True, "inception", False, conditional=True)
+    assert generated_labels(0, 5) is None and generated_labels(3, 5).tolist() == [0, 1, 2, 0, 1]
+
+    cfg = OmegaConf.create({"name": "mnist5k", "limit": None})
+    with pytest.raises(GanError, match=r"not class-conditional.*model.cond=concat\|projection\|acgan"):
+        Scorer(mnist5k, cfg, ["cond"], 100, "lenet", CPU, 0)
+    scorer = Scorer(mnist5k, cfg, ["fid", "cond"], 100, "lenet", CPU, 0, conditional=True)
+    with pytest.raises(GanError, match="model.cond=concat"):
+        scorer.score(mnist5k.x[:100])
+
+    # held-out real digits: never in the real set, and the classifier names most of them right
+    x, y = scorer.held_out_real()
+    feats, _ = scorer.backbone.features(x, CPU)
+    assert len(x) == len(y) == 100 and torch.cdist(feats, scorer.real_feats).min() > 0
+    scores = scorer.score(x, labels=y)
+    assert set(scores) == {"fid100_lenet", "cond_acc100_lenet"} and scores["cond_acc100_lenet"] >= 0.9
+
+
+def test_a_real_reference_needs_n_samples_besides_the_real_set() -> None:
+    data = load_dataset(OmegaConf.create({"name": "ring8", "n": 100, "std": 0.02}), 0)
+    with pytest.raises(GanError, match=r"holds 100: use n <= 50"):
+        Scorer(data, OmegaConf.create({"std": 0.02}), None, 60, "lenet", CPU, 0, reference=True)
+    scorer = Scorer(data, OmegaConf.create({"std": 0.02}), None, 50, "lenet", CPU, 0, reference=True)
+    x, _ = scorer.held_out_real()
+    assert len(x) == 50 and scorer.score(x)["modes50"] == 8
 
 
 def test_inception_without_weights_is_a_clear_error(tmp_path: Path, mnist5k, monkeypatch) -> None:

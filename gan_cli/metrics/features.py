@@ -1,4 +1,5 @@
-"""Scores computed from feature vectors: FID, KID, Inception Score, precision/recall/density/coverage, class coverage.
+"""Scores computed from feature vectors: FID, KID, Inception Score, precision/recall/density/coverage, class coverage,
+conditional accuracy.
 
 FID, KID and IS come from torchmetrics. Its metrics run a feature module on images; ours are
 computed once (and the real ones reused across evaluations), so the module handed to
@@ -94,3 +95,10 @@ def class_coverage(logits: torch.Tensor) -> dict[str, float]:
     nonzero = hist[hist > 0]
     kl = float((nonzero * (nonzero * k).log()).sum())
     return {"classes": float((hist >= 0.1 / k).sum()), "class_kl": kl if math.isfinite(kl) else float("inf")}
+
+
+def conditional_accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:
+    """Fraction of samples the classifier assigns to the class they were generated with (1 = G always draws the asked class)."""
+    if len(logits) != len(labels):
+        raise ValueError(f"{len(logits)} samples but {len(labels)} labels")
+    return float((logits.argmax(dim=1) == labels.to(logits.device)).float().mean())

@@ -18,15 +18,20 @@ import torch
 from torch import nn
 
 from gan_cli.errors import GanError
-from gan_cli.metrics.scorer import Scorer
+from gan_cli.metrics.scorer import Scorer, generated_labels
 
 
 class TrainingEval:
-    def __init__(self, cfg, dataset_cfg, data, run_dir: Path, device: torch.device, d_is_probability: bool, saved: Optional[dict] = None) -> None:
+    """`conditional`: G is class-conditional; its samples are then generated with labels 0, 1, ..., k-1, 0, ...
+    and the default scores include `cond` (does G draw the class it is asked for)."""
+
+    def __init__(self, cfg, dataset_cfg, data, run_dir: Path, device: torch.device, d_is_probability: bool, saved: Optional[dict] = None,
+                 conditional: bool = False) -> None:  # fmt: skip
         self.every = int(cfg.every)
         self.run_dir = run_dir
         self.seed = int(cfg.seed)
         self.scorer: Optional[Scorer] = None
+        self.labels: Optional[torch.Tensor] = None
         self.best_name: Optional[str] = None
         self.best_value: Optional[float] = None
         self.latest: dict[str, float] = {}
@@ -34,7 +39,9 @@ class TrainingEval:
             raise GanError(f"eval.every={self.every} must be >= 0 (0 turns evaluation during training off).")
         if self.every == 0:
             return
-        self.scorer = Scorer(data, dataset_cfg, cfg.metrics, cfg.n, cfg.backbone, device, self.seed, cfg.inception_weights, has_d=d_is_probability)
+        self.scorer = Scorer(data, dataset_cfg, cfg.metrics, cfg.n, cfg.backbone, device, self.seed, cfg.inception_weights,
+                             has_d=d_is_probability, conditional=conditional)  # fmt: skip
+        self.labels = generated_labels(data.spec.num_classes if conditional else 0, self.scorer.n)
         directions = self.scorer.directions()
         self.best_name = cfg.best or next(iter(directions))
         if self.best_name not in directions:
@@ -42,6 +49,9 @@ class TrainingEval:
         self.maximise = directions[self.best_name] == "max"
         if saved and saved.get("best_name") == self.best_name:  # a resumed run keeps its best (of the same score only)
             self.best_value = saved.get("best_value")
+        # the training clock of metrics.jsonl's "train_seconds": from here (set-up and scorer built) on, less the scoring
+        self._clock_start = time.perf_counter()
+        self._eval_seconds = 0.0
 
     @property
     def enabled(self) -> bool:
@@ -56,12 +66,13 @@ class TrainingEval:
 
         assert self.scorer is not None
         t0 = time.perf_counter()
+        train_seconds = t0 - self._clock_start - self._eval_seconds  # wall time of this process's training so far
         was_training, d_was_training = G.training, D.training
         G.eval()
         D.eval()
         try:
-            fake = generate(G, self.scorer.n, self.seed, next(G.parameters()).device)
-            scores = self.scorer.score(fake, lambda x: torch.sigmoid(D(x)))
+            fake = generate(G, self.scorer.n, self.seed, next(G.parameters()).device, labels=self.labels)
+            scores = self.scorer.score(fake, lambda x: torch.sigmoid(D(x)), self.labels)
             if "dstar" in self.scorer.metrics:
                 self._plot_dstar(fake, D, step, tracker)
         finally:
@@ -71,7 +82,7 @@ class TrainingEval:
             tracker.writer.add_scalar(f"metrics/{name}", value, step)
         self.latest = scores
         tracker.latest.update({f"metrics/{k}": v for k, v in scores.items()})
-        record = {"step": step, **scores, "seconds": round(time.perf_counter() - t0, 3)}
+        record = {"step": step, **scores, "seconds": round(time.perf_counter() - t0, 3), "train_seconds": round(train_seconds, 3)}
         with open(self.run_dir / "metrics.jsonl", "a") as f:
             f.write(json.dumps(record) + "\n")
         value = scores[self.best_name]
@@ -81,6 +92,7 @@ class TrainingEval:
         if better:
             self.best_value = value
         tracker.console.print("  ".join(f"{k} {v:.4g}" for k, v in scores.items()) + (f"  (best {self.best_name})" if better else ""), highlight=False)
+        self._eval_seconds += time.perf_counter() - t0
         return better
 
     def state(self) -> dict[str, Any]:

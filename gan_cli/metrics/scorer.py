@@ -36,6 +36,7 @@ METRICS: dict[str, Metric] = {
     "is": Metric({"is": HIGHER}, "Inception-Score-style exp(E KL(p(y|x) || p(y))) with the classifier", needs_logits=True),
     "prdc": Metric({k: HIGHER for k in ("precision", "recall", "density", "coverage")}, "k-NN manifold estimates (k=5)"),
     "classes": Metric({"classes": HIGHER, "class_kl": LOWER}, "classes the samples cover; KL of their class histogram to uniform", needs_logits=True),
+    "cond": Metric({"cond_acc": HIGHER}, "fraction of samples the classifier puts in the class they were generated with", needs_logits=True),
     "modes": Metric({"modes": HIGHER, "hq": HIGHER}, "modes covered and % high-quality samples (within 3 std)", on_features=False, datasets=MODE_TOYS),
     "moments": Metric({"mean_gap": LOWER, "std_gap": LOWER}, "|sample mean - 7| and |sample std - std|", on_features=False, datasets=("gauss1d",)),
     "dstar": Metric({"dstar_l1": LOWER}, "mean |D(x) - D*(x)|, D* = p_data/(p_data + p_g)", on_features=False, datasets=("gauss1d",)),
@@ -47,7 +48,14 @@ def n_tag(n: int) -> str:
     return f"{n / 1000:g}k" if n >= 1000 else str(n)
 
 
-def default_metrics(dataset: str, is_image: bool, has_labels: bool, backbone: str, has_d: bool) -> list[str]:
+COND_NEEDS_LABELS = (
+    "metric 'cond' checks that a class-conditional generator draws the class it is asked for, and needs the labels the samples "
+    "were generated with: this generator is not class-conditional. Train one with model.cond=concat|projection|acgan "
+    "on a labelled dataset, or drop 'cond'."
+)
+
+
+def default_metrics(dataset: str, is_image: bool, has_labels: bool, backbone: str, has_d: bool, conditional: bool = False) -> list[str]:
     if dataset in MODE_TOYS:
         return ["modes"]
     if dataset == "gauss1d":
@@ -55,18 +63,31 @@ def default_metrics(dataset: str, is_image: bool, has_labels: bool, backbone: st
     if not is_image:
         return []
     with_logits = backbone == "lenet" and has_labels
-    return ["fid", "kid", "is", "prdc", "classes"] if with_logits else ["fid", "kid", "prdc"]
+    if not with_logits:
+        return ["fid", "kid", "prdc"]
+    return ["fid", "kid", "is", "prdc", "classes"] + (["cond"] if conditional else [])
+
+
+def generated_labels(num_classes: int, n: int) -> Optional[torch.Tensor]:
+    """The labels n samples of a conditional G are generated with: 0, 1, ..., k-1, 0, 1, ... (None when k = 0)."""
+    return torch.arange(n) % num_classes if num_classes else None
 
 
 class Scorer:
-    """Computes the chosen metrics of generated samples against one dataset, always the same way."""
+    """Computes the chosen metrics of generated samples against one dataset, always the same way.
+
+    `conditional`: the samples will come with the labels they were generated with (a class-conditional
+    G, or held-out real data), which `cond` needs. `reference`: the caller scores `held_out_real()`,
+    so the dataset must hold n samples besides the real set (checked before any feature is computed).
+    """
 
     def __init__(self, data, dataset_cfg, metrics: Optional[list[str]], n: Optional[int], backbone: str, device: torch.device,
-                 seed: int, inception_weights: Optional[str] = None, has_d: bool = False) -> None:  # fmt: skip
+                 seed: int, inception_weights: Optional[str] = None, has_d: bool = False, conditional: bool = False,
+                 reference: bool = False) -> None:  # fmt: skip
         spec = data.spec
         self.spec, self.device, self.seed = spec, device, seed
         self.std = 1.0 if dataset_cfg.get("std") is None else float(dataset_cfg.std)
-        names = list(metrics) if metrics else default_metrics(spec.name, spec.is_image, spec.num_classes > 0, backbone, has_d)
+        names = list(metrics) if metrics else default_metrics(spec.name, spec.is_image, spec.num_classes > 0, backbone, has_d, conditional)
         if not names:
             raise GanError(f"No metric is defined for dataset {spec.name!r}: pass metrics=[...] with some of {', '.join(METRICS)}.")
         for name in names:
@@ -81,6 +102,8 @@ class Scorer:
                 raise GanError(f"metric {name!r} needs class probabilities, which backbone={backbone} does not give. Use backbone=lenet or drop {name!r}.")
             if name == "dstar" and not has_d:
                 raise GanError("metric 'dstar' compares D(x) with the optimal D*(x) and needs a probability-output D (loss=minimax or loss=ns).")
+            if name == "cond" and not conditional:
+                raise GanError(COND_NEEDS_LABELS)
         if backbone not in ("lenet", "inception"):
             raise one_of("backbone", backbone, ("lenet", "inception"))
         self.metrics = names
@@ -90,15 +113,19 @@ class Scorer:
         self.backbone_name = backbone
         self.protocol: dict = {"n_fake": self.n, "seed": seed, "dataset": spec.name}
         self.real_feats = self.real_logits = None
+        # the real set: the first n_real of one seeded permutation; held_out_real() takes the next n
+        self._data = data
+        self._order = torch.randperm(len(data), generator=torch.Generator().manual_seed(seed))
+        self.n_real = min(self.n, len(data))
+        if reference:
+            self._held_out_order()
         if any(METRICS[m].on_features for m in names):
             from gan_cli.metrics.backbones import build_backbone, labelled_tensors
 
             self.backbone = build_backbone(backbone, self._full(data, dataset_cfg), device, inception_weights)
             x, _ = labelled_tensors(data)
-            n_real = min(self.n, len(x))
-            order = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))[:n_real]
-            self.real_feats, self.real_logits = self.backbone.features(x[order], device)
-            self.protocol.update({"backbone": backbone, "n_real": n_real, "split": "train (the data G learns from)", **self.backbone.info})
+            self.real_feats, self.real_logits = self.backbone.features(x[self._order[: self.n_real]], device)
+            self.protocol.update({"backbone": backbone, "n_real": self.n_real, "split": "train (the data G learns from)", **self.backbone.info})
             self.protocol.pop("has_logits", None)
         else:
             self.protocol.update({"backbone": None, "n_real": "analytic (known mixture)", "split": None})
@@ -119,6 +146,26 @@ class Scorer:
     def _toy_choices() -> str:
         return ", ".join(f"{k} ({'/'.join(m.datasets)})" for k, m in METRICS.items() if not m.on_features)
 
+    def _held_out_order(self) -> torch.Tensor:
+        total = len(self._data)
+        if self.n_real + self.n > total:
+            raise GanError(
+                f"A real reference needs n={self.n} samples besides the {self.n_real} of the real set, and dataset "
+                f"{self.spec.name!r} holds {total}: use n <= {total // 2} (e.g. n={total // 2})."
+            )
+        return self._order[self.n_real : self.n_real + self.n]
+
+    def held_out_real(self) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+        """n real samples (and their labels) never in the real set: the next n of the same seeded permutation.
+
+        Scored as if generated, they give the value each score reaches for samples as good as the data itself.
+        """
+        from gan_cli.metrics.backbones import labelled_tensors
+
+        idx = self._held_out_order()
+        x, y = labelled_tensors(self._data)
+        return x[idx], (y[idx] if y is not None else None)
+
     def name_of(self, output: str) -> str:
         """The reported name of one quantity: sample count and backbone included."""
         metric = next(m for m in METRICS.values() if output in m.outputs)
@@ -128,10 +175,14 @@ class Scorer:
         """{reported name: 'min' or 'max'} of every quantity this scorer reports."""
         return {self.name_of(o): d for m in self.metrics for o, d in METRICS[m].outputs.items()}
 
-    def score(self, fake: torch.Tensor, d_prob: Optional[Callable[[torch.Tensor], torch.Tensor]] = None) -> dict[str, float]:
-        """Scores of `fake` (n samples, in data space); `d_prob` maps points to D's probability (for dstar)."""
+    def score(self, fake: torch.Tensor, d_prob: Optional[Callable[[torch.Tensor], torch.Tensor]] = None,
+              labels: Optional[torch.Tensor] = None) -> dict[str, float]:  # fmt: skip
+        """Scores of `fake` (n samples, in data space); `d_prob` maps points to D's probability (for dstar);
+        `labels`: the class each sample was generated with (for cond)."""
         from gan_cli.metrics import features as F  # torchmetrics takes seconds to import: only when scoring
 
+        if "cond" in self.metrics and labels is None:
+            raise GanError(COND_NEEDS_LABELS)
         out: dict[str, float] = {}
         fake = fake.detach().float().cpu()
         if any(METRICS[m].on_features for m in self.metrics):
@@ -147,6 +198,8 @@ class Scorer:
                 values = F.prdc(self.real_feats, feats)
             elif m == "classes":
                 values = F.class_coverage(logits)
+            elif m == "cond":
+                values = {"cond_acc": F.conditional_accuracy(logits, labels.cpu())}
             elif m == "modes":
                 cov = toy.mode_coverage(fake, mode_centers(self.spec.name), self.std)
                 values = {"modes": float(cov.modes_covered), "hq": 100.0 * cov.high_quality}
