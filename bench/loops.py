@@ -47,7 +47,8 @@ class Case:
 
 def compose_config(case: Case) -> DictConfig:
     register_schemas()
-    overrides = [*case.overrides, f"train.batch_size={case.batch_size}", "device=cpu" if not torch.cuda.is_available() else "device=cuda", *case.speed]
+    # the canonical loop is pytorch/examples' unconditional DCGAN: the throughput race compares the same networks
+    overrides = ["model.cond=none", *case.overrides, f"train.batch_size={case.batch_size}", "device=cpu" if not torch.cuda.is_available() else "device=cuda", *case.speed]
     with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
         return compose(config_name="train", overrides=overrides)
 

@@ -91,7 +91,8 @@ def describe(cfg: DictConfig) -> str:
     o, m, t = cfg.optimizer, cfg.model, cfg.train
     lr = f"lr {o.lr:g}" + (f" (G {o.lr_g:g})" if o.get("lr_g") is not None else "") + (f" (D {o.lr_d:g})" if o.get("lr_d") is not None else "")
     parts = [
-        f"{m.name} (z {m.z_dim}, widths {m.g_width}/{m.d_width}, D norm {m.d_norm})",
+        f"{m.name} (z {m.z_dim}, widths {m.g_width}/{m.d_width}, D norm {m.d_norm}"
+        + (f", conditioning {m.cond}" if m.get("cond", "none") != "none" else "") + ")",
         f"loss {cfg.loss.objective}" + (f" + {cfg.loss.penalty}" if cfg.loss.get("penalty", "none") != "none" else ""),
         f"{o.name} {lr}" + (f" betas {list(o.betas)}" if o.name == "adam" else "") + (f", {o.schedule} schedule" if o.get("schedule", "constant") != "constant" else ""),
         f"batch {t.batch_size}",

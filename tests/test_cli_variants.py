@@ -52,7 +52,7 @@ def test_sngan_preset_with_a_projection_discriminator_and_virtual_batch_norm(wor
 
 
 def test_sagan_preset_trains_with_attention_and_two_learning_rates(workdir: Path) -> None:
-    run = train(workdir, "experiment=sagan")
+    run = train(workdir, "experiment=sagan", "model.cond=none")  # unconditional, to check that labels are refused
     cfg = (run / ".hydra" / "config.yaml").read_text()
     assert "attention: 14" in cfg and "g_spectral: true" in cfg
     with pytest.raises(GanError, match="conditional"):

@@ -419,6 +419,7 @@ def test_augment_at_strength_0_is_the_unaugmented_step() -> None:
 # model.cond=auto (dcgan's default): a conditional GAN where the data has labels
 # ---------------------------------------------------------------------------------------------
 def test_cond_auto_is_concat_on_labelled_data_and_unconditional_otherwise() -> None:
+    assert compose_train().model.cond == "auto"
     G, D = models("dcgan", MNIST_SPEC, "model.cond=auto")
     assert num_classes(G) == 10 and D.label_input is not None
     G, D = models("dcgan", DataSpec("folder", (1, 28, 28), 0), "model.cond=auto")

@@ -16,6 +16,8 @@ import torch
 
 from conftest import TINY, gan_env, load_last, only_run_dir, run_gan
 
+# the values model.cond and model.ema took before they were options: what the old-checkpoint test needs
+BEFORE_COND_AND_EMA = ["model.cond=none", "model.ema=0"]
 TOY = ["model=mlp", "dataset=ring8", "model.g_width=8", "model.d_width=8", "model.z_dim=4", "train.batch_size=32", "train.num_workers=0"]
 
 
@@ -23,7 +25,7 @@ TOY = ["model=mlp", "dataset=ring8", "model.g_width=8", "model.d_width=8", "mode
 def trained(tmp_path_factory) -> Path:
     """One tiny DCGAN run on mnist5k, shared by the sampling and error tests."""
     cwd = tmp_path_factory.mktemp("trained")
-    run_gan("train", "train.steps=4", *TINY, cwd=cwd, check=True)
+    run_gan("train", "train.steps=4", *TINY, *BEFORE_COND_AND_EMA, cwd=cwd, check=True)
     return only_run_dir(cwd)
 
 
@@ -180,7 +182,7 @@ def test_checkpoints_from_before_an_option_existed_still_sample_and_resume(train
     run_gan("sample", f"ckpt={old}", "n=6", f"out={tmp_path / 'old.npy'}", cwd=tmp_path, check=True)
     run_gan("sample", f"ckpt={trained}", "n=6", f"out={tmp_path / 'new.npy'}", cwd=tmp_path, check=True)
     assert np.array_equal(np.load(tmp_path / "old.npy"), np.load(tmp_path / "new.npy"))
-    run_gan("train", f"resume={old.parent.parent}", "train.steps=5", *TINY, cwd=tmp_path, check=True)
+    run_gan("train", f"resume={old.parent.parent}", "train.steps=5", *TINY, *BEFORE_COND_AND_EMA, cwd=tmp_path, check=True)
     assert load_last(old.parent.parent)["step"] == 5
 
     ckpt["config"]["model"]["wings"] = 2  # a key this version does not know
