@@ -35,7 +35,7 @@ def lr_factor(schedule: str, step: int, total: int, warmup: int = 0) -> float:
 def check_schedule(cfg, total: int) -> None:
     if cfg.schedule not in SCHEDULES:
         raise one_of("optimizer.schedule", cfg.schedule, SCHEDULES)
-    if cfg.warmup < 0 or cfg.warmup >= max(total, 1) and cfg.warmup > 0:
+    if cfg.warmup < 0 or (cfg.warmup > 0 and cfg.warmup >= total):
         raise GanError(f"optimizer.warmup={cfg.warmup} must be >= 0 and below train.steps={total} (steps of linear warm-up; 0 = none).")
 
 
