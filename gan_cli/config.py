@@ -47,12 +47,14 @@ class LossConfig:
     n_critic: int = 1
     penalty: str = "none"
     penalty_weight: float = 0.0
+    penalty_every: int = 1
     clip: Optional[float] = None
     label_smoothing: float = 0.0
     feature_matching: bool = False
     hist_weight: float = 0.0
     ortho_weight: float = 0.0
     aux_weight: float = 1.0
+    aux_on_fake: bool = False
     info_weight: float = 1.0
 
 

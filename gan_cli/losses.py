@@ -206,6 +206,7 @@ class ExtraTerms:
     info_weight: float = 1.0
     hist_weight: float = 0.0
     ortho_weight: float = 0.0
+    aux_on_fake: bool = False
     history: dict = field(default_factory=dict)
 
     def check_fits(self, D: nn.Module) -> None:
@@ -214,8 +215,11 @@ class ExtraTerms:
 
     def d_terms(self, D: nn.Module, layout, real_ex: Extras, fake_ex: Extras, y, z: torch.Tensor) -> dict[str, torch.Tensor]:
         terms: dict[str, torch.Tensor] = {}
-        if "class_logits" in real_ex:  # ACGAN: D classifies real and fake samples
-            terms["loss/ac"] = self.aux_weight * (F.cross_entropy(real_ex["class_logits"], y) + F.cross_entropy(fake_ex["class_logits"], y))
+        if "class_logits" in real_ex:  # ACGAN: D's class head learns the classes
+            ce = F.cross_entropy(real_ex["class_logits"], y)
+            if self.aux_on_fake:  # the paper's loss; the head may then learn whatever mark G puts on its fakes
+                ce = ce + F.cross_entropy(fake_ex["class_logits"], y)
+            terms["loss/ac"] = self.aux_weight * ce
         if "q_cat" in fake_ex:  # InfoGAN: Q (on D's body) learns to recover the codes
             terms["loss/info"] = self.info_weight * info_loss(fake_ex, z, layout)
         if self.hist_weight:
@@ -269,6 +273,12 @@ class GanLoss:
     penalty_weight: float
     clip: Optional[float]
     extra: ExtraTerms = field(default_factory=ExtraTerms)
+    penalty_every: int = 1
+
+    def penalty_due(self, d_step: int) -> bool:
+        """Lazy regularisation (StyleGAN2, Karras et al. 2020): the penalty, the costly double backward, runs on
+        every `penalty_every`-th D step only, weighted by `penalty_every` so its average pull stays the same."""
+        return self.penalty is not None and d_step % self.penalty_every == 0
 
     def clip_weights(self, D: nn.Module) -> None:
         """WGAN's crude Lipschitz constraint, applied after every critic step."""
@@ -288,6 +298,11 @@ def build_loss(cfg) -> GanLoss:
         raise GanError(f"loss.n_critic={cfg.n_critic} must be at least 1 (discriminator steps per generator step).")
     if cfg.penalty_weight < 0:
         raise GanError(f"loss.penalty_weight={cfg.penalty_weight} must be >= 0.")
+    if cfg.penalty_every < 1:
+        raise GanError(
+            f"loss.penalty_every={cfg.penalty_every} must be at least 1: the penalty runs on every n-th D step "
+            f"(1 = every step; StyleGAN2 uses 16 for R1)."
+        )
     if cfg.clip is not None and cfg.clip <= 0:
         raise GanError(f"loss.clip={cfg.clip} must be a positive bound (or null for no clipping).")
     objective = OBJECTIVES[cfg.objective]()
@@ -303,5 +318,10 @@ def build_loss(cfg) -> GanLoss:
     for key in ("hist_weight", "ortho_weight", "aux_weight", "info_weight"):
         if cfg[key] < 0:
             raise GanError(f"loss.{key}={cfg[key]} must be >= 0 (0 turns the term off).")
-    extra = ExtraTerms(bool(cfg.feature_matching), float(cfg.aux_weight), float(cfg.info_weight), float(cfg.hist_weight), float(cfg.ortho_weight))
-    return GanLoss(objective, cfg.n_critic, PENALTIES[cfg.penalty], float(cfg.penalty_weight), cfg.clip, extra)
+    extra = ExtraTerms(
+        bool(cfg.feature_matching), float(cfg.aux_weight), float(cfg.info_weight), float(cfg.hist_weight), float(cfg.ortho_weight),
+        bool(cfg.aux_on_fake),
+    )
+    return GanLoss(
+        objective, cfg.n_critic, PENALTIES[cfg.penalty], float(cfg.penalty_weight), cfg.clip, extra, int(cfg.penalty_every)
+    )

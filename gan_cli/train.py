@@ -117,17 +117,22 @@ def grad_norm(module: nn.Module) -> torch.Tensor:
 # ---------------------------------------------------------------------------------------------
 def train_step(
     G: nn.Module, D: nn.Module, loss: GanLoss, opt_g, opt_d, batcher, device: torch.device, amp: Precision = FP32,
-    augment: Optional[Callable[[torch.Tensor], torch.Tensor]] = None,
+    augment: Optional[Callable[[torch.Tensor], torch.Tensor]] = None, step: int = 1,
 ) -> dict[str, torch.Tensor]:
     """One generator step; G and D may be torch.compile wrappers (the penalty then runs on the eager D,
     since compiled code cannot differentiate twice). `amp` adds autocast and fp16 loss scaling.
 
     `augment` (DiffAugment) is applied to every batch D sees, real and fake, in D's step and in G's:
     D then never sees an un-augmented image, and G's gradient flows back through the same random ops.
+
+    `step` (counted from 1) places the D steps on one global count, so a lazy penalty (`loss.penalty_every`)
+    falls on the same D steps whether or not the run was resumed in between.
     """
     obj, extra, layout = loss.objective, loss.extra, latent_layout(G)
     seen_by_d = augment or (lambda x: x)
+    penalty = None
     for i in range(loss.n_critic):
+        d_step = (step - 1) * loss.n_critic + i
         real, y = batcher.next()
         z = sample_latent(G, len(real), device)
         last = i == loss.n_critic - 1
@@ -141,9 +146,9 @@ def train_step(
             d_loss = obj.d_loss(real_logits, fake_logits)
             d_terms = extra.d_terms(D, layout, real_ex, fake_ex, y, z)  # ACGAN, InfoGAN, historical averaging
             total = d_loss + sum(d_terms.values())
-            if loss.penalty is not None:
+            if loss.penalty_due(d_step):
                 penalty = loss.penalty(amp.penalty_fn(lambda x: eager(D)(x, y)), real, fake_d)
-                total = total + loss.penalty_weight * penalty
+                total = total + loss.penalty_every * loss.penalty_weight * penalty
         amp.backward("D", total)
         if last:
             amp.unscale("D", opt_d)
@@ -174,7 +179,8 @@ def train_step(
         obj.estimate_tag: obj.estimate(real_logits.detach(), fake_logits.detach(), d_loss.detach()),
     }
     if loss.penalty is not None:
-        stats["loss/penalty"] = penalty.detach()
+        # A lazy penalty is logged when it ran and as 0 otherwise (weighted by penalty_every, the mean is the pull)
+        stats["loss/penalty"] = penalty.detach() * loss.penalty_every if penalty is not None else torch.zeros((), device=device)
     stats.update({k: v.detach() for k, v in {**d_terms, **g_terms}.items()})
     if "q_cat" in g_ex:
         stats["estimate/mutual_info"] = mutual_info_bound(g_ex, z, layout).detach()
@@ -385,7 +391,7 @@ def train(cfg: DictConfig, run_dir: Path, overrides: list[str], hparam_choices: 
     try:
         with StopRequest() as stop:
             for step in range(start_step + 1, cfg.train.steps + 1):
-                tracker.add(step, train_step(G_run, D_run, loss, opt_g, opt_d, batcher, device, amp, augment))
+                tracker.add(step, train_step(G_run, D_run, loss, opt_g, opt_d, batcher, device, amp, augment, step))
                 used_lrs = current_lrs()
                 sched_g.step()
                 sched_d.step()

@@ -325,8 +325,12 @@ def resume_from_midway(tmp_path: Path, args: list[str]) -> tuple[dict, dict]:
 
 
 def test_resume_toy_with_cosine_warmup_and_ema_is_exact(tmp_path: Path) -> None:
-    """Stopped at step 4 of 8 and resumed: G, D, G_ema, optimisers, schedulers and EMA count equal a straight run."""
-    a, b = resume_from_midway(tmp_path, [*TOY, "train.ckpt_every=4", "optimizer.schedule=cosine", "optimizer.warmup=2", "model.ema=0.9"])
+    """Stopped at step 4 of 8 and resumed: G, D, G_ema, optimisers, schedulers and EMA count equal a straight run,
+    with a lazy penalty whose steps are counted from the run's start, not from the resume."""
+    a, b = resume_from_midway(tmp_path, [
+        *TOY, "train.ckpt_every=4", "optimizer.schedule=cosine", "optimizer.warmup=2", "model.ema=0.9",
+        "loss.penalty=r1", "loss.penalty_weight=1", "loss.penalty_every=3",  # lazy R1 due at steps 1, 4, 7: 7 is after the resume
+    ])
     assert_same_resumable_state(a, b)
     assert a["schedulers"]["G"]["last_epoch"] == 8 and a["ema_state"] == {"updates": 8}
 
@@ -429,3 +433,62 @@ def test_cond_auto_is_concat_on_labelled_data_and_unconditional_otherwise() -> N
     assert all(torch.equal(a, b) for a, b in zip(explicit_G.state_dict().values(), auto_G.state_dict().values()))
     with pytest.raises(GanError, match="model.pack=2.*model.cond=none"):
         models("dcgan", MNIST_SPEC, "model.cond=auto", "model.pack=2")
+
+
+# ---------------------------------------------------------------------------------------------
+# lazy regularisation (loss.penalty_every) and ACGAN's class head
+# ---------------------------------------------------------------------------------------------
+def toy_setup(*overrides: str):
+    cfg = compose_train("model=mlp", *SMALL, *overrides)
+    torch.manual_seed(0)
+    G, D = build_models(cfg.model, TOY_SPEC)
+    return G, D, build_loss(cfg.loss), *build_optimizers(cfg.optimizer, G, D)
+
+
+@pytest.mark.parametrize("n_critic,every,due", [(1, 3, [1, 4, 7]), (2, 3, [1, 2, 4, 5, 7]), (1, 1, [1, 2, 3, 4, 5, 6, 7])])
+def test_lazy_penalty_runs_on_every_nth_d_step_counted_from_the_start(n_critic: int, every: int, due: list[int]) -> None:
+    """D steps are numbered (step - 1) * n_critic + i; the penalty runs where that is a multiple of penalty_every."""
+    G, D, loss, opt_g, opt_d = toy_setup("loss.penalty=r1", "loss.penalty_weight=1", f"loss.penalty_every={every}", f"loss.n_critic={n_critic}")
+    calls: list[int] = []
+    inner = loss.penalty
+
+    def spy(d_fn, real, fake):
+        calls.append(step)
+        return inner(d_fn, real, fake)
+
+    loss.penalty = spy
+    data = batcher(TOY_SPEC, 4)
+    for step in range(1, 8):
+        stats = train_step(G, D, loss, opt_g, opt_d, data, CPU, step=step)
+        assert (float(stats["loss/penalty"]) != 0) == (step in due), (step, stats["loss/penalty"])  # logged 0 when not run
+    assert sorted(set(calls)) == due
+
+
+def test_lazy_penalty_is_weighted_by_its_interval() -> None:
+    """On a due step, penalty_every=4 pulls D four times as hard as penalty_every=1: same D gradient as weight x 4."""
+    grads = []
+    for every, weight in ((4, 1.0), (1, 4.0)):
+        G, D, loss, opt_g, opt_d = toy_setup("loss.penalty=r1", f"loss.penalty_weight={weight}", f"loss.penalty_every={every}", "optimizer.lr=0")
+        torch.manual_seed(5)
+        train_step(G, D, loss, opt_g, opt_d, batcher(TOY_SPEC, 4), CPU, step=1)
+        grads.append(torch.cat([p.grad.flatten() for p in D.parameters()]))
+    torch.testing.assert_close(grads[0], grads[1])
+
+
+def test_lazy_penalty_interval_below_1_is_refused() -> None:
+    with pytest.raises(GanError, match=r"loss\.penalty_every=0"):
+        build_loss(compose_train("loss.penalty=r1", "loss.penalty_every=0").loss)
+
+
+@pytest.mark.parametrize("on_fake", [False, True])
+def test_acgan_class_head_learns_from_fakes_only_when_asked(on_fake: bool) -> None:
+    """loss.aux_on_fake=false (default): D's class loss is the cross-entropy on real data alone, so the head cannot
+    learn a mark G puts on its fakes; true adds the fakes' cross-entropy, the paper's loss."""
+    import torch.nn.functional as F
+
+    loss = build_loss(compose_train("model.cond=acgan", f"loss.aux_on_fake={str(on_fake).lower()}", "loss.aux_weight=0.5").loss)
+    y = torch.tensor([0, 1, 2])
+    real, fake = {"class_logits": torch.randn(3, 10)}, {"class_logits": torch.randn(3, 10)}
+    terms = loss.extra.d_terms(nn.Linear(1, 1), None, real, fake, y, torch.zeros(3, 1))
+    expected = F.cross_entropy(real["class_logits"], y) + (F.cross_entropy(fake["class_logits"], y) if on_fake else 0)
+    torch.testing.assert_close(terms["loss/ac"], 0.5 * expected)
