@@ -79,13 +79,13 @@ def test_wgan_gp_covers_the_ring() -> None:
 
 @pytest.mark.slow
 def test_ring8_preset_covers_every_mode_with_sharp_samples(tmp_path) -> None:
-    """`experiment=ring8` as a user runs it (the full preset, 24,000 steps, on one thread): at least 7 of 8
+    """`experiment=ring8` as a user runs it (the full preset, 16,000 steps, on one thread): at least 7 of 8
     modes and at least 90 % of 2,500 samples within 3 std of a mode (the README's per-seed table has the exact figures)."""
-    env = {**gan_env(), "OMP_NUM_THREADS": "1"}  # tiny matmuls: a second thread only adds synchronisation
+    env = {**gan_env(), "OMP_NUM_THREADS": "1"}  # one thread: the rest of the suite may share the two cores
     run = tmp_path / "ring8"
     proc = subprocess.run([sys.executable, "-m", "gan_cli", "train", "experiment=ring8", "seed=0", f"hydra.run.dir={run}"],
                           cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     last = json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])
-    assert last["step"] == 24000
+    assert last["step"] == 16000
     assert last["modes2.5k"] >= 7 and last["hq2.5k"] >= 90.0, last
