@@ -177,11 +177,16 @@ def to_plain(cfg: DictConfig) -> dict[str, Any]:
 def upgrade_saved_config(saved: dict[str, Any]) -> dict[str, Any]:
     """A checkpoint's config with today's defaults for the keys added since it was written.
 
-    Options are only ever added with defaults that keep the old behaviour (`g_norm=batch`,
-    `cond=none`, ...), so filling them in lets `gan sample`, `gan eval` and `resume` read
-    checkpoints from earlier versions. A key that no longer exists cannot be interpreted,
+    Options are added with defaults that keep the old behaviour (`g_norm=batch`, `cond=none`,
+    `penalty_every=1`, ...), so filling them in lets `gan sample`, `gan eval` and `resume` read
+    checkpoints from earlier versions; where a new default changed it (ACGAN's `aux_on_fake`), the old
+    value is filled in, so resuming such a run with today's default is refused by name, never silently changed. A key that no longer exists cannot be interpreted,
     which is a clear error rather than a guess.
     """
+    loss = saved.get("loss") or {}
+    if saved.get("model", {}).get("cond") == "acgan" and "aux_on_fake" not in loss:
+        # the one added key whose default changed behaviour: ACGAN's head used to learn from the fakes too
+        saved = {**saved, "loss": {**loss, "aux_on_fake": True}}
     try:
         merged = OmegaConf.merge(OmegaConf.structured(GanConfig), saved)
     except (ConfigKeyError, ValidationError) as exc:

@@ -175,6 +175,8 @@ def test_checkpoints_from_before_an_option_existed_still_sample_and_resume(train
         del ckpt["config"]["model"][key]
     for key in ("amp", "channels_last", "compile", "data_on_device"):
         del ckpt["config"]["train"][key]
+    for key in ("penalty_every", "aux_on_fake"):
+        del ckpt["config"]["loss"][key]
     del ckpt["config"]["eval"]
     old = tmp_path / "old" / "checkpoints" / "last.pt"
     old.parent.mkdir(parents=True)
@@ -189,3 +191,14 @@ def test_checkpoints_from_before_an_option_existed_still_sample_and_resume(train
     torch.save(ckpt, old)
     proc = run_gan("sample", f"ckpt={old}", cwd=tmp_path)
     assert proc.returncode == 2 and "wings" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_an_acgan_checkpoint_from_before_aux_on_fake_keeps_the_papers_loss() -> None:
+    """ACGAN's D head used to learn from fakes too; an old ACGAN config reads as aux_on_fake=true (any other model: the default)."""
+    from gan_cli.config import upgrade_saved_config
+
+    old = {"model": {"name": "dcgan", "cond": "acgan"}, "loss": {"objective": "ns"}, "optimizer": {"name": "adam"}, "dataset": {"name": "mnist5k"}}
+    assert upgrade_saved_config(old)["loss"]["aux_on_fake"] is True
+    assert "aux_on_fake" not in old["loss"], "the checkpoint's own dict is not modified"
+    old["model"]["cond"] = "concat"
+    assert upgrade_saved_config(old)["loss"]["aux_on_fake"] is False
