@@ -292,9 +292,7 @@ def train(cfg: DictConfig, run_dir: Path, overrides: list[str], hparam_choices: 
     opt_g, opt_d = build_optimizers(cfg.optimizer, G, D)
     sched_g, sched_d = build_schedulers(cfg.optimizer, cfg.train.steps, opt_g, opt_d)
     augment = _build_augment(cfg.train.augment, data.spec.is_image)
-    if cfg.model.ema < 0:
-        raise GanError(f"model.ema={cfg.model.ema} must be in (0, 1), e.g. 0.999, or 0 to turn the EMA generator off.")
-    ema = EMA(G, cfg.model.ema, cfg.model.ema_warmup) if cfg.model.ema > 0 else None
+    ema = EMA(G, cfg.model.ema, cfg.model.ema_warmup) if cfg.model.ema != 0 else None  # EMA refuses a decay outside (0, 1)
     fixed_z = sample_latent(G, cfg.train.n_samples, device)
     plain_cfg = to_plain(cfg)
     start_step = batches_done = 0
@@ -337,7 +335,7 @@ def train(cfg: DictConfig, run_dir: Path, overrides: list[str], hparam_choices: 
         log.info("resumed from %s at step %d", path, start_step)
 
     batcher = make_batcher(data, cfg.train.batch_size, device, cfg.seed, cfg.train.num_workers, start_batch=batches_done, on_device=plan.data_on_device)
-    evaluator = TrainingEval(cfg.eval, cfg.dataset, data, run_dir, device, loss.objective.outputs_probability, saved_eval, conditional=num_classes(G) > 0)
+    evaluator = TrainingEval(cfg.eval, cfg.dataset, data, run_dir, device, loss.objective.outputs_probability, saved_eval, classes=num_classes(G))
     tracker = Tracker(run_dir, cfg.train.steps, start_step)
     tracker.text("config", "```yaml\n" + OmegaConf.to_yaml(cfg) + "```")
 

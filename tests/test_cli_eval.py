@@ -109,14 +109,14 @@ def test_a_conditional_generator_is_scored_on_drawing_the_class_it_is_asked_for(
 def test_eval_every_scores_cond_of_a_conditional_generator(tmp_path: Path, lenet_cache: Path) -> None:
     from gan_cli.data import load_dataset
     from gan_cli.metrics.in_training import TrainingEval
-    from gan_cli.models import build_models
+    from gan_cli.models import build_models, num_classes
     from gan_cli.tracking import Tracker
 
     cfg = compose_train(*TINY, "model.cond=concat", "eval.every=10", "eval.n=200", "eval.metrics=[cond]")
     data = load_dataset(cfg.dataset, cfg.seed)
     G, D = build_models(cfg.model, data.spec)
     tracker = Tracker(tmp_path, 100, 0)
-    evaluator = TrainingEval(cfg.eval, cfg.dataset, data, tmp_path, torch.device("cpu"), True, None, conditional=True)
+    evaluator = TrainingEval(cfg.eval, cfg.dataset, data, tmp_path, torch.device("cpu"), True, None, classes=num_classes(G))
     evaluator.run(10, G, D, tracker)
     tracker.writer.close()
     assert set(evaluator.latest) == {"cond_acc200_lenet"} and 0 <= evaluator.latest["cond_acc200_lenet"] <= 1

@@ -22,11 +22,11 @@ from gan_cli.metrics.scorer import Scorer, generated_labels
 
 
 class TrainingEval:
-    """`conditional`: G is class-conditional; its samples are then generated with labels 0, 1, ..., k-1, 0, ...
-    and the default scores include `cond` (does G draw the class it is asked for)."""
+    """`classes`: the classes a class-conditional G takes (0: not conditional); its samples are then generated
+    with labels 0, 1, ..., k-1, 0, ... and the default scores include `cond` (does G draw the class it is asked for)."""
 
     def __init__(self, cfg, dataset_cfg, data, run_dir: Path, device: torch.device, d_is_probability: bool, saved: Optional[dict] = None,
-                 conditional: bool = False) -> None:  # fmt: skip
+                 classes: int = 0) -> None:  # fmt: skip
         self.every = int(cfg.every)
         self.run_dir = run_dir
         self.seed = int(cfg.seed)
@@ -40,8 +40,8 @@ class TrainingEval:
         if self.every == 0:
             return
         self.scorer = Scorer(data, dataset_cfg, cfg.metrics, cfg.n, cfg.backbone, device, self.seed, cfg.inception_weights,
-                             has_d=d_is_probability, conditional=conditional)  # fmt: skip
-        self.labels = generated_labels(data.spec.num_classes if conditional else 0, self.scorer.n)
+                             has_d=d_is_probability, conditional=classes > 0)  # fmt: skip
+        self.labels = generated_labels(classes, self.scorer.n)
         directions = self.scorer.directions()
         self.best_name = cfg.best or next(iter(directions))
         if self.best_name not in directions:
