@@ -68,7 +68,7 @@ def test_eval_every_logs_appends_and_keeps_best(workdir: Path) -> None:
     proc = run_gan("eval", f"ckpt={run}", "n=1000", cwd=workdir, check=True)
     assert "modes1k" in proc.stdout
     result = json.loads((run / "metrics.json").read_text())
-    assert set(result["scores"]) == {"modes1k", "hq1k"}
+    assert set(result["scores"]) == {"modes1k", "hq1k", "spread1k", "mode_kl1k"}
     assert result["protocol"]["n_fake"] == 1000 and result["protocol"]["generator"] == "ema" and result["step"] == 60
     run_gan("sample", f"ckpt={run}", "n=50", "out=ema.npy", cwd=workdir, check=True)
     run_gan("sample", f"ckpt={run}", "n=50", "out=raw.npy", "ema=false", cwd=workdir, check=True)

@@ -13,13 +13,13 @@ import torchvision.transforms.v2.functional as TF
 from omegaconf import OmegaConf
 
 from gan_cli.data import load_dataset
-from gan_cli.data.toys import mode_centers
+from gan_cli.data.toys import make_toy, mode_centers
 from gan_cli.errors import GanError
 from gan_cli.metrics import Scorer, n_tag
 from gan_cli.metrics import classifier as clf_module
 from gan_cli.metrics import features as F
 from gan_cli.metrics.backbones import build_backbone
-from gan_cli.metrics.scorer import default_metrics, generated_labels
+from gan_cli.metrics.scorer import default_metrics, generated_labels, is_better
 from gan_cli.metrics.toy import mode_coverage, moment_gaps
 from gan_cli.models import truncate
 
@@ -33,7 +33,10 @@ def test_mode_coverage_all_modes_one_mode_and_off_mode_points() -> None:
     centers = mode_centers("ring8")
     std = 0.02
     all_modes = centers.repeat(10, 1) + 0.5 * std
-    assert mode_coverage(all_modes, centers, std) == type(mode_coverage(all_modes, centers, std))(8, 8, 1.0)
+    cov = mode_coverage(all_modes, centers, std)
+    assert (cov.modes_covered, cov.n_modes, cov.high_quality, cov.mode_kl) == (8, 8, 1.0, pytest.approx(0.0, abs=1e-9))
+    # every point sqrt(0.5) std from its mode, against the data's root mean square of about 1.38 std
+    assert cov.spread == pytest.approx(math.sqrt(0.5 / 1.8989), rel=1e-3)
 
     one_mode = centers[3].repeat(100, 1)
     cov = mode_coverage(one_mode, centers, std)
@@ -54,8 +57,32 @@ def test_grid25_scorer_names_and_values() -> None:
     scorer = Scorer(data, OmegaConf.create({"std": 0.05}), None, 2500, "lenet", CPU, 0)
     centers = mode_centers("grid25")
     fake = torch.cat([centers[:20].repeat(100, 1), torch.full((500, 2), 10.0)])  # 20 modes, 80% high quality
-    assert scorer.score(fake) == {"modes2.5k": 20.0, "hq2.5k": pytest.approx(80.0)}
-    assert scorer.directions() == {"modes2.5k": "max", "hq2.5k": "max"}
+    # every high-quality point sits on its centre (spread 0), 20 of 25 modes share them equally: KL = log(25 / 20)
+    expected = {"modes2.5k": 20.0, "hq2.5k": pytest.approx(80.0), "spread2.5k": 0.0, "mode_kl2.5k": pytest.approx(math.log(25 / 20))}
+    assert scorer.score(fake) == expected
+    assert scorer.directions() == {"modes2.5k": "max", "hq2.5k": "max", "spread2.5k": "one", "mode_kl2.5k": "min"}
+
+
+@pytest.mark.parametrize("name,std", [("ring8", 0.02), ("grid25", 0.05)])
+def test_mode_spread_and_balance_are_the_datas_on_real_points_and_see_squeezed_or_missing_modes(name: str, std: float) -> None:
+    """Real points score spread 1 and mode_kl 0; the same points pulled halfway to their modes score spread 0.5
+    (hq then 100 %, above the data's 98.9 %: what hq alone would reward); one mode alone gives KL = log(#modes)."""
+    centers = mode_centers(name)
+    real, _ = make_toy(name, 20_000, std, 0)
+    cov = mode_coverage(real, centers, std)
+    assert cov.high_quality == pytest.approx(1 - math.exp(-4.5), abs=0.003)
+    assert cov.spread == pytest.approx(1.0, abs=0.02) and cov.mode_kl < 0.002
+    nearest = centers[torch.cdist(real, centers).argmin(1)]
+    squeezed = mode_coverage(nearest + 0.5 * (real - nearest), centers, std)
+    assert squeezed.high_quality > cov.high_quality and squeezed.spread == pytest.approx(0.5, abs=0.02)
+    one_mode = real[torch.cdist(real, centers).argmin(1) == 0]
+    assert mode_coverage(one_mode, centers, std).mode_kl == pytest.approx(math.log(len(centers)), abs=1e-6)
+
+
+def test_a_spread_is_better_the_closer_it_is_to_the_datas() -> None:
+    assert is_better(0.9, 0.5, "one") and is_better(1.1, 1.5, "one") and not is_better(0.5, 1.5, "one")
+    assert is_better(0.1, None, "min") and not is_better(float("nan"), None, "max") and is_better(2.0, 1.0, "max")
+    assert is_better(0.5, 0.0, "one") and not is_better(0.0, 0.5, "one")  # a spread of 0 (every point on a centre) is the worst
 
 
 def test_gauss1d_moment_gaps() -> None:

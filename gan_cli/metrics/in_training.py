@@ -9,7 +9,6 @@ resumed run keeps its best score).
 from __future__ import annotations
 
 import json
-import math
 import time
 from pathlib import Path
 from typing import Any, Optional
@@ -18,7 +17,7 @@ import torch
 from torch import nn
 
 from gan_cli.errors import GanError
-from gan_cli.metrics.scorer import Scorer, generated_labels
+from gan_cli.metrics.scorer import Scorer, generated_labels, is_better
 
 
 class TrainingEval:
@@ -46,7 +45,7 @@ class TrainingEval:
         self.best_name = cfg.best or next(iter(directions))
         if self.best_name not in directions:
             raise GanError(f"eval.best={self.best_name!r} is not among the scores this run computes. Allowed: {', '.join(directions)}.")
-        self.maximise = directions[self.best_name] == "max"
+        self.direction = directions[self.best_name]
         if saved and saved.get("best_name") == self.best_name:  # a resumed run keeps its best (of the same score only)
             self.best_value = saved.get("best_value")
         # the training clock of metrics.jsonl's "train_seconds": from here (set-up and scorer built) on, less the scoring
@@ -86,9 +85,7 @@ class TrainingEval:
         with open(self.run_dir / "metrics.jsonl", "a") as f:
             f.write(json.dumps(record) + "\n")
         value = scores[self.best_name]
-        better = math.isfinite(value) and (
-            self.best_value is None or (value > self.best_value if self.maximise else value < self.best_value)
-        )
+        better = is_better(value, self.best_value, self.direction)
         if better:
             self.best_value = value
         tracker.console.print("  ".join(f"{k} {v:.4g}" for k, v in scores.items()) + (f"  (best {self.best_name})" if better else ""), highlight=False)

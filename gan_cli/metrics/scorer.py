@@ -8,6 +8,7 @@ backbone and the real-data features, which later evaluations reuse.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Callable, Optional
 
@@ -17,7 +18,18 @@ from gan_cli.data.toys import GAUSS1D_MEAN, make_toy, mode_centers
 from gan_cli.errors import GanError, one_of
 from gan_cli.metrics import toy
 
-LOWER, HIGHER = "min", "max"
+LOWER, HIGHER, NEAR_ONE = "min", "max", "one"  # NEAR_ONE: a ratio to the data's own value, best at 1
+
+
+def is_better(value: float, best: Optional[float], direction: str) -> bool:
+    """Whether `value` beats `best` (None: nothing yet) in the metric's direction; NaN never does."""
+    if not math.isfinite(value):
+        return False
+    if best is None:
+        return True
+    if direction == NEAR_ONE:
+        return abs(math.log(value)) < abs(math.log(best)) if value > 0 and best > 0 else value > 0 and best <= 0
+    return value > best if direction == HIGHER else value < best
 MODE_TOYS = ("ring8", "grid25")
 
 
@@ -37,7 +49,9 @@ METRICS: dict[str, Metric] = {
     "prdc": Metric({k: HIGHER for k in ("precision", "recall", "density", "coverage")}, "k-NN manifold estimates (k=5)"),
     "classes": Metric({"classes": HIGHER, "class_kl": LOWER}, "classes the samples cover; KL of their class histogram to uniform", needs_logits=True),
     "cond": Metric({"cond_acc": HIGHER}, "fraction of samples the classifier puts in the class they were generated with", needs_logits=True),
-    "modes": Metric({"modes": HIGHER, "hq": HIGHER}, "modes covered and % high-quality samples (within 3 std)", on_features=False, datasets=MODE_TOYS),
+    "modes": Metric({"modes": HIGHER, "hq": HIGHER, "spread": NEAR_ONE, "mode_kl": LOWER},
+                    "modes covered, % high-quality samples (within 3 std), their spread around the modes (data: 1) and KL of their mode shares to uniform",
+                    on_features=False, datasets=MODE_TOYS),
     "moments": Metric({"mean_gap": LOWER, "std_gap": LOWER}, "|sample mean - 7| and |sample std - std|", on_features=False, datasets=("gauss1d",)),
     "dstar": Metric({"dstar_l1": LOWER}, "mean |D(x) - D*(x)|, D* = p_data/(p_data + p_g)", on_features=False, datasets=("gauss1d",)),
 }
@@ -172,7 +186,7 @@ class Scorer:
         return f"{output}{n_tag(self.n)}_{self.backbone_name}" if metric.on_features else f"{output}{n_tag(self.n)}"
 
     def directions(self) -> dict[str, str]:
-        """{reported name: 'min' or 'max'} of every quantity this scorer reports."""
+        """{reported name: 'min', 'max' or 'one' (best at 1)} of every quantity this scorer reports."""
         return {self.name_of(o): d for m in self.metrics for o, d in METRICS[m].outputs.items()}
 
     def score(self, fake: torch.Tensor, d_prob: Optional[Callable[[torch.Tensor], torch.Tensor]] = None,
@@ -202,7 +216,7 @@ class Scorer:
                 values = {"cond_acc": F.conditional_accuracy(logits, labels.cpu())}
             elif m == "modes":
                 cov = toy.mode_coverage(fake, mode_centers(self.spec.name), self.std)
-                values = {"modes": float(cov.modes_covered), "hq": 100.0 * cov.high_quality}
+                values = {"modes": float(cov.modes_covered), "hq": 100.0 * cov.high_quality, "spread": cov.spread, "mode_kl": cov.mode_kl}
             elif m == "moments":
                 values = toy.moment_gaps(fake, GAUSS1D_MEAN, self.std)
             else:  # dstar

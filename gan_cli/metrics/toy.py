@@ -2,7 +2,10 @@
 moments and the optimal discriminator of the 1-D example.
 
 A sample is *high quality* when it lies within 3 standard deviations of its nearest mode; a
-mode is *covered* when at least one high-quality sample has it as nearest mode.
+mode is *covered* when at least one high-quality sample has it as nearest mode. Those two numbers
+reward a G that squeezes every mode to a point as much as one that draws it as wide as the data,
+so `mode_coverage` also measures the *spread* of the high-quality samples around their modes
+(1 = the data's own) and how evenly they are shared among the modes (`mode_kl`).
 """
 
 from __future__ import annotations
@@ -18,6 +21,15 @@ class ModeCoverage:
     modes_covered: int
     n_modes: int
     high_quality: float  # fraction of samples within 3 std of their nearest mode
+    spread: float = math.nan  # RMS distance of the high-quality samples to their mode, over the data's (1 = as wide as the data)
+    mode_kl: float = math.nan  # KL(share of high-quality samples per mode || uniform): 0 when every mode gets its share
+
+
+def truncated_mean_square(dims: int, n_std: float) -> float:
+    """E[|x - mu|^2 / std^2 | |x - mu| <= n_std std] for an isotropic Gaussian in `dims` dimensions: |x - mu|^2 / std^2
+    is chi-square with `dims` degrees of freedom, whose mean below t is dims * P(chi2_{dims+2} < t) / P(chi2_dims < t)."""
+    t = torch.tensor(n_std**2 / 2, dtype=torch.float64)
+    return float(dims * torch.special.gammainc(torch.tensor(dims / 2 + 1.0, dtype=torch.float64), t) / torch.special.gammainc(torch.tensor(dims / 2, dtype=torch.float64), t))
 
 
 def mode_coverage(samples: torch.Tensor, centers: torch.Tensor, std: float, n_std: float = 3.0) -> ModeCoverage:
@@ -26,7 +38,14 @@ def mode_coverage(samples: torch.Tensor, centers: torch.Tensor, std: float, n_st
     nearest_dist, nearest = dist.min(dim=1)
     good = nearest_dist <= n_std * std
     covered = torch.unique(nearest[good]).numel()
-    return ModeCoverage(int(covered), len(centers), float(good.float().mean()))
+    spread = mode_kl = math.nan
+    if good.any():
+        # the data's own high-quality points lie at this mean square distance (in std units) from their mode
+        mean_square = float((nearest_dist[good] / std).square().mean())
+        spread = math.sqrt(mean_square / truncated_mean_square(samples.shape[1], n_std))
+        share = torch.bincount(nearest[good], minlength=len(centers)).double() / int(good.sum())
+        mode_kl = float((share[share > 0] * (share[share > 0] * len(centers)).log()).sum())
+    return ModeCoverage(int(covered), len(centers), float(good.float().mean()), spread, mode_kl)
 
 
 def moment_gaps(samples: torch.Tensor, mean: float, std: float) -> dict[str, float]:
