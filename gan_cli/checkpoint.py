@@ -52,7 +52,7 @@ def resolve_checkpoint(target: str | os.PathLike) -> Path:
                 return candidate
         raise GanError(f"No checkpoint in {str(p)!r}: expected {p / 'checkpoints' / LAST}. Pass a run directory of `gan train` or a .pt file.")
     if not p.is_file():
-        raise GanError(f"Checkpoint {str(p)!r} does not exist. Pass a run directory of `gan train` (e.g. outputs/DATE/TIME) or a .pt file in its checkpoints/ folder.")
+        raise GanError(f"Checkpoint {str(p)!r} does not exist. Pass a run directory of `gan train` (e.g. outputs/DATE/TIME_PID) or a .pt file in its checkpoints/ folder.")
     return p
 
 

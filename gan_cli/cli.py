@@ -7,6 +7,7 @@ everything below it raises and knows nothing of the terminal.
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Callable
@@ -89,19 +90,39 @@ def _override_key(override: str) -> str:
     return override.split("=", 1)[0].lstrip("+~")
 
 
+def resume_target(arg: str) -> str:
+    """The path in `resume=...`: the text as the shell passed it when such a file or folder exists (spaces and any
+    letters allowed, as in the command printed after Ctrl-C), else the value Hydra's grammar reads (e.g. '...' quoted)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    raw = arg.split("=", 1)[1]
+    if Path(os.path.expanduser(raw)).exists():
+        return raw
+    try:
+        value = OverridesParser.create().parse_overrides([arg])[0].value()
+    except Exception:  # not Hydra syntax either: the text is the path (resolve_checkpoint then says it does not exist)
+        return raw
+    return value if isinstance(value, str) else raw
+
+
 def resume_arguments(args: list[str]) -> list[str]:
     """`gan train resume=RUN ...` -> the run's own overrides, then the new ones, in RUN itself.
 
-    Hydra composes the same config the run was started with (so .hydra/config.yaml stays true),
-    the new overrides win, and the training code refuses any change other than length and cadence.
+    Hydra composes the same config the run was started with, the new overrides win, and the training
+    code refuses any change other than length and cadence. Hydra writes nothing into RUN/.hydra
+    (`hydra.output_subdir=null`): the original files stay as they were, and an accepted resume records
+    its own under .hydra/resumes/.
     """
     from gan_cli.checkpoint import load_checkpoint, resolve_checkpoint, run_dir_of
+    from gan_cli.rundir import override
 
-    target = next(a.split("=", 1)[1] for a in args if a.startswith("resume="))
+    at = next(i for i, a in enumerate(args) if a.startswith("resume="))
+    target = resume_target(args[at])
     if not target or target == "null":
         return args
     ckpt_path = resolve_checkpoint(target)
     run_dir = run_dir_of(ckpt_path)
+    args = [*args[:at], override("resume", target), *args[at + 1 :]]
     saved_file = run_dir / ".hydra" / "overrides.yaml"
     if saved_file.is_file():
         saved = yaml.safe_load(saved_file.read_text()) or []
@@ -109,7 +130,27 @@ def resume_arguments(args: list[str]) -> list[str]:
         saved = load_checkpoint(ckpt_path)[0].get("overrides", [])
     new_keys = {_override_key(a) for a in args if "=" in a}
     kept = [o for o in saved if _override_key(o) not in new_keys and _override_key(o) != "resume" and not o.startswith("hydra.")]
-    return [*kept, *args, f"hydra.run.dir={run_dir}"]
+    return [*kept, *args, override("hydra.run.dir", str(run_dir)), "hydra.output_subdir=null"]
+
+
+def check_resume(cfg: DictConfig) -> None:
+    """Refuse a resume before Hydra starts, so a refused one leaves the run directory exactly as it was:
+    a change to what is trained, a run already at its last step, or a run another process trains now."""
+    from gan_cli.checkpoint import load_checkpoint, run_dir_of
+    from gan_cli.config import to_plain
+    from gan_cli.rundir import in_use, is_locked, refuse_resume, resume_changes
+    from gan_cli.train import _check_train_settings
+
+    _check_train_settings(cfg.train)
+    ckpt, path = load_checkpoint(cfg.resume)
+    changed = resume_changes(ckpt["config"], to_plain(cfg))
+    if changed:
+        raise refuse_resume(path, changed)
+    if int(ckpt["step"]) >= cfg.train.steps:
+        raise GanError(f"The checkpoint {str(path)!r} is already at step {ckpt['step']}; pass a larger train.steps (now {cfg.train.steps}) to train on.")
+    holder = is_locked(run_dir_of(path))
+    if holder is not None:
+        raise in_use(run_dir_of(path), holder)
 
 
 def explain_config_error(exc: Exception) -> str:
@@ -139,9 +180,11 @@ def precheck(command: str, args: list[str]) -> None:
     config_name = "train" if command == "train" else command
     try:
         with initialize_config_dir(config_dir=CONF, version_base="1.3", job_name=f"gan_{command}"):
-            compose(config_name=config_name, overrides=[a for a in args if not a.startswith("hydra.")])
+            cfg = compose(config_name=config_name, overrides=[a for a in args if not a.startswith("hydra.")])
     except Exception as exc:  # any composition error is the user's input
         raise GanError(explain_config_error(exc)) from exc
+    if command == "train" and cfg.get("resume"):
+        check_resume(cfg)
 
 
 def main(argv: list[str] | None = None) -> None:

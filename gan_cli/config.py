@@ -8,6 +8,7 @@ classes only say which keys exist and what type each one has.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, List, Optional
@@ -153,7 +154,9 @@ class EvalConfig(MetricsConfig):
 
 
 def register_schemas() -> None:
-    """Make the schemas known to Hydra under the names the top-level YAML files use."""
+    """Make the schemas known to Hydra under the names the top-level YAML files use, and the `pid` resolver
+    that makes run directories unique (two runs started in the same second by two processes)."""
+    OmegaConf.register_new_resolver("pid", lambda: os.getpid(), use_cache=True, replace=True)
     cs = ConfigStore.instance()
     cs.store(name="gan_schema", node=GanConfig)
     cs.store(name="sample_schema", node=SampleConfig)

@@ -35,16 +35,13 @@ from gan_cli.metrics.in_training import TrainingEval
 from gan_cli.models import EMA, build_models, latent_layout, num_classes, sample_latent
 from gan_cli.models.layers import discriminate
 from gan_cli.plots import image_grid, points_figure, save_figure
+from gan_cli.rundir import RunLock, flatten, record_resume, refuse_resume, remove_stale_temp_files, resume_changes, resume_command
 from gan_cli.schedules import build_schedulers
 from gan_cli.speed import FP32, Precision, eager, enable_backend_speedups, plan_speed, prepare_models
 from gan_cli.tracking import NonFiniteLoss, Tracker
 
 log = logging.getLogger("gan_cli")
 INTERRUPTED = 130
-# keys that may change when a run is resumed: how long and how often, not what is trained
-# (and how fast: the speed paths other than AMP leave the math unchanged)
-RESUMABLE_CHANGES = ("train.steps", "train.log_every", "train.sample_every", "train.ckpt_every", "train.num_workers", "device", "resume",
-                     "train.channels_last", "train.compile", "train.data_on_device", "eval.")  # fmt: skip
 
 
 # ---------------------------------------------------------------------------------------------
@@ -191,27 +188,6 @@ def train_step(
 # ---------------------------------------------------------------------------------------------
 # checkpoints and samples
 # ---------------------------------------------------------------------------------------------
-def _changed_keys(saved: dict[str, Any], now: dict[str, Any]) -> list[str]:
-    flat_saved = _flatten(saved)
-    flat_now = _flatten(now)
-    keys = sorted(set(flat_saved) | set(flat_now))
-    return [
-        f"{k}: {flat_saved.get(k)!r} -> {flat_now.get(k)!r}"
-        for k in keys
-        if flat_saved.get(k) != flat_now.get(k) and not k.startswith(RESUMABLE_CHANGES)
-    ]
-
-
-def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in d.items():
-        if isinstance(v, dict):
-            out.update(_flatten(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
-
-
 def write_samples(G: nn.Module, D: nn.Module, fixed_z: torch.Tensor, data, step: int, run_dir: Path, tracker: Tracker) -> None:
     """The fixed-noise batch as a PNG under samples/ and in TensorBoard (a plot for toy data)."""
     was_training = G.training
@@ -268,12 +244,20 @@ def _check_train_settings(cfg) -> None:
 
 
 def train(cfg: DictConfig, run_dir: Path, overrides: list[str], hparam_choices: dict[str, Any]) -> float:
-    """Train as `cfg` says, writing everything into `run_dir`.
+    """Train as `cfg` says, writing everything into `run_dir`, which no other process may train in meanwhile.
 
     Returns the last value of the chosen score (eval.best) when eval.every > 0, else the final
     generator loss: the number a Hydra sweeper optimises.
     """
     _check_train_settings(cfg.train)
+    with RunLock(run_dir):
+        stale = remove_stale_temp_files(run_dir)  # safe only now: no other process writes checkpoints here
+        if stale:
+            log.info("removed %d temp file(s) a killed checkpoint write left in %s", len(stale), run_dir / "checkpoints")
+        return _train(cfg, run_dir, overrides, hparam_choices)
+
+
+def _train(cfg: DictConfig, run_dir: Path, overrides: list[str], hparam_choices: dict[str, Any]) -> float:
     device = pick_device(cfg.device)
     seed_everything(cfg.seed)
     data = load_dataset(cfg.dataset, cfg.seed)
@@ -300,18 +284,9 @@ def train(cfg: DictConfig, run_dir: Path, overrides: list[str], hparam_choices: 
 
     if cfg.resume:
         ckpt, path = load_checkpoint(cfg.resume, map_location=device)
-        changed = _changed_keys(ckpt["config"], plain_cfg)
-        saved_steps = ckpt["config"]["train"]["steps"]
-        if cfg.optimizer.schedule != "constant" and saved_steps != cfg.train.steps:
-            changed.append(
-                f"train.steps: {saved_steps} -> {cfg.train.steps} (optimizer.schedule={cfg.optimizer.schedule} decays the lr to 0 at "
-                f"train.steps, so the steps already taken would no longer fit it; only a run with optimizer.schedule=constant can be extended)"
-            )
-        if changed:
-            raise GanError(
-                f"Cannot resume from {str(path)!r} with a different configuration ({'; '.join(changed)}). "
-                f"Only {', '.join(RESUMABLE_CHANGES)} may change on resume; start a new run for anything else."
-            )
+        changed = resume_changes(ckpt["config"], plain_cfg)
+        if changed:  # the CLI checked this before Hydra started; this guards direct callers of train()
+            raise refuse_resume(path, changed)
         _load_state(G, ckpt["models"]["G"], path)
         _load_state(D, ckpt["models"]["D"], path)
         if ema is not None:
@@ -333,6 +308,7 @@ def train(cfg: DictConfig, run_dir: Path, overrides: list[str], hparam_choices: 
         if start_step >= cfg.train.steps:
             raise GanError(f"The checkpoint {str(path)!r} is already at step {start_step}; pass a larger train.steps (now {cfg.train.steps}) to train on.")
         log.info("resumed from %s at step %d", path, start_step)
+        record_resume(run_dir, overrides, plain_cfg, start_step)
 
     batcher = make_batcher(data, cfg.train.batch_size, device, cfg.seed, cfg.train.num_workers, start_batch=batches_done, on_device=plan.data_on_device)
     evaluator = TrainingEval(cfg.eval, cfg.dataset, data, run_dir, device, loss.objective.outputs_probability, saved_eval, classes=num_classes(G))
@@ -369,12 +345,13 @@ def train(cfg: DictConfig, run_dir: Path, overrides: list[str], hparam_choices: 
             "rng": {"torch": torch.get_rng_state(), "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None},
             "eval": evaluator.state(),
         }
-        save_checkpoint(payload, run_dir / "checkpoints" / LAST)
+        # last.pt goes last: a process killed while writing the others resumes before this step and writes them again
         if step % cfg.train.ckpt_every == 0:
             save_checkpoint(payload, run_dir / "checkpoints" / f"step_{step:06d}.pt")
-        last_saved = step
         if best:
             save_checkpoint(payload, run_dir / "checkpoints" / "best.pt")
+        save_checkpoint(payload, run_dir / "checkpoints" / LAST)
+        last_saved = step
 
     def evaluate(step: int) -> bool:
         tracker.flush(step, used_lrs)  # never score (or keep as best) weights that went NaN
@@ -411,7 +388,7 @@ def train(cfg: DictConfig, run_dir: Path, overrides: list[str], hparam_choices: 
                     name = signal.Signals(stop.signal).name
                     raise GanError(
                         f"{name} received: stopped at step {step} of {cfg.train.steps} and saved {run_dir / 'checkpoints' / LAST}. "
-                        f"Continue with: gan train resume={run_dir}",
+                        f"Continue with: {resume_command(run_dir)}",
                         exit_code=INTERRUPTED,
                     )
     except NonFiniteLoss as err:
@@ -457,7 +434,7 @@ def _load_state(module: nn.Module, state: dict[str, torch.Tensor], path: Path) -
 def _hparams(choices: dict[str, Any], plain_cfg: dict[str, Any]) -> dict[str, Any]:
     """Flat hyper-parameters for TensorBoard's HParams tab: group choices plus every scalar option."""
     values: dict[str, Any] = {k: str(v) for k, v in choices.items() if v is not None and not k.startswith("hydra")}
-    for k, v in _flatten(plain_cfg).items():
+    for k, v in flatten(plain_cfg).items():
         if isinstance(v, (bool, int, float, str)):
             values[k] = v
         elif isinstance(v, list):

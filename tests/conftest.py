@@ -31,6 +31,17 @@ def run_gan(*args: str, cwd: Path, timeout: float = 300, check: bool = False) ->
     return proc
 
 
+def train_until_step(step: int, args: list[str], cwd: Path) -> subprocess.Popen:
+    """A `gan train` subprocess, returned once its log line for `step` is out (training really runs)."""
+    env = {**gan_env(), "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "gan_cli", "train", *args], cwd=cwd, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    for line in proc.stdout:
+        if line.startswith(f"step {step}/"):
+            break
+    return proc
+
+
 def only_run_dir(cwd: Path) -> Path:
     """The single run directory `gan train` made under cwd/outputs."""
     runs = [p for p in (cwd / "outputs").glob("*/*") if p.is_dir()]

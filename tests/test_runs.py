@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import TINY, gan_env, load_last, only_run_dir, run_gan
+from conftest import TINY, gan_env, load_last, only_run_dir, run_gan, train_until_step
 
 # the values model.cond and model.ema took before they were options: what the old-checkpoint test needs
 BEFORE_COND_AND_EMA = ["model.cond=none", "model.ema=0"]
@@ -60,17 +60,6 @@ def test_resume_with_a_different_config_is_refused_and_changes_nothing(tmp_path:
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert "loss.objective: 'ns' -> 'hinge'" in proc.stderr.replace("\n", " ")
     assert hashlib.sha256((run / "checkpoints" / "last.pt").read_bytes()).hexdigest() == before
-
-
-def train_until_step(step: int, args: list[str], cwd: Path) -> subprocess.Popen:
-    """A `gan train` subprocess, returned once its log line for `step` is out (training really runs)."""
-    env = {**gan_env(), "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "gan_cli", "train", *args], cwd=cwd, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
-    for line in proc.stdout:
-        if line.startswith(f"step {step}/"):
-            break
-    return proc
 
 
 def test_sigint_saves_a_checkpoint_says_how_to_resume_and_resumes_exactly(tmp_path: Path) -> None:

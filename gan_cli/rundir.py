@@ -1,0 +1,158 @@
+"""A run directory belongs to one training process at a time, and a resume changes it only once accepted.
+
+- `RunLock`: an exclusive `flock` on `<run>/.lock`, held while a process trains there. The kernel drops
+  it when the process dies, however it dies, so a lock left by `kill -9` never blocks the next resume.
+- `resume_changes`: what differs between a checkpoint's config and the one a resume asks for, other
+  than what may change (run length and cadence); the CLI calls it before Hydra touches the directory.
+- `record_resume`: an accepted resume writes its overrides and config under `.hydra/resumes/`, beside
+  (never over) the files of the original run.
+- `remove_stale_temp_files`: checkpoint temp files a killed writer left behind.
+- `shell_command`: a command line that works when pasted into a POSIX shell, whatever the path holds.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import time
+from pathlib import Path
+from typing import Any, Optional
+
+import yaml
+
+from gan_cli.errors import GanError
+
+try:  # POSIX; elsewhere training runs without the lock
+    import fcntl
+except ImportError:  # pragma: no cover - Windows
+    fcntl = None  # type: ignore[assignment]
+
+LOCK_FILE = ".lock"
+# keys that may change when a run is resumed: how long and how often, not what is trained
+# (and how fast: the speed paths other than AMP leave the math unchanged)
+RESUMABLE_CHANGES = ("train.steps", "train.log_every", "train.sample_every", "train.ckpt_every", "train.num_workers", "device", "resume",
+                     "train.channels_last", "train.compile", "train.data_on_device", "eval.")  # fmt: skip
+
+
+class RunLock:
+    """`with RunLock(run_dir):` trains in run_dir alone, or refuses with one paragraph naming the holder."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self.path = Path(run_dir) / LOCK_FILE
+        self._fd: Optional[int] = None
+
+    def __enter__(self) -> "RunLock":
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if fcntl is None:
+            return self
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "another process"
+            os.close(fd)
+            raise in_use(self.path.parent, holder)
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        self._fd = fd
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # closing drops the lock; the file stays (removing it would race with the next holder)
+            self._fd = None
+
+
+def in_use(run_dir: Path, holder: str) -> GanError:
+    return GanError(
+        f"{str(run_dir)!r} is in use: a `gan train` (pid {holder}) is training there now. Wait for it to finish, "
+        f"or stop it (Ctrl-C saves a checkpoint) and resume then; to train something else, start a new run."
+    )
+
+
+def is_locked(run_dir: Path) -> Optional[str]:
+    """The pid holding run_dir's lock (as written in the file), or None when nobody trains there."""
+    path = Path(run_dir) / LOCK_FILE
+    if fcntl is None or not path.is_file():
+        return None
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except OSError:
+        return os.pread(fd, 64, 0).decode(errors="replace").strip() or "another process"
+    finally:
+        os.close(fd)  # also drops the shared lock taken just to look
+    return None
+
+
+def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def resume_changes(saved: dict[str, Any], now: dict[str, Any]) -> list[str]:
+    """Every change a resume may not make, as 'key: old -> new' (and why, for train.steps under a schedule)."""
+    flat_saved, flat_now = flatten(saved), flatten(now)
+    changed = [
+        f"{k}: {flat_saved.get(k)!r} -> {flat_now.get(k)!r}"
+        for k in sorted(set(flat_saved) | set(flat_now))
+        if flat_saved.get(k) != flat_now.get(k) and not k.startswith(RESUMABLE_CHANGES)
+    ]
+    schedule, saved_steps, steps = flat_now.get("optimizer.schedule"), flat_saved.get("train.steps"), flat_now.get("train.steps")
+    if schedule not in (None, "constant") and saved_steps != steps:
+        changed.append(
+            f"train.steps: {saved_steps} -> {steps} (optimizer.schedule={schedule} decays the lr to 0 at train.steps, so the steps already "
+            f"taken would no longer fit it; only a run with optimizer.schedule=constant can be extended)"
+        )
+    return changed
+
+
+def refuse_resume(path: Path, changed: list[str]) -> GanError:
+    return GanError(
+        f"Cannot resume from {str(path)!r} with a different configuration ({'; '.join(changed)}). "
+        f"Only {', '.join(RESUMABLE_CHANGES)} may change on resume; start a new run for anything else. The run directory was left as it was."
+    )
+
+
+def record_resume(run_dir: Path, overrides: list[str], config: dict[str, Any], step: int) -> Path:
+    """`.hydra/resumes/<time>_step<N>/{overrides,config}.yaml`: what this resume ran with, the original files untouched."""
+    folder = Path(run_dir) / ".hydra" / "resumes" / f"{time.strftime('%Y-%m-%d_%H-%M-%S')}_pid{os.getpid()}_step{step}"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "overrides.yaml").write_text(yaml.safe_dump(list(overrides), allow_unicode=True))
+    (folder / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False, allow_unicode=True))
+    return folder
+
+
+def remove_stale_temp_files(run_dir: Path) -> list[Path]:
+    """Delete `checkpoints/.NAME.*.tmp` left by a writer that was killed mid-write (call only while holding the lock)."""
+    folder = Path(run_dir) / "checkpoints"
+    stale = sorted(folder.glob(".*.tmp")) if folder.is_dir() else []
+    for p in stale:
+        p.unlink(missing_ok=True)
+    return stale
+
+
+def hydra_quote(value: str) -> str:
+    """A value Hydra's override parser reads back verbatim: single-quoted, with \\ and ' escaped."""
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def override(key: str, value: str) -> str:
+    """key=value for Hydra, quoted only when the value holds something its grammar would not take as a plain string."""
+    plain = value and all(c.isascii() and (c.isalnum() or c in "/._-+:~@") for c in value)
+    return f"{key}={value if plain else hydra_quote(value)}"
+
+
+def shell_command(*args: str) -> str:
+    """The words as one POSIX shell line (each word quoted only where needed)."""
+    return " ".join(shlex.quote(a) for a in args)
+
+
+def resume_command(run_dir: Path) -> str:
+    """`gan train resume=RUN`, quoted for the shell; `gan train` reads the path verbatim (see cli.resume_target)."""
+    return shell_command("gan", "train", f"resume={run_dir}")

@@ -1,0 +1,116 @@
+"""A run directory is never wrong: unique per run, one trainer at a time, untouched by a refused resume,
+resumable from any path, and free of the leftovers of a killed checkpoint write. Real `gan` processes."""
+
+from __future__ import annotations
+
+import hashlib
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+from conftest import compose_train, gan_env, load_last, only_run_dir, run_gan, train_until_step
+
+TOY = ["model=mlp", "dataset=ring8", "model.g_width=8", "model.d_width=8", "model.z_dim=4", "train.batch_size=32", "train.num_workers=0"]
+
+
+def tree_digest(run: Path) -> dict[str, str]:
+    """Every file under the run directory and its content hash."""
+    return {str(p.relative_to(run)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(run.rglob("*")) if p.is_file()}
+
+
+def test_two_runs_started_together_get_a_directory_each(tmp_path: Path) -> None:
+    """`gan train ... seed=1 & gan train ... seed=2 &` in one second: each run keeps its own checkpoint and log."""
+    cmd = [sys.executable, "-m", "gan_cli", "train", *TOY, "train.steps=6"]
+    procs = [subprocess.Popen([*cmd, f"seed={seed}"], cwd=tmp_path, env=gan_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for seed in (1, 2)]  # fmt: skip
+    for proc in procs:
+        _, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, err
+    runs = sorted(p for p in (tmp_path / "outputs").glob("*/*") if p.is_dir())
+    assert len(runs) == 2
+    for proc, seed in zip(procs, (1, 2)):
+        run = next(r for r in runs if r.name.endswith(f"_{proc.pid}"))  # DATE/TIME_PID
+        assert load_last(run)["config"]["seed"] == seed
+        assert f"seed={seed}" in yaml.safe_load((run / ".hydra" / "overrides.yaml").read_text())
+        assert (run / "train.log").read_text().count("finished") == 1
+
+
+def test_a_refused_resume_changes_nothing_and_an_accepted_one_records_itself_beside_the_original(tmp_path: Path) -> None:
+    run_gan("train", *TOY, "train.steps=4", "optimizer.schedule=constant", cwd=tmp_path, check=True)
+    run = only_run_dir(tmp_path)
+    before = tree_digest(run)
+    for bad in (["loss=wgan"], ["train.steps=2"], ["train.steps=0"]):  # another loss; a run already past the end; a bad value
+        proc = run_gan("train", f"resume={run}", *bad, cwd=tmp_path)
+        assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+        assert tree_digest(run) == before, f"resume with {bad} changed the run directory"
+    original = {name: (run / ".hydra" / name).read_text() for name in ("overrides.yaml", "config.yaml")}
+    run_gan("train", f"resume={run}", "train.steps=8", cwd=tmp_path, check=True)
+    assert load_last(run)["step"] == 8
+    assert {name: (run / ".hydra" / name).read_text() for name in original} == original
+    (record,) = (run / ".hydra" / "resumes").iterdir()
+    assert record.name.endswith("_step4")
+    assert "train.steps=8" in yaml.safe_load((record / "overrides.yaml").read_text())
+    assert yaml.safe_load((record / "config.yaml").read_text())["train"]["steps"] == 8
+
+
+def test_a_second_trainer_in_the_same_directory_is_refused_and_a_killed_ones_lock_does_not_block(tmp_path: Path) -> None:
+    run_gan("train", *TOY, "train.steps=2", "optimizer.schedule=constant", cwd=tmp_path, check=True)
+    run = only_run_dir(tmp_path)
+    first = train_until_step(4, [f"resume={run}", "train.steps=100000", "train.log_every=1"], tmp_path)
+    try:
+        second = run_gan("train", f"resume={run}", "train.steps=100000", cwd=tmp_path)
+        assert second.returncode == 2 and "Traceback" not in second.stderr
+        assert f"is in use: a `gan train` (pid {first.pid})" in second.stderr.replace("\n", " ")
+    finally:
+        first.kill()  # SIGKILL: no handler runs, the lock file stays behind
+        first.communicate(timeout=60)
+    assert (run / ".lock").read_text() == str(first.pid)
+    steps_before = load_last(run)["step"]
+    run_gan("train", f"resume={run}", f"train.steps={steps_before + 2}", cwd=tmp_path, check=True)
+    assert load_last(run)["step"] == steps_before + 2
+
+
+def test_a_run_in_a_folder_with_spaces_and_emoji_resumes_with_the_command_it_prints(tmp_path: Path) -> None:
+    run = tmp_path / "my runs" / "x ü 😀"
+    proc = train_until_step(3, [*TOY, "train.steps=100000", "train.log_every=1", "optimizer.schedule=constant", f"hydra.run.dir='{run}'"], tmp_path)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    printed = err.replace("\n", " ").split("Continue with: ", 1)[1].strip()
+    stopped = load_last(run)["step"]
+    pasted = subprocess.run(["sh", "-c", f"{printed} train.steps={stopped + 2}"], cwd=tmp_path,
+                            env={**gan_env(), "PATH": f"{Path(sys.executable).parent}:{gan_env()['PATH']}"},
+                            capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert pasted.returncode == 0, pasted.stderr
+    assert load_last(run)["step"] == stopped + 2
+    # the path typed in Hydra's own quoting works too
+    run_gan("train", f"resume='{run}'", f"train.steps={stopped + 4}", cwd=tmp_path, check=True)
+    assert load_last(run)["step"] == stopped + 4
+
+
+def test_resume_removes_the_temp_files_of_a_killed_write(tmp_path: Path) -> None:
+    run_gan("train", *TOY, "train.steps=4", "optimizer.schedule=constant", cwd=tmp_path, check=True)
+    run = only_run_dir(tmp_path)
+    stale = run / "checkpoints" / ".last.pt.k2j4h1.tmp"
+    stale.write_bytes(b"\0" * 1024)  # what save_checkpoint leaves when killed between mkstemp and rename
+    run_gan("train", f"resume={run}", "train.steps=6", cwd=tmp_path, check=True)
+    assert not list((run / "checkpoints").glob(".*.tmp"))
+    assert "removed 1 temp file" in (run / "train.log").read_text()
+
+
+def test_last_pt_is_written_after_the_periodic_and_best_checkpoints(tmp_path: Path, monkeypatch) -> None:
+    """A process killed while writing step_N.pt or best.pt resumes from before step N and writes them again."""
+    import gan_cli.train as train_module
+
+    written: list[str] = []
+    real_save = train_module.save_checkpoint
+    monkeypatch.setattr(train_module, "save_checkpoint", lambda payload, path: (written.append(path.name), real_save(payload, path)))
+    cfg = compose_train(*TOY, "train.steps=4", "train.ckpt_every=2", "eval.every=2", "eval.n=200", "eval.best=hq200")
+    train_module.train(cfg, tmp_path / "run", [], {})
+    assert written[-1] == "last.pt" and written.count("last.pt") == 2
+    for periodic in ("step_000002.pt", "step_000004.pt"):
+        assert written.index(periodic) < written.index("last.pt", written.index(periodic))
+    assert "best.pt" in written and written.index("best.pt") < written.index("last.pt")
