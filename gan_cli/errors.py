@@ -1,14 +1,21 @@
-"""The one exception type for problems a user can fix.
+"""The one exception type for problems a user can fix, and the exit codes.
 
 `gan_cli.cli` prints its message as a single paragraph, without a traceback, and exits with
 `exit_code`; everything else is a bug and keeps its traceback.
 """
 
+import re
+
+USER_ERROR = 2  # bad input: an option, a path, a checkpoint
+DIVERGED = 3  # a NaN or inf stopped training
+IO_FAILED = 4  # the disk or a file failed under a running command (full, read-only, unreadable, corrupt)
+INTERRUPTED = 130  # Ctrl-C or SIGTERM, after saving
+
 
 class GanError(Exception):
     """A user-facing error: the message names the bad value and what is allowed."""
 
-    def __init__(self, message: str, exit_code: int = 2) -> None:
+    def __init__(self, message: str, exit_code: int = USER_ERROR) -> None:
         super().__init__(message)
         self.exit_code = exit_code
 
@@ -16,3 +23,12 @@ class GanError(Exception):
 def one_of(kind: str, value: object, allowed: "list[str] | tuple[str, ...]") -> GanError:
     """The standard 'unknown X' error, listing the allowed choices."""
     return GanError(f"Unknown {kind} {value!r}. Allowed: {', '.join(sorted(allowed))}.")
+
+
+def io_failure(err: OSError, what: str, after: str = "") -> GanError:
+    """An OSError as one paragraph: what failed, the system's reason and the file, then `after` (what is safe, how to go on)."""
+    # a DataLoader worker's error arrives as its traceback's text: keep the last line, without "OSError: [Errno 5] "
+    reason = err.strerror or re.sub(r"^\w*Error: (\[Errno \d+\] )?", "", (str(err).strip().splitlines() or [type(err).__name__])[-1])
+    where = f" ({err.filename})" if err.filename else ""
+    hint = {28: " The disk is full: free some space.", 30: " The file system is read-only.", 13: " Permission denied: check the folder's owner and mode."}.get(err.errno or 0, "")
+    return GanError(f"{what} failed: {reason}{where}.{hint}{(' ' + after) if after else ''}", exit_code=IO_FAILED)

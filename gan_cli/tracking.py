@@ -17,9 +17,12 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 from torch.utils.tensorboard import SummaryWriter
+from tensorboard.compat.proto.summary_pb2 import Summary, SummaryMetadata
+from tensorboard.plugins.hparams import api_pb2, metadata
+from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData, SessionEndInfo
 from torch.utils.tensorboard.summary import hparams
 
-from gan_cli.errors import GanError
+from gan_cli.errors import DIVERGED, GanError
 
 log = logging.getLogger("gan_cli")
 SHOWN = ("loss/D", "loss/G", "D(x)", "D(G(z))")  # what the progress line shows
@@ -80,6 +83,20 @@ class ScalarAccumulator:
         return means, bad
 
 
+# how each way a run ends shows in TensorBoard's HParams tab (its Status column and filter); the plugin has no
+# "aborted", and an interrupted run is neither a success nor a failure: it can be resumed
+SESSION_STATUS = {"finished": api_pb2.STATUS_SUCCESS, "interrupted": api_pb2.STATUS_UNKNOWN, "stopped": api_pb2.STATUS_UNKNOWN,
+                  "diverged": api_pb2.STATUS_FAILURE, "failed": api_pb2.STATUS_FAILURE}  # fmt: skip
+
+
+
+def session_end(status: int) -> Summary:
+    """The HParams plugin's session-end summary with the given api_pb2 status (what torch's `hparams` builds, status aside)."""
+    content = HParamsPluginData(session_end_info=SessionEndInfo(status=status), version=metadata.PLUGIN_DATA_VERSION)
+    plugin = SummaryMetadata.PluginData(plugin_name=metadata.PLUGIN_NAME, content=content.SerializeToString())
+    return Summary(value=[Summary.Value(tag=metadata.SESSION_END_INFO_TAG, metadata=SummaryMetadata(plugin_data=plugin))])
+
+
 class Tracker:
     def __init__(self, run_dir: Path, total_steps: int, start_step: int) -> None:
         self.run_dir = run_dir
@@ -110,7 +127,7 @@ class Tracker:
         means, bad = self.acc.read()
         if bad:
             key = min(bad, key=bad.get)
-            raise NonFiniteLoss(f"{key} became non-finite (nan or inf) at step {bad[key]}", exit_code=3)
+            raise NonFiniteLoss(f"{key} became non-finite (nan or inf) at step {bad[key]}", exit_code=DIVERGED)
         means.update(extra or {})
         for k, v in means.items():
             self.writer.add_scalar(k, v, step)
@@ -144,14 +161,18 @@ class Tracker:
         if self.progress is not None:
             self.progress.stop()
         final = {f"final/{k}": v for k, v in self.latest.items()}
-        if final:
-            exp, ssi, sei = hparams(hparam_values, final)
-            for summary in (exp, ssi, sei):
-                self.writer.file_writer.add_summary(summary)
-            for k, v in final.items():
-                self.writer.add_scalar(k, v, step)
-        self.writer.flush()
-        self.writer.close()
+        try:
+            if final:
+                exp, ssi, _ = hparams(hparam_values, final)
+                sei = session_end(SESSION_STATUS.get(status, api_pb2.STATUS_FAILURE))  # torch's helper always says SUCCESS
+                for summary in (exp, ssi, sei):
+                    self.writer.file_writer.add_summary(summary)
+                for k, v in final.items():
+                    self.writer.add_scalar(k, v, step)
+            self.writer.flush()
+            self.writer.close()
+        except OSError as err:  # the disk that stopped the run may not take the last events either
+            log.warning("could not finish the TensorBoard log: %s", err)
         seconds = time.perf_counter() - self.t0
         table = Table(title=f"gan train: {status} at step {step}/{self.total_steps}", show_header=True)
         table.add_column("scalar")

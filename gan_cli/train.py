@@ -14,6 +14,7 @@ it can later be wrapped for several devices.
 from __future__ import annotations
 
 import logging
+import os
 import random
 import signal
 from pathlib import Path
@@ -29,7 +30,7 @@ from gan_cli.augment import DiffAugment, parse_policy
 from gan_cli.checkpoint import LAST, load_checkpoint, save_checkpoint
 from gan_cli.config import to_plain
 from gan_cli.data import DataSpec, load_dataset, make_batcher
-from gan_cli.errors import GanError, one_of
+from gan_cli.errors import DIVERGED, INTERRUPTED, GanError, io_failure, one_of
 from gan_cli.losses import GanLoss, build_loss, mutual_info_bound
 from gan_cli.metrics.in_training import TrainingEval
 from gan_cli.models import EMA, build_models, latent_layout, num_classes, sample_latent
@@ -41,7 +42,6 @@ from gan_cli.speed import FP32, Precision, eager, enable_backend_speedups, plan_
 from gan_cli.tracking import NonFiniteLoss, Tracker
 
 log = logging.getLogger("gan_cli")
-INTERRUPTED = 130
 
 
 # ---------------------------------------------------------------------------------------------
@@ -250,11 +250,30 @@ def train(cfg: DictConfig, run_dir: Path, overrides: list[str], hparam_choices: 
     generator loss: the number a Hydra sweeper optimises.
     """
     _check_train_settings(cfg.train)
+    check_writable(run_dir)
     with RunLock(run_dir):
         stale = remove_stale_temp_files(run_dir)  # safe only now: no other process writes checkpoints here
         if stale:
             log.info("removed %d temp file(s) a killed checkpoint write left in %s", len(stale), run_dir / "checkpoints")
-        return _train(cfg, run_dir, overrides, hparam_choices)
+        try:
+            return _train(cfg, run_dir, overrides, hparam_choices)
+        except OSError as err:  # disk full, a folder made read-only, an unreadable image: not a bug in gan
+            last = run_dir / "checkpoints" / LAST
+            after = (f"{last} holds the last complete state; fix the cause, then continue with: {resume_command(run_dir)}"
+                     if last.is_file() else "No checkpoint had been written yet.")  # fmt: skip
+            raise io_failure(err, "Training", after) from err
+
+
+def check_writable(run_dir: Path) -> None:
+    """Write and delete a probe file in the run directory and in checkpoints/ now, not at the first save an hour in."""
+    for folder in (run_dir, run_dir / "checkpoints"):
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            probe = folder / f".write_test.{os.getpid()}"
+            probe.write_bytes(b"gan")
+            probe.unlink()
+        except OSError as err:
+            raise io_failure(err, f"Writing to {str(folder)!r}", "Pick a writable folder (hydra.run.dir=...) or fix this one.") from err
 
 
 def _train(cfg: DictConfig, run_dir: Path, overrides: list[str], hparam_choices: dict[str, Any]) -> float:
@@ -327,7 +346,7 @@ def _train(cfg: DictConfig, run_dir: Path, overrides: list[str], hparam_choices:
     def checkpoint(step: int, best: bool = False) -> None:
         nonlocal last_saved
         if not all(bool(torch.isfinite(p).all()) for p in (*G.parameters(), *D.parameters())):
-            raise NonFiniteLoss(f"the weights became non-finite (nan or inf) in the update of step {step}", exit_code=3)
+            raise NonFiniteLoss(f"the weights became non-finite (nan or inf) in the update of step {step}", exit_code=DIVERGED)
         sampler()  # the saved EMA generator carries BatchNorm statistics of its own weights
         payload = {
             "step": step,
@@ -362,7 +381,7 @@ def _train(cfg: DictConfig, run_dir: Path, overrides: list[str], hparam_choices:
 
     used_lrs = current_lrs()  # the learning rates of the step just done (the schedulers move on right after it)
 
-    step, status = start_step, "finished"
+    step, status = start_step, "failed"  # until the loop ends or a known stop names it
     try:
         with StopRequest() as stop:
             for step in range(start_step + 1, cfg.train.steps + 1):
@@ -391,6 +410,7 @@ def _train(cfg: DictConfig, run_dir: Path, overrides: list[str], hparam_choices:
                         f"Continue with: {resume_command(run_dir)}",
                         exit_code=INTERRUPTED,
                     )
+            status = "finished"
     except NonFiniteLoss as err:
         status = "diverged"
         kept = (
@@ -401,10 +421,13 @@ def _train(cfg: DictConfig, run_dir: Path, overrides: list[str], hparam_choices:
         raise GanError(
             f"Training diverged: {err}. The run stopped and {kept}. Try a lower learning rate (optimizer.lr), "
             f"a gradient penalty (loss=wgan_gp) or another loss.",
-            exit_code=3,
+            exit_code=DIVERGED,
         ) from err
     except GanError:
         status = "interrupted" if status == "interrupted" else "stopped"
+        raise
+    except OSError:
+        status = "failed"
         raise
     finally:
         tracker.finish(_hparams(hparam_choices, plain_cfg), step, status)

@@ -114,3 +114,78 @@ def test_last_pt_is_written_after_the_periodic_and_best_checkpoints(tmp_path: Pa
     for periodic in ("step_000002.pt", "step_000004.pt"):
         assert written.index(periodic) < written.index("last.pt", written.index(periodic))
     assert "best.pt" in written and written.index("best.pt") < written.index("last.pt")
+
+
+# ---------------------------------------------------------------------------------------------
+# I/O failures: one paragraph, exit code 4, status failed, and how to go on
+# ---------------------------------------------------------------------------------------------
+def session_status(run: Path) -> int:
+    """The HParams session-end status TensorBoard shows for the run."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
+
+    acc = EventAccumulator(str(run))
+    acc.Reload()
+    content = acc.PluginTagToContent("hparams")["_hparams_/session_end_info"]
+    return HParamsPluginData.FromString(content).session_end_info.status
+
+
+def test_a_run_directory_that_cannot_take_checkpoints_is_refused_before_step_1(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "checkpoints").write_text("a file where the checkpoints folder should be")
+    proc = run_gan("train", *TOY, "train.steps=50", f"hydra.run.dir={run}", cwd=tmp_path)
+    assert proc.returncode == 4 and "Traceback" not in proc.stderr, proc.stderr
+    message = proc.stderr.strip()
+    assert message.count("\n") == 0 and f"Writing to '{run / 'checkpoints'}' failed" in message
+    assert not list(run.glob("events.out.tfevents.*")), "nothing should be trained or logged"
+
+
+def test_a_corrupt_image_stops_the_run_with_its_name_and_status_failed(tmp_path: Path) -> None:
+    from PIL import Image
+
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for i in range(24):
+        Image.new("RGB", (16, 16), (10 * i, 0, 0)).save(folder / f"{i:02d}.png")
+    (folder / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    run = tmp_path / "run"
+    proc = run_gan("train", "dataset=image_folder", f"dataset.path={folder}", "dataset.image_size=16", "model.cond=none",
+                   "model.g_width=8", "model.d_width=8", "train.batch_size=25", "train.steps=3", "eval.every=0",
+                   "train.num_workers=0", f"hydra.run.dir={run}", cwd=tmp_path)  # fmt: skip
+    assert proc.returncode == 4 and "Traceback" not in proc.stderr, proc.stderr
+    assert "cannot read this image" in proc.stderr and "broken.png" in proc.stderr
+    log = (run / "train.log").read_text()
+    assert "failed at step" in log and "finished" not in log
+
+
+def test_a_full_disk_mid_run_names_the_cause_keeps_the_checkpoint_and_says_how_to_resume(tmp_path: Path, monkeypatch) -> None:
+    import errno
+
+    import gan_cli.train as train_module
+    from gan_cli.errors import GanError
+
+    calls: list[str] = []
+    real_save = train_module.save_checkpoint
+
+    def save_until_the_disk_fills(payload, path):
+        calls.append(path.name)
+        if len(calls) > 2:  # step_000002.pt and last.pt of step 2 fit; step 4's do not
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        real_save(payload, path)
+
+    monkeypatch.setattr(train_module, "save_checkpoint", save_until_the_disk_fills)
+    run = tmp_path / "run"
+    cfg = compose_train(*TOY, "train.steps=6", "train.ckpt_every=2")
+    try:
+        train_module.train(cfg, run, [], {})
+        raise AssertionError("training went on with a full disk")
+    except GanError as err:
+        message = str(err)
+        assert err.exit_code == 4
+        assert "No space left on device" in message and "The disk is full" in message
+        assert f"then continue with: gan train resume={run}" in message
+    assert load_last(run)["step"] == 2
+    from tensorboard.plugins.hparams import api_pb2
+
+    assert session_status(run) == api_pb2.STATUS_FAILURE

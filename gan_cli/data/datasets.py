@@ -8,6 +8,7 @@ once as one tensor, so training can keep it on the device and batch by index. On
 from __future__ import annotations
 
 import gzip
+import errno
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -151,8 +152,11 @@ class ImageFiles(Dataset):
         from PIL import Image
         from torchvision.transforms.v2.functional import pil_to_tensor
 
-        with Image.open(self.files[i]) as im:
-            image = pil_to_tensor(im.convert(self.mode))
+        try:
+            with Image.open(self.files[i]) as im:
+                image = pil_to_tensor(im.convert(self.mode))
+        except (OSError, ValueError, SyntaxError) as exc:  # unreadable, truncated or not an image (PIL raises all three)
+            raise OSError(errno.EIO, f"cannot read this image ({type(exc).__name__}: {exc}); remove or replace it", str(self.files[i])) from exc
         return self.transform(image), self.labels[i]
 
 
