@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import os
 import pickle
+import re
 import tempfile
-import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,7 @@ from gan_cli.errors import GanError
 
 FORMAT = "gan_cli/1"
 LAST = "last.pt"
+REQUIRED_KEYS = ("step", "config", "data_spec", "models")  # what sample, eval and resume all read
 
 
 def save_checkpoint(payload: dict[str, Any], path: Path) -> None:
@@ -67,14 +68,20 @@ def load_checkpoint(target: str | os.PathLike, map_location: str | torch.device 
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
+        found = re.search(r"Unsupported global: GLOBAL [\w.]+", str(exc))  # the pickle names a function or class to import
+        if found is None:  # garbage that happens to fail in the unpickler: not a checkpoint at all
+            raise GanError(f"Checkpoint {str(path)!r} is corrupted or not a PyTorch file (its bytes do not unpickle).") from exc
         raise GanError(
-            f"Checkpoint {str(path)!r} holds objects other than tensors and plain data, so it was not loaded "
-            f"(gan only reads checkpoints with torch.load(weights_only=True), which cannot run code). Details: {str(exc).splitlines()[0]}"
+            f"Checkpoint {str(path)!r} holds objects other than tensors and plain data ({found.group(0)}), so it was not loaded: "
+            f"gan only reads checkpoints with torch.load(weights_only=True), which cannot run code. Use a checkpoint written by `gan train`."
         ) from exc
-    except (RuntimeError, EOFError, OSError, zipfile.BadZipFile, ValueError) as exc:
-        raise GanError(f"Checkpoint {str(path)!r} is corrupted or not a PyTorch file ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}).") from exc
+    except Exception as exc:  # torch's reader fails on arbitrary bytes in many ways (zip, EOF, index, value errors)
+        detail = (str(exc).splitlines() or [""])[0][:200]
+        raise GanError(f"Checkpoint {str(path)!r} is corrupted or not a PyTorch file ({type(exc).__name__}{': ' + detail if detail else ''}).") from exc
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise GanError(f"{str(path)!r} is a PyTorch file but not a gan checkpoint (expected format {FORMAT!r}). Pass a checkpoint written by `gan train`.")
-    if "config" in ckpt:
-        ckpt["config"] = upgrade_saved_config(ckpt["config"])
+    missing = [k for k in REQUIRED_KEYS if k not in ckpt] + (["models.G"] if isinstance(ckpt.get("models"), dict) and "G" not in ckpt["models"] else [])
+    if missing:
+        raise GanError(f"Checkpoint {str(path)!r} is incomplete: it lacks {', '.join(missing)}. It was edited or cut short; use another checkpoint of the run (checkpoints/step_*.pt).")
+    ckpt["config"] = upgrade_saved_config(ckpt["config"])
     return ckpt, path

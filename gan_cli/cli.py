@@ -19,7 +19,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from gan_cli.config import config_dir, register_schemas
-from gan_cli.errors import GanError
+from gan_cli.errors import INTERRUPTED, GanError
 
 register_schemas()
 CONF = str(config_dir())
@@ -139,9 +139,6 @@ def check_resume(cfg: DictConfig) -> None:
     from gan_cli.checkpoint import load_checkpoint, run_dir_of
     from gan_cli.config import to_plain
     from gan_cli.rundir import in_use, is_locked, refuse_resume, resume_changes
-    from gan_cli.train import _check_train_settings
-
-    _check_train_settings(cfg.train)
     ckpt, path = load_checkpoint(cfg.resume)
     changed = resume_changes(ckpt["config"], to_plain(cfg))
     if changed:
@@ -183,8 +180,12 @@ def precheck(command: str, args: list[str]) -> None:
             cfg = compose(config_name=config_name, overrides=[a for a in args if not a.startswith("hydra.")])
     except Exception as exc:  # any composition error is the user's input
         raise GanError(explain_config_error(exc)) from exc
-    if command == "train" and cfg.get("resume"):
-        check_resume(cfg)
+    if command == "train":
+        from gan_cli.train import _check_train_settings
+
+        _check_train_settings(cfg.train)  # before Hydra makes a run directory for a run that cannot start
+        if cfg.get("resume"):
+            check_resume(cfg)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -197,15 +198,23 @@ def main(argv: list[str] | None = None) -> None:
         report(GanError(f"Unknown command {command!r}. Allowed: {', '.join(COMMANDS)}. Run `gan --help` for usage."))
         sys.exit(2)
     try:
-        multirun = any(a in ("-m", "--multirun") for a in rest)
-        if command == "train" and not multirun and any(a.startswith("resume=") for a in rest):
-            rest = resume_arguments(rest)
-        precheck(command, rest)
-    except GanError as err:
-        report(err)
-        sys.exit(err.exit_code)
-    sys.argv = [f"gan-{command}", *rest]
-    COMMANDS[command]()
+        try:
+            multirun = any(a in ("-m", "--multirun") for a in rest)
+            if command == "train" and not multirun and any(a.startswith("resume=") for a in rest):
+                rest = resume_arguments(rest)
+            precheck(command, rest)
+        except GanError as err:
+            report(err)
+            sys.exit(err.exit_code)
+        sys.argv = [f"gan-{command}", *rest]
+        COMMANDS[command]()
+    except KeyboardInterrupt:  # Ctrl-C before training set its handler up, or a second Ctrl-C that stops at once
+        report(GanError(
+            f"gan {command}: interrupted. A second Ctrl-C stops at once without saving: a run directory keeps the checkpoint "
+            f"of its last save (resume it with `gan train resume=<run dir>`); one Ctrl-C during training saves first.",
+            exit_code=INTERRUPTED,
+        ))  # fmt: skip
+        sys.exit(INTERRUPTED)
 
 
 if __name__ == "__main__":

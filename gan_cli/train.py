@@ -235,10 +235,16 @@ class StopRequest:
             signal.signal(sig, handler)
 
 
+MAX_STEPS = 10**9  # a billion generator steps: days at the fastest; anything larger is a typo
+
+
 def _check_train_settings(cfg) -> None:
     for key in ("steps", "batch_size", "log_every", "sample_every", "ckpt_every", "n_samples"):
         if cfg[key] < 1:
             raise GanError(f"train.{key}={cfg[key]} must be a positive integer.")
+    for key in ("steps", "log_every", "sample_every", "ckpt_every"):
+        if cfg[key] > MAX_STEPS:
+            raise GanError(f"train.{key}={str(cfg[key])[:20]}{'...' if len(str(cfg[key])) > 20 else ''} is more than {MAX_STEPS:,} steps; give a number of steps up to that.")
     if cfg.num_workers < 0:
         raise GanError(f"train.num_workers={cfg.num_workers} must be >= 0.")
 

@@ -189,3 +189,26 @@ def test_a_full_disk_mid_run_names_the_cause_keeps_the_checkpoint_and_says_how_t
     from tensorboard.plugins.hparams import api_pb2
 
     assert session_status(run) == api_pb2.STATUS_FAILURE
+
+
+# ---------------------------------------------------------------------------------------------
+# one paragraph, never a traceback
+# ---------------------------------------------------------------------------------------------
+def test_ctrl_c_while_starting_gives_one_line_and_exit_130(tmp_path: Path) -> None:
+    import time
+
+    for delay in (0.3, 1.5):  # while the libraries load; while Hydra composes and the data loads
+        proc = subprocess.Popen([sys.executable, "-m", "gan_cli", "train", *TOY, "train.steps=100000"], cwd=tmp_path, env=gan_env(),
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+        time.sleep(delay)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=120)
+        assert proc.returncode == 130 and "Traceback" not in err, (delay, err)
+        assert err.strip().startswith("gan: error:") and "interrupted" in err
+
+
+def test_a_step_count_with_400_digits_is_refused_before_a_run_directory_exists(tmp_path: Path) -> None:
+    proc = run_gan("train", *TOY, "train.steps=" + "9" * 400, cwd=tmp_path)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "is more than 1,000,000,000 steps" in proc.stderr
+    assert not (tmp_path / "outputs").exists()
