@@ -20,6 +20,7 @@ from omegaconf import DictConfig
 
 from gan_cli.config import config_dir, register_schemas
 from gan_cli.errors import INTERRUPTED, GanError
+from gan_cli.logs import FILE_ONLY
 
 register_schemas()
 CONF = str(config_dir())
@@ -53,7 +54,7 @@ def _run_guarded(fn: Callable[[], object], log_file: bool = False) -> object:
     except GanError as err:
         report(err)
         if log_file:
-            logging.getLogger("gan_cli").error("%s", err)
+            logging.getLogger("gan_cli").error("%s", err, extra=FILE_ONLY)  # the console got it from report()
         multirun = HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
         if multirun and err.exit_code != 130:
             raise  # Hydra marks this job failed and runs the others

@@ -79,9 +79,23 @@ def evaluate_checkpoint(path: Path, cfg, device: torch.device) -> dict[str, Any]
         "seconds": round(time.perf_counter() - t0, 2),
     }
     out = run_dir_of(path) / "metrics.json"
+    # every score ever computed for this run, by name (the name carries n, backbone and truncation), each with
+    # the checkpoint, step and protocol it came from: a later `gan eval` with other metrics adds to it, never erases
+    earlier = _read_json(out).get("all_scores", {})
+    entry = {"checkpoint": result["checkpoint"], "step": result["step"], "protocol": protocol}
+    result["all_scores"] = {**earlier, **{name: {"value": value, **entry} for name, value in scores.items()}}
     out.write_text(json.dumps(result, indent=2) + "\n")
     result["written"] = str(out)
     return result
+
+
+def _read_json(path: Path) -> dict:
+    """A previous metrics.json, or {} when there is none or it is not JSON (then it is rewritten whole)."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
 
 
 def _job_label(path: Path) -> str:

@@ -31,6 +31,7 @@ from gan_cli.checkpoint import LAST, load_checkpoint, save_checkpoint
 from gan_cli.config import to_plain
 from gan_cli.data import DataSpec, load_dataset, make_batcher
 from gan_cli.errors import DIVERGED, INTERRUPTED, GanError, io_failure, one_of
+from gan_cli.logs import CONSOLE
 from gan_cli.losses import GanLoss, build_loss, mutual_info_bound
 from gan_cli.metrics.in_training import TrainingEval
 from gan_cli.models import EMA, build_models, latent_layout, num_classes, sample_latent
@@ -293,7 +294,7 @@ def _train(cfg: DictConfig, run_dir: Path, overrides: list[str], hparam_choices:
     enable_backend_speedups(device)
     G_run, D_run = prepare_models(G, D, plan)
     amp = Precision(plan.amp, device)
-    log.info("speed paths: %s", plan.describe())
+    log.info("speed paths: %s", plan.describe(), extra=CONSOLE)
     loss = build_loss(cfg.loss)
     loss.extra.check_fits(D)
     if loss.penalty is not None and any(isinstance(m, nn.BatchNorm2d) for m in D.modules()):

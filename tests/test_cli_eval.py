@@ -70,6 +70,13 @@ def test_eval_every_logs_appends_and_keeps_best(workdir: Path) -> None:
     result = json.loads((run / "metrics.json").read_text())
     assert set(result["scores"]) == {"modes1k", "hq1k", "spread1k", "mode_kl1k"}
     assert result["protocol"]["n_fake"] == 1000 and result["protocol"]["generator"] == "ema" and result["step"] == 60
+    # a second eval under another protocol adds its scores by name; the first ones stay, each with its own protocol
+    run_gan("eval", f"ckpt={run}", "n=500", "ema=false", cwd=workdir, check=True)
+    merged = json.loads((run / "metrics.json").read_text())
+    assert set(merged["scores"]) == {"modes500", "hq500", "spread500", "mode_kl500"}
+    assert {"hq1k", "hq500"} <= set(merged["all_scores"])
+    assert merged["all_scores"]["hq1k"]["value"] == result["scores"]["hq1k"]
+    assert merged["all_scores"]["hq1k"]["protocol"]["generator"] == "ema" and merged["all_scores"]["hq500"]["protocol"]["generator"] == "G"
     run_gan("sample", f"ckpt={run}", "n=50", "out=ema.npy", cwd=workdir, check=True)
     run_gan("sample", f"ckpt={run}", "n=50", "out=raw.npy", "ema=false", cwd=workdir, check=True)
     run_gan("sample", f"ckpt={run}", "n=50", "out=trunc.npy", "truncation=0.5", cwd=workdir, check=True)

@@ -191,3 +191,12 @@ def test_an_acgan_checkpoint_from_before_aux_on_fake_keeps_the_papers_loss() -> 
     assert "aux_on_fake" not in old["loss"], "the checkpoint's own dict is not modified"
     old["model"]["cond"] = "concat"
     assert upgrade_saved_config(old)["loss"]["aux_on_fake"] is False
+
+
+def test_warnings_and_the_speed_paths_reach_the_console_and_an_error_is_printed_once(tmp_path: Path) -> None:
+    proc = run_gan("train", "train.steps=2", *TINY, "model.cond=none", "loss=wgan_gp", "model.d_norm=batch", cwd=tmp_path, check=True)
+    assert "speed paths: amp=" in proc.stderr
+    assert "loss.penalty=gp with BatchNorm in D" in proc.stderr  # a warning, on the console and in train.log
+    assert "loss.penalty=gp with BatchNorm in D" in (only_run_dir(tmp_path) / "train.log").read_text()
+    proc = run_gan("train", *TOY, "train.steps=0", cwd=tmp_path)
+    assert proc.returncode == 2 and proc.stderr.count("train.steps=0 must be a positive integer") == 1
