@@ -215,7 +215,9 @@ def main(argv: list[str] | None = None) -> None:
             f"of its last save (resume it with `gan train resume=<run dir>`); one Ctrl-C during training saves first.",
             exit_code=INTERRUPTED,
         ))  # fmt: skip
-        sys.exit(INTERRUPTED)
+        logging.shutdown()  # flush train.log
+        sys.stderr.flush()
+        os._exit(INTERRUPTED)  # not sys.exit: Python would re-raise the pending SIGINT on its way out and end as "killed by signal 2"
 
 
 if __name__ == "__main__":

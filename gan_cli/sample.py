@@ -19,7 +19,7 @@ from torchvision.utils import save_image
 from gan_cli.checkpoint import load_checkpoint, run_dir_of
 from gan_cli.data import DataSpec
 from gan_cli.data.toys import TOY_NAMES, make_toy
-from gan_cli.errors import GanError, one_of
+from gan_cli.errors import GanError, io_failure, one_of
 from gan_cli.models import build_models, latent_layout, num_classes, sample_latent, truncate
 from gan_cli.plots import image_grid, points_figure, save_figure
 from gan_cli.train import _load_state, pick_device
@@ -184,12 +184,33 @@ def sample(cfg) -> Path:
         raise GanError(f"out={str(out)!r} has an unknown file type. Allowed endings: {', '.join(OUT_KINDS)} (grid or plot, NumPy array, torch tensor).")
     if cfg.mode != "grid" and not spec.is_image and out.suffix.lower() == ".png":
         raise GanError(f"mode={cfg.mode} draws an image grid, but dataset={spec.name} holds points. Use mode=grid, or out=<file>.npy for the raw samples.")
+    _check_writable_file(out)  # before the generator runs: a bad out= costs nothing
     torch.manual_seed(cfg.seed)  # per-layer noise inputs (model=style) draw from the global generator
     gen = torch.Generator().manual_seed(cfg.seed)
     z, labels, nrow = MODES[cfg.mode](cfg, G, gen)
     x = render(G, truncate(G, z, cfg.truncation), labels, device)
-    out.parent.mkdir(parents=True, exist_ok=True)
     suffix = out.suffix.lower()
+    try:
+        _write(out, suffix, x, nrow, spec, ckpt)
+    except OSError as err:
+        raise io_failure(err, f"Writing the samples to {str(out)!r}", "Pick another out= (a writable folder with free space).") from err
+    print(f"wrote {len(x)} samples ({spec.name}, step {ckpt['step']}, mode={cfg.mode}) to {out}")
+    return out
+
+
+def _check_writable_file(out: Path) -> None:
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        existed = out.exists()
+        with open(out, "ab"):  # append mode: an existing file is left as it is
+            pass
+        if not existed:
+            out.unlink()
+    except OSError as err:
+        raise GanError(f"out={str(out)!r} cannot be written: {err.strerror or err}. Pick a path in a writable folder.") from err
+
+
+def _write(out: Path, suffix: str, x: torch.Tensor, nrow: int, spec, ckpt: dict) -> None:
     if suffix == ".npy":
         np.save(out, x.numpy())
     elif suffix == ".pt":
@@ -202,5 +223,3 @@ def sample(cfg) -> Path:
             ds = ckpt["config"]["dataset"]
             real, _ = make_toy(spec.name, 2000, ds["std"] if ds["std"] is not None else 1.0, 0)
         save_figure(points_figure(x, real, title=f"{spec.name}: {len(x)} samples, step {ckpt['step']}"), out)
-    print(f"wrote {len(x)} samples ({spec.name}, step {ckpt['step']}, mode={cfg.mode}) to {out}")
-    return out

@@ -257,11 +257,7 @@ def train(cfg: DictConfig, run_dir: Path, overrides: list[str], hparam_choices: 
     generator loss: the number a Hydra sweeper optimises.
     """
     _check_train_settings(cfg.train)
-    check_writable(run_dir)
     with RunLock(run_dir):
-        stale = remove_stale_temp_files(run_dir)  # safe only now: no other process writes checkpoints here
-        if stale:
-            log.info("removed %d temp file(s) a killed checkpoint write left in %s", len(stale), run_dir / "checkpoints")
         try:
             return _train(cfg, run_dir, overrides, hparam_choices)
         except OSError as err:  # disk full, a folder made read-only, an unreadable image: not a bug in gan
@@ -303,6 +299,11 @@ def _train(cfg: DictConfig, run_dir: Path, overrides: list[str], hparam_choices:
     sched_g, sched_d = build_schedulers(cfg.optimizer, cfg.train.steps, opt_g, opt_d)
     augment = _build_augment(cfg.train.augment, data.spec.is_image)
     ema = EMA(G, cfg.model.ema, cfg.model.ema_warmup) if cfg.model.ema != 0 else None  # EMA refuses a decay outside (0, 1)
+    # every option is checked by now: only a run that can start touches checkpoints/
+    check_writable(run_dir)
+    stale = remove_stale_temp_files(run_dir)  # safe: this process holds the run directory's lock
+    if stale:
+        log.info("removed %d temp file(s) a killed checkpoint write left in %s", len(stale), run_dir / "checkpoints")
     fixed_z = sample_latent(G, cfg.train.n_samples, device)
     plain_cfg = to_plain(cfg)
     start_step = batches_done = 0

@@ -136,8 +136,8 @@ def test_a_run_directory_that_cannot_take_checkpoints_is_refused_before_step_1(t
     (run / "checkpoints").write_text("a file where the checkpoints folder should be")
     proc = run_gan("train", *TOY, "train.steps=50", f"hydra.run.dir={run}", cwd=tmp_path)
     assert proc.returncode == 4 and "Traceback" not in proc.stderr, proc.stderr
-    message = proc.stderr.strip()
-    assert message.count("\n") == 0 and f"Writing to '{run / 'checkpoints'}' failed" in message
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("gan: error:")]
+    assert len(errors) == 1 and f"Writing to '{run / 'checkpoints'}' failed" in errors[0]
     assert not list(run.glob("events.out.tfevents.*")), "nothing should be trained or logged"
 
 
@@ -212,3 +212,12 @@ def test_a_step_count_with_400_digits_is_refused_before_a_run_directory_exists(t
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert "is more than 1,000,000,000 steps" in proc.stderr
     assert not (tmp_path / "outputs").exists()
+
+
+def test_gan_sample_to_an_unwritable_place_is_one_paragraph(tmp_path: Path) -> None:
+    run_gan("train", *TOY, "train.steps=2", cwd=tmp_path, check=True)
+    run = only_run_dir(tmp_path)
+    (tmp_path / "taken").write_text("a file, not a folder")
+    proc = run_gan("sample", f"ckpt={run}", f"out={tmp_path / 'taken' / 'grid.png'}", cwd=tmp_path)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    assert "cannot be written" in proc.stderr and "taken" in proc.stderr
