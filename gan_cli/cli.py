@@ -169,11 +169,33 @@ def explain_config_error(exc: Exception) -> str:
     return " ".join(parts).rstrip(",") + ("." if parts and parts[-1].endswith(",") else "")
 
 
+def sweep_cases(args: list[str]) -> list[list[str]]:
+    """One override list per value of each swept key (the others at their first value): composing each finds a
+    bad value anywhere in a sweep, in as many compositions as there are values, not as many as there are jobs."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    try:
+        parsed = OverridesParser.create().parse_overrides(args)
+    except Exception as exc:
+        raise GanError(explain_config_error(exc)) from exc
+    values = [list(o.sweep_string_iterator()) if o.is_sweep_override() else [None] for o in parsed]
+    first = [arg if vals == [None] else f"{o.input_line.split('=', 1)[0]}={vals[0]}" for arg, o, vals in zip(args, parsed, values)]
+    cases = [first]
+    for i, (o, vals) in enumerate(zip(parsed, values)):
+        for v in vals[1:]:
+            cases.append([*first[:i], f"{o.input_line.split('=', 1)[0]}={v}", *first[i + 1 :]])
+    return cases
+
+
 def precheck(command: str, args: list[str]) -> None:
     """Compose a single run's config before Hydra starts it, so a bad override gets a clear message and exit 2."""
     from hydra import compose, initialize_config_dir
 
-    if any(a.startswith("-") for a in args):  # --help, --cfg, -cd, --multirun ...: leave those to Hydra
+    if any(a in ("-m", "--multirun") for a in args) and command == "train":
+        for one in sweep_cases([a for a in args if not a.startswith("-")]):
+            precheck(command, one)
+        return
+    if any(a.startswith("-") for a in args):  # --help, --cfg, -cd ...: leave those to Hydra
         return
     config_name = "train" if command == "train" else command
     try:

@@ -28,3 +28,11 @@ def test_a_failing_job_does_not_stop_the_sweep(workdir: Path) -> None:
     assert len(jobs) == 2
     assert not (jobs[0] / "checkpoints").exists() and (jobs[1] / "checkpoints" / "last.pt").is_file()
     assert "optimizer.lr=-1" in (jobs[0] / "train.log").read_text()  # the failed job's directory says why
+
+
+def test_a_bad_value_anywhere_in_a_sweep_is_one_paragraph_before_any_job_runs(tmp_path: Path) -> None:
+    proc = run_gan("train", "-m", "model=mlp,dcgn", "dataset=ring8", "train.steps=2", cwd=tmp_path)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(errors) == 1 and "dcgn" in errors[0] and "mlp" in errors[0]
+    assert not (tmp_path / "multirun").exists()
