@@ -87,3 +87,9 @@ def test_index_stream_gives_every_sample_once_per_epoch_and_resumes_exactly() ->
     assert sorted(seen[:10].tolist()) == list(range(10)) and sorted(seen[10:].tolist()) == list(range(10))
     resumed = IndexStream(n=10, batch_size=4, seed=3, start_batch=3)
     assert torch.equal(resumed.next_indices(), seen[12:16])
+
+
+def test_image_folder_without_a_path_says_which_option_is_missing() -> None:
+    with pytest.raises(GanError, match="needs dataset.path") as err:
+        load_dataset(compose_train("dataset=image_folder").dataset, seed=0)
+    assert "'None'" not in str(err.value)

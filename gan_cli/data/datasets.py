@@ -163,6 +163,9 @@ class ImageFiles(Dataset):
 def _image_folder(cfg) -> LoadedData:
     if cfg.channels not in (1, 3):
         raise GanError(f"dataset.channels={cfg.channels} is not supported. Allowed: 1 (grayscale) or 3 (RGB).")
+    if cfg.path is None:
+        raise GanError("dataset=image_folder needs dataset.path, the folder that holds your images (e.g. dataset.path=~/data/faces); "
+                       "subfolders, when every image sits in one, become class labels.")
     size = cfg.image_size or 64
     files = ImageFiles(Path(os.path.expanduser(str(cfg.path))), size, cfg.channels, cfg.limit)
     spec = DataSpec("image_folder", (cfg.channels, size, size), len(files.classes))
