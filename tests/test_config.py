@@ -71,5 +71,8 @@ def test_help_lists_commands_and_groups(workdir: Path) -> None:
     for group in ("model:", "loss:", "optimizer:", "dataset:", "experiment:"):
         assert group in train.stdout
     assert "wgan_gp" in train.stdout and "mnist5k" in train.stdout
+    for command in ("sample", "eval"):  # their options only: they take no config group, so none is offered
+        text = run_gan(command, "--help", cwd=workdir, check=True).stdout
+        assert "ckpt:" in text and "Configuration groups" not in text and "optimizer:" not in text
     bad = run_gan("trian", cwd=workdir)
     assert bad.returncode == 2 and "Unknown command 'trian'" in bad.stderr
