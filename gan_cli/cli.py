@@ -139,13 +139,10 @@ def check_resume(cfg: DictConfig) -> None:
     a change to what is trained, a run already at its last step, or a run another process trains now."""
     from gan_cli.checkpoint import load_checkpoint, run_dir_of
     from gan_cli.config import to_plain
-    from gan_cli.rundir import in_use, is_locked, refuse_resume, resume_changes
+    from gan_cli.rundir import check_resumable, in_use, is_locked
+
     ckpt, path = load_checkpoint(cfg.resume)
-    changed = resume_changes(ckpt["config"], to_plain(cfg))
-    if changed:
-        raise refuse_resume(path, changed)
-    if int(ckpt["step"]) >= cfg.train.steps:
-        raise GanError(f"The checkpoint {str(path)!r} is already at step {ckpt['step']}; pass a larger train.steps (now {cfg.train.steps}) to train on.")
+    check_resumable(ckpt, path, to_plain(cfg))
     holder = is_locked(run_dir_of(path))
     if holder is not None:
         raise in_use(run_dir_of(path), holder)

@@ -2,8 +2,8 @@
 
 - `RunLock`: an exclusive `flock` on `<run>/.lock`, held while a process trains there. The kernel drops
   it when the process dies, however it dies, so a lock left by `kill -9` never blocks the next resume.
-- `resume_changes`: what differs between a checkpoint's config and the one a resume asks for, other
-  than what may change (run length and cadence); the CLI calls it before Hydra touches the directory.
+- `check_resumable`: refuses a resume that changes what is trained (anything but run length and cadence,
+  `resume_changes`) or starts past the end; the CLI calls it before Hydra touches the directory.
 - `record_resume`: an accepted resume writes its overrides and config under `.hydra/resumes/`, beside
   (never over) the files of the original run.
 - `remove_stale_temp_files`: checkpoint temp files a killed writer left behind.
@@ -49,7 +49,7 @@ class RunLock:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
-            holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "another process"
+            holder = _holder(fd)
             os.close(fd)
             raise in_use(self.path.parent, holder)
         os.ftruncate(fd, 0)
@@ -61,6 +61,11 @@ class RunLock:
         if self._fd is not None:
             os.close(self._fd)  # closing drops the lock; the file stays (removing it would race with the next holder)
             self._fd = None
+
+
+def _holder(fd: int) -> str:
+    """The pid the lock's holder wrote into the lock file."""
+    return os.pread(fd, 64, 0).decode(errors="replace").strip() or "another process"
 
 
 def in_use(run_dir: Path, holder: str) -> GanError:
@@ -79,7 +84,7 @@ def is_locked(run_dir: Path) -> Optional[str]:
     try:
         fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
     except OSError:
-        return os.pread(fd, 64, 0).decode(errors="replace").strip() or "another process"
+        return _holder(fd)
     finally:
         os.close(fd)  # also drops the shared lock taken just to look
     return None
@@ -112,11 +117,17 @@ def resume_changes(saved: dict[str, Any], now: dict[str, Any]) -> list[str]:
     return changed
 
 
-def refuse_resume(path: Path, changed: list[str]) -> GanError:
-    return GanError(
-        f"Cannot resume from {str(path)!r} with a different configuration ({'; '.join(changed)}). "
-        f"Only {', '.join(RESUMABLE_CHANGES)} may change on resume; start a new run for anything else. The run directory was left as it was."
-    )
+def check_resumable(ckpt: dict[str, Any], path: Path, now: dict[str, Any]) -> None:
+    """Refuse a resume that would change what is trained, or that starts at or past the end of the run."""
+    changed = resume_changes(ckpt["config"], now)
+    if changed:
+        raise GanError(
+            f"Cannot resume from {str(path)!r} with a different configuration ({'; '.join(changed)}). "
+            f"Only {', '.join(RESUMABLE_CHANGES)} may change on resume; start a new run for anything else. The run directory was left as it was."
+        )
+    steps = now["train"]["steps"]
+    if int(ckpt["step"]) >= steps:
+        raise GanError(f"The checkpoint {str(path)!r} is already at step {ckpt['step']}; pass a larger train.steps (now {steps}) to train on.")
 
 
 def record_resume(run_dir: Path, overrides: list[str], config: dict[str, Any], step: int) -> Path:

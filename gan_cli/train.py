@@ -37,7 +37,7 @@ from gan_cli.metrics.in_training import TrainingEval
 from gan_cli.models import EMA, build_models, latent_layout, num_classes, sample_latent
 from gan_cli.models.layers import discriminate
 from gan_cli.plots import image_grid, points_figure, save_figure
-from gan_cli.rundir import RunLock, flatten, record_resume, refuse_resume, remove_stale_temp_files, resume_changes, resume_command
+from gan_cli.rundir import RunLock, check_resumable, flatten, record_resume, remove_stale_temp_files, resume_command
 from gan_cli.schedules import build_schedulers
 from gan_cli.speed import FP32, Precision, eager, enable_backend_speedups, plan_speed, prepare_models
 from gan_cli.tracking import NonFiniteLoss, Tracker
@@ -311,9 +311,7 @@ def _train(cfg: DictConfig, run_dir: Path, overrides: list[str], hparam_choices:
 
     if cfg.resume:
         ckpt, path = load_checkpoint(cfg.resume, map_location=device)
-        changed = resume_changes(ckpt["config"], plain_cfg)
-        if changed:  # the CLI checked this before Hydra started; this guards direct callers of train()
-            raise refuse_resume(path, changed)
+        check_resumable(ckpt, path, plain_cfg)  # the CLI checked this before Hydra started; this guards direct callers of train()
         _load_state(G, ckpt["models"]["G"], path)
         _load_state(D, ckpt["models"]["D"], path)
         if ema is not None:
@@ -332,8 +330,6 @@ def _train(cfg: DictConfig, run_dir: Path, overrides: list[str], hparam_choices:
         torch.set_rng_state(ckpt["rng"]["torch"].cpu())
         if device.type == "cuda" and ckpt["rng"].get("cuda") is not None:
             torch.cuda.set_rng_state(ckpt["rng"]["cuda"].cpu(), device)
-        if start_step >= cfg.train.steps:
-            raise GanError(f"The checkpoint {str(path)!r} is already at step {start_step}; pass a larger train.steps (now {cfg.train.steps}) to train on.")
         log.info("resumed from %s at step %d", path, start_step)
         record_resume(run_dir, overrides, plain_cfg, start_step)
 

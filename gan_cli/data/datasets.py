@@ -7,8 +7,8 @@ once as one tensor, so training can keep it on the device and batch by index. On
 
 from __future__ import annotations
 
-import gzip
 import errno
+import gzip
 import os
 from dataclasses import dataclass
 from pathlib import Path

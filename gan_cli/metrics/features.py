@@ -18,6 +18,8 @@ from torchmetrics.image.fid import FrechetInceptionDistance
 from torchmetrics.image.inception import InceptionScore
 from torchmetrics.image.kid import KernelInceptionDistance
 
+from gan_cli.metrics.toy import kl_to_uniform
+
 PRDC_K = 5  # neighbours defining each sample's manifold ball (the papers' default)
 IS_SPLITS = 10
 KID_SUBSET = 1000
@@ -91,9 +93,9 @@ def class_coverage(logits: torch.Tensor) -> dict[str, float]:
     """How many classes the samples cover (a class counts when it gets at least a tenth of its
     uniform share of predictions) and KL(predicted-class histogram || uniform), 0 when balanced."""
     k = logits.shape[1]
-    hist = torch.bincount(logits.argmax(dim=1), minlength=k).double() / len(logits)
-    nonzero = hist[hist > 0]
-    kl = float((nonzero * (nonzero * k).log()).sum())
+    counts = torch.bincount(logits.argmax(dim=1), minlength=k)
+    hist = counts.double() / len(logits)
+    kl = kl_to_uniform(counts)
     return {"classes": float((hist >= 0.1 / k).sum()), "class_kl": kl if math.isfinite(kl) else float("inf")}
 
 

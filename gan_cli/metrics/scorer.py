@@ -30,6 +30,8 @@ def is_better(value: float, best: Optional[float], direction: str) -> bool:
     if direction == NEAR_ONE:
         return abs(math.log(value)) < abs(math.log(best)) if value > 0 and best > 0 else value > 0 and best <= 0
     return value > best if direction == HIGHER else value < best
+
+
 MODE_TOYS = ("ring8", "grid25")
 
 

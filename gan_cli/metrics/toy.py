@@ -25,6 +25,13 @@ class ModeCoverage:
     mode_kl: float = math.nan  # KL(share of high-quality samples per mode || uniform): 0 when every mode gets its share
 
 
+def kl_to_uniform(counts: torch.Tensor) -> float:
+    """KL(histogram || uniform) of counts over k bins: 0 when balanced, log k when all fall in one bin."""
+    share = counts.double() / counts.sum()
+    nonzero = share[share > 0]
+    return float((nonzero * (nonzero * len(counts)).log()).sum())
+
+
 def truncated_mean_square(dims: int, n_std: float) -> float:
     """E[|x - mu|^2 / std^2 | |x - mu| <= n_std std] for an isotropic Gaussian in `dims` dimensions: |x - mu|^2 / std^2
     is chi-square with `dims` degrees of freedom, whose mean below t is dims * P(chi2_{dims+2} < t) / P(chi2_dims < t)."""
@@ -40,11 +47,10 @@ def mode_coverage(samples: torch.Tensor, centers: torch.Tensor, std: float, n_st
     covered = torch.unique(nearest[good]).numel()
     spread = mode_kl = math.nan
     if good.any():
-        # the data's own high-quality points lie at this mean square distance (in std units) from their mode
+        # mean square distance in std units, over what the data's own high-quality points have
         mean_square = float((nearest_dist[good] / std).square().mean())
         spread = math.sqrt(mean_square / truncated_mean_square(samples.shape[1], n_std))
-        share = torch.bincount(nearest[good], minlength=len(centers)).double() / int(good.sum())
-        mode_kl = float((share[share > 0] * (share[share > 0] * len(centers)).log()).sum())
+        mode_kl = kl_to_uniform(torch.bincount(nearest[good], minlength=len(centers)))
     return ModeCoverage(int(covered), len(centers), float(good.float().mean()), spread, mode_kl)
 
 
