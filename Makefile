@@ -4,6 +4,8 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 ARGS   ?=
+# one pytest worker per core (at most 8): each worker and the `gan` runs it starts use one thread
+TEST_JOBS ?= $(shell n=$$(nproc 2>/dev/null || echo 2); [ $$n -gt 8 ] && n=8; echo $$n)
 
 .PHONY: install train test test-fast bench tensorboard clean
 
@@ -19,10 +21,10 @@ train: $(STAMP)  ## train the default GAN (DCGAN, mnist5k) on this machine; extr
 	$(BIN)/gan train $(ARGS)
 
 test: $(STAMP)  ## the whole test suite (CPU, offline)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(TEST_JOBS) --dist worksteal
 
 test-fast: $(STAMP)  ## everything but the slow learning tests
-	$(BIN)/python -m pytest -q -m "not slow"
+	$(BIN)/python -m pytest -q -n $(TEST_JOBS) --dist worksteal -m "not slow"
 
 bench: $(STAMP)  ## gan's training step vs the canonical DCGAN loop, side by side, then the time each needs to reach fid5k_lenet <= 30; writes bench/RESULTS.md (ARGS="--quick" for a smoke run, "--quality" for that section only)
 	$(BIN)/python -m bench.bench $(ARGS)

@@ -10,6 +10,14 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+# `make test` runs one pytest worker per core (pytest-xdist): each worker, and each `gan` it starts,
+# then uses one thread, so the workers share the cores instead of oversubscribing them.
+UNDER_XDIST = "PYTEST_XDIST_WORKER" in os.environ
+THREADS = "1" if UNDER_XDIST else "2"
+if UNDER_XDIST:
+    import torch
+
+    torch.set_num_threads(1)
 # tiny widths and few steps: every CLI test trains in seconds on a 2-core CPU
 TINY = ["model.g_width=8", "model.d_width=8", "model.z_dim=16", "train.batch_size=16", "train.log_every=2",
         "train.sample_every=4", "train.ckpt_every=4", "dataset.limit=256", "train.num_workers=0"]  # fmt: skip
@@ -18,7 +26,7 @@ TINY = ["model.g_width=8", "model.d_width=8", "model.z_dim=16", "train.batch_siz
 def gan_env() -> dict[str, str]:
     env = dict(os.environ)
     env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")  # this checkout's code, wherever gan is installed
-    env.setdefault("OMP_NUM_THREADS", "2")
+    env.setdefault("OMP_NUM_THREADS", THREADS)
     env.pop("HYDRA_FULL_ERROR", None)
     return env
 
@@ -73,15 +81,35 @@ def load_last(run_dir: Path) -> dict:
 
 @pytest.fixture(scope="session")
 def lenet_cache(tmp_path_factory) -> Path:
-    """GAN_CACHE_DIR for the rest of the session (CLI subprocesses too): the mnist5k classifier is trained into it once."""
-    cache = tmp_path_factory.mktemp("gan_cache")
+    """GAN_CACHE_DIR for the rest of the session (CLI subprocesses too): the mnist5k classifier is trained into it once.
+
+    Under pytest-xdist the workers share one cache beside their own temp dirs, and the first to get
+    there trains the classifier while the others wait on the lock."""
+    from filelock import FileLock
+
+    root = tmp_path_factory.getbasetemp()
+    cache = (root.parent if UNDER_XDIST else root) / "gan_cache"
+    cache.mkdir(exist_ok=True)
     previous = os.environ.get("GAN_CACHE_DIR")
     os.environ["GAN_CACHE_DIR"] = str(cache)
+    with FileLock(str(cache) + ".lock"):
+        _train_mnist5k_classifier()
     yield cache
     if previous is None:
         os.environ.pop("GAN_CACHE_DIR", None)
     else:
         os.environ["GAN_CACHE_DIR"] = previous
+
+
+def _train_mnist5k_classifier() -> None:
+    import torch
+    from omegaconf import OmegaConf
+
+    from gan_cli.data import load_dataset
+    from gan_cli.metrics.backbones import build_backbone
+
+    data = load_dataset(OmegaConf.create({"name": "mnist5k", "limit": None, "image_size": None}), 0)
+    build_backbone("lenet", data, torch.device("cpu"))
 
 
 @pytest.fixture(scope="session")
