@@ -17,7 +17,7 @@ from typing import Any
 import torch
 
 from gan_cli.config import upgrade_saved_config
-from gan_cli.errors import GanError
+from gan_cli.errors import GanError, shown
 
 FORMAT = "gan_cli/1"
 LAST = "last.pt"
@@ -44,9 +44,20 @@ def save_checkpoint(payload: dict[str, Any], path: Path) -> None:
         os.close(dir_fd)
 
 
+def usable_path(target: str | os.PathLike) -> Path:
+    """The path, ~ expanded, once the file system has accepted it: a name too long for it (or a path through
+    a file) is an error naming the path, not an OSError from the first is_dir()."""
+    p = Path(os.path.expanduser(str(target)))
+    try:
+        p.exists()
+    except OSError as err:
+        raise GanError(f"The checkpoint path {shown(p)} cannot be used: {err.strerror or err}. Pass a run directory of `gan train` or a .pt file.") from err
+    return p
+
+
 def resolve_checkpoint(target: str | os.PathLike) -> Path:
     """A .pt file as given, or the last.pt of a run directory (or of its checkpoints/ folder)."""
-    p = Path(os.path.expanduser(str(target)))
+    p = usable_path(target)
     if p.is_dir():
         for candidate in (p / "checkpoints" / LAST, p / LAST):
             if candidate.is_file():

@@ -42,22 +42,46 @@ def report(err: GanError) -> None:
     print(f"gan: error: {err}", file=sys.stderr)
 
 
-def _run_guarded(fn: Callable[[], object], log_file: bool = False) -> object:
-    """Inside a Hydra job: user errors become a message; in a sweep they fail only this job.
+# sweep jobs that stopped on a GanError: (job number, its overrides, the error); main() sums them up after the sweep
+FAILED_JOBS: list[tuple[int, list[str], GanError]] = []
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """CUDA's OutOfMemoryError, the CPU allocator's RuntimeError, or Python's own MemoryError."""
+    text = str(exc).lower()
+    phrases = ("not enough memory", "out of memory", "can't allocate memory", "cannot allocate memory")
+    return isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError" or any(p in text for p in phrases)
+
+
+def out_of_memory(exc: BaseException, lower: str) -> GanError:
+    first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    first = first.split("DefaultCPUAllocator: ")[-1]  # torch's "[enforce fail at alloc_cpu.cpp:127] err == 0." prefix says nothing
+    return GanError(f"Out of memory ({first[:200]}). What was asked for does not fit on this device: lower {lower}.")
+
+
+def _run_guarded(fn: Callable[[], object], log_file: bool = False, lower: str = "the batch size") -> object:
+    """Inside a Hydra job: user errors become a message; in a sweep they fail only this job, and the sweep goes
+    on to the next (Hydra would print the error's traceback and stop at the end: main() reports them instead).
 
     With `log_file` (train, whose Hydra job logging writes only to <run dir>/train.log) the message
     also goes to the log, so a run directory left by a failed run or sweep job says why it stopped.
     sample and eval have no log file, and Python's fallback handler would print the message twice.
     """
     try:
-        return fn()
+        try:
+            return fn()
+        except (MemoryError, RuntimeError) as exc:
+            if not is_out_of_memory(exc):
+                raise
+            raise out_of_memory(exc, lower) from exc
     except GanError as err:
         report(err)
         if log_file:
             logging.getLogger("gan_cli").error("%s", err, extra=FILE_ONLY)  # the console got it from report()
-        multirun = HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
-        if multirun and err.exit_code != 130:
-            raise  # Hydra marks this job failed and runs the others
+        hc = HydraConfig.get() if HydraConfig.initialized() else None
+        if hc is not None and hc.mode == RunMode.MULTIRUN and err.exit_code != INTERRUPTED:
+            FAILED_JOBS.append((int(hc.job.num), list(hc.overrides.task), err))
+            return None
         sys.exit(err.exit_code)
 
 
@@ -67,21 +91,22 @@ def train_app(cfg: DictConfig) -> object:
 
     hc = HydraConfig.get()
     run_dir = Path(hc.runtime.output_dir)
-    return _run_guarded(lambda: train(cfg, run_dir, list(hc.overrides.task), dict(hc.runtime.choices)), log_file=True)
+    lower = f"train.batch_size (now {cfg.train.batch_size}), the model widths (model.g_width, model.d_width) or dataset.image_size"
+    return _run_guarded(lambda: train(cfg, run_dir, list(hc.overrides.task), dict(hc.runtime.choices)), log_file=True, lower=lower)
 
 
 @hydra.main(config_path=CONF, config_name="sample", version_base="1.3")
 def sample_app(cfg: DictConfig) -> object:
     from gan_cli.sample import sample
 
-    return _run_guarded(lambda: sample(cfg))
+    return _run_guarded(lambda: sample(cfg), lower=f"n (now {cfg.n})")
 
 
 @hydra.main(config_path=CONF, config_name="eval", version_base="1.3")
 def eval_app(cfg: DictConfig) -> object:
     from gan_cli.evaluate import evaluate
 
-    return _run_guarded(lambda: evaluate(cfg))
+    return _run_guarded(lambda: evaluate(cfg), lower=f"n (now {cfg.n})")
 
 
 COMMANDS: dict[str, Callable[[], object]] = {"train": train_app, "sample": sample_app, "eval": eval_app}
@@ -97,7 +122,10 @@ def resume_target(arg: str) -> str:
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
     raw = arg.split("=", 1)[1]
-    if Path(os.path.expanduser(raw)).exists():
+    try:
+        if Path(os.path.expanduser(raw)).exists():
+            return raw
+    except OSError:  # too long to be a path: resolve_checkpoint says so
         return raw
     try:
         value = OverridesParser.create().parse_overrides([arg])[0].value()
@@ -184,6 +212,35 @@ def sweep_cases(args: list[str]) -> list[list[str]]:
     return cases
 
 
+def refuse_added_keys(command: str, args: list[str]) -> None:
+    """`+foo=1` or `++train.stepz=10` would add a key that nothing reads, and the run would quietly ignore it.
+    Every option gan has is already in its config, so `+` is only for selecting a config group (`+experiment=ring8`)."""
+    import difflib
+
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from omegaconf import OmegaConf
+
+    from gan_cli.config import EvalConfig, GanConfig, SampleConfig
+    from gan_cli.rundir import flatten
+
+    try:
+        parsed = OverridesParser.create().parse_overrides(args)
+    except Exception as exc:
+        raise GanError(explain_config_error(exc)) from exc
+    schema = {"train": GanConfig, "sample": SampleConfig, "eval": EvalConfig}[command]
+    known = list(flatten(OmegaConf.to_container(OmegaConf.structured(schema))))  # type: ignore[arg-type]
+    for o in parsed:
+        key = o.key_or_group
+        if not (o.is_add() or o.is_force_add()) or key in known or key.startswith("hydra") or Path(CONF, key).is_dir():
+            continue
+        close = difflib.get_close_matches(key, known, n=1)
+        hint = f" Did you mean {close[0]}?" if close else f" The options of gan {command} are listed by `gan {command} --cfg job`."
+        raise GanError(
+            f"{o.input_line!r} adds the key {key!r}, which gan {command} does not have: nothing would read it. "
+            f"Every option already exists, so set it without '+' (key=value); '+' only selects a config group, as in +experiment=ring8.{hint}"
+        )
+
+
 def precheck(command: str, args: list[str]) -> None:
     """Compose a single run's config before Hydra starts it, so a bad override gets a clear message and exit 2."""
     from hydra import compose, initialize_config_dir
@@ -194,6 +251,7 @@ def precheck(command: str, args: list[str]) -> None:
         return
     if any(a.startswith("-") for a in args):  # --help, --cfg, -cd ...: leave those to Hydra
         return
+    refuse_added_keys(command, args)
     config_name = "train" if command == "train" else command
     try:
         with initialize_config_dir(config_dir=CONF, version_base="1.3", job_name=f"gan_{command}"):
@@ -201,9 +259,9 @@ def precheck(command: str, args: list[str]) -> None:
     except Exception as exc:  # any composition error is the user's input
         raise GanError(explain_config_error(exc)) from exc
     if command == "train":
-        from gan_cli.train import _check_train_settings
+        from gan_cli.train import check_options
 
-        _check_train_settings(cfg.train)  # before Hydra makes a run directory for a run that cannot start
+        check_options(cfg)  # before Hydra makes a run directory for a run that cannot start
         if cfg.get("resume"):
             check_resume(cfg)
 
@@ -228,6 +286,10 @@ def main(argv: list[str] | None = None) -> None:
             sys.exit(err.exit_code)
         sys.argv = [f"gan-{command}", *rest]
         COMMANDS[command]()
+        if FAILED_JOBS:
+            failed = "; ".join(f"#{num} ({' '.join(overrides)})" for num, overrides, _ in FAILED_JOBS)
+            report(GanError(f"{len(FAILED_JOBS)} sweep job(s) failed, each with the error printed above: {failed}. The sweep ran every job."))
+            sys.exit(FAILED_JOBS[0][2].exit_code)
     except KeyboardInterrupt:  # Ctrl-C before training set its handler up, or a second Ctrl-C that stops at once
         report(GanError(
             f"gan {command}: interrupted. A second Ctrl-C stops at once without saving: a run directory keeps the checkpoint "

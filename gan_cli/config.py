@@ -4,12 +4,19 @@ Hydra merges the YAML files of `conf/` onto these dataclasses, so a typo in a ke
 (`train.stpes=5`) or a wrong type (`train.steps=abc`) fails before any work starts, with
 OmegaConf naming the key. The YAML files hold the defaults users read and override; these
 classes only say which keys exist and what type each one has.
+
+Every option with a fixed set of values is an Enum: Hydra then refuses `model.d_norm=btach` while
+composing, naming the allowed values, before a run directory or the data exist. The members are
+strings (`Choice`), so the code compares them with plain names and checkpoints store plain names
+(`to_plain`). The registries the values select from (models, losses, ...) are checked against these
+lists by tests/test_config.py.
 """
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from enum import Enum
 from pathlib import Path
 from typing import Any, List, Optional
 
@@ -20,33 +27,67 @@ from omegaconf.errors import ConfigKeyError, ValidationError
 from gan_cli.errors import GanError
 
 
+class Choice(str, Enum):
+    """One allowed value of an option: a str (== "batch", hashes like "batch") that prints as its value."""
+
+    def __str__(self) -> str:
+        return self.value
+
+    def __repr__(self) -> str:
+        return repr(self.value)
+
+    __format__ = str.__format__
+
+
+def _choices(name: str, values: tuple[str, ...]) -> type[Choice]:
+    return Choice(name, {v: v for v in values})  # type: ignore[return-value]
+
+
+ModelName = _choices("ModelName", ("mlp", "dcgan", "style", "shift"))
+DNorm = _choices("DNorm", ("batch", "layer", "spectral", "none"))
+GNorm = _choices("GNorm", ("batch", "virtual"))
+Conditioning = _choices("Conditioning", ("none", "concat", "projection", "acgan", "auto"))
+Minibatch = _choices("Minibatch", ("none", "mbdisc", "mbstd"))
+GActivation = _choices("GActivation", ("leaky", "relu"))
+Objective = _choices("Objective", ("minimax", "ns", "wasserstein", "lsgan", "hinge"))
+Penalty = _choices("Penalty", ("none", "gp", "dragan", "r1"))
+OptimizerName = _choices("OptimizerName", ("adam", "rmsprop", "sgd"))
+Schedule = _choices("Schedule", ("constant", "linear", "cosine"))
+DatasetName = _choices("DatasetName", ("mnist5k", "mnist", "fashion_mnist", "cifar10", "image_folder", "ring8", "grid25", "gauss1d"))
+Switch = _choices("Switch", ("auto", "on", "off"))
+AmpMode = _choices("AmpMode", ("auto", "bf16", "fp16", "off"))
+AugmentPolicy = _choices("AugmentPolicy", ("color", "translation", "cutout"))
+Backbone = _choices("Backbone", ("lenet", "inception"))
+SampleMode = _choices("SampleMode", ("grid", "classes", "interp", "arithmetic", "codes"))
+
+
 @dataclass
 class ModelConfig:
-    name: str = MISSING
+    name: ModelName = MISSING  # type: ignore[valid-type]
     z_dim: int = 100
     g_width: int = 64
     d_width: int = 64
     dropout: float = 0.0
-    d_norm: str = "batch"
+    d_norm: DNorm = DNorm.batch  # type: ignore[valid-type]
     init_std: float = 0.02
     g_spectral: bool = False
-    g_norm: str = "batch"
-    cond: str = "none"
+    g_norm: GNorm = GNorm.batch  # type: ignore[valid-type]
+    cond: Conditioning = Conditioning.none  # type: ignore[valid-type]
     attention: int = 0
-    minibatch: str = "none"
+    minibatch: Minibatch = Minibatch.none  # type: ignore[valid-type]
     info_cat: int = 0
     info_cont: int = 0
     ema: float = 0.0
     ema_warmup: bool = True
     pack: int = 1
-    g_act: str = "leaky"
+    g_act: GActivation = GActivation.leaky  # type: ignore[valid-type]
 
 
 @dataclass
 class LossConfig:
-    objective: str = MISSING
+    objective: Objective = MISSING  # type: ignore[valid-type]
     n_critic: int = 1
-    penalty: str = "none"
+    penalty: Penalty = Penalty.none  # type: ignore[valid-type]
     penalty_weight: float = 0.0
     penalty_every: int = 1
     clip: Optional[float] = None
@@ -61,20 +102,20 @@ class LossConfig:
 
 @dataclass
 class OptimizerConfig:
-    name: str = MISSING
+    name: OptimizerName = MISSING  # type: ignore[valid-type]
     lr: float = 2e-4
     lr_d: Optional[float] = None
     lr_g: Optional[float] = None
     betas: List[float] = field(default_factory=lambda: [0.5, 0.999])
     momentum: float = 0.0
     weight_decay: float = 0.0
-    schedule: str = "constant"
+    schedule: Schedule = Schedule.constant  # type: ignore[valid-type]
     warmup: int = 0
 
 
 @dataclass
 class DatasetConfig:
-    name: str = MISSING
+    name: DatasetName = MISSING  # type: ignore[valid-type]
     root: Optional[str] = None
     download: bool = True
     path: Optional[str] = None
@@ -94,18 +135,18 @@ class TrainConfig:
     ckpt_every: int = 1000
     n_samples: int = 64
     num_workers: int = 2
-    amp: str = "auto"
-    channels_last: str = "auto"
-    compile: str = "auto"
-    data_on_device: str = "auto"
-    augment: List[str] = field(default_factory=list)
+    amp: AmpMode = AmpMode.auto  # type: ignore[valid-type]
+    channels_last: Switch = Switch.auto  # type: ignore[valid-type]
+    compile: Switch = Switch.auto  # type: ignore[valid-type]
+    data_on_device: Switch = Switch.auto  # type: ignore[valid-type]
+    augment: List[AugmentPolicy] = field(default_factory=list)  # type: ignore[valid-type]
 
 
 @dataclass
 class MetricsConfig:
     metrics: Optional[List[str]] = None
     n: Optional[int] = None
-    backbone: str = "lenet"
+    backbone: Backbone = Backbone.lenet  # type: ignore[valid-type]
     seed: int = 0
     inception_weights: Optional[str] = None
 
@@ -137,7 +178,7 @@ class SampleConfig:
     out: Optional[str] = None
     nrow: Optional[int] = None
     device: str = "auto"
-    mode: str = "grid"
+    mode: SampleMode = SampleMode.grid  # type: ignore[valid-type]
     labels: Optional[List[int]] = None
     seeds: Optional[List[int]] = None
     ema: bool = True
@@ -174,7 +215,7 @@ def config_dir() -> Path:
 
 def to_plain(cfg: DictConfig) -> dict[str, Any]:
     """The resolved config as plain Python containers: safe to store in a weights_only checkpoint."""
-    return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]
+    return OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)  # type: ignore[return-value]
 
 
 def upgrade_saved_config(saved: dict[str, Any]) -> dict[str, Any]:
@@ -197,4 +238,4 @@ def upgrade_saved_config(saved: dict[str, Any]) -> dict[str, Any]:
             f"The checkpoint's config does not fit this version of gan ({str(exc).splitlines()[0]}); "
             "sample or resume it with the gan version that wrote it."
         ) from exc
-    return OmegaConf.to_container(merged, resolve=True)  # type: ignore[return-value]
+    return OmegaConf.to_container(merged, resolve=True, enum_to_str=True)  # type: ignore[return-value]

@@ -20,6 +20,14 @@ class GanError(Exception):
         self.exit_code = exit_code
 
 
+def shown(path: object, limit: int = 120) -> str:
+    """A path for a message: quoted, and cut in the middle when it is too long to read."""
+    text = str(path)
+    if len(text) <= limit:
+        return repr(text)
+    return repr(text[: limit // 2] + " ... " + text[-limit // 3 :]) + f" ({len(text):,} characters)"
+
+
 def one_of(kind: str, value: object, allowed: "list[str] | tuple[str, ...]") -> GanError:
     """The standard 'unknown X' error, listing the allowed choices."""
     return GanError(f"Unknown {kind} {value!r}. Allowed: {', '.join(sorted(allowed))}.")

@@ -21,7 +21,7 @@ from omegaconf import OmegaConf
 from rich.console import Console
 from rich.table import Table
 
-from gan_cli.checkpoint import LAST, resolve_checkpoint, run_dir_of
+from gan_cli.checkpoint import LAST, resolve_checkpoint, run_dir_of, usable_path
 from gan_cli.config import DatasetConfig, config_dir
 from gan_cli.data import load_dataset
 from gan_cli.errors import GanError
@@ -35,7 +35,7 @@ from gan_cli.train import _load_state, pick_device
 
 def checkpoints_of(target: str) -> list[Path]:
     """One checkpoint, or the last.pt of every job when `target` is a multirun (sweep) directory."""
-    p = Path(target).expanduser()
+    p = usable_path(target)
     if p.is_dir() and not (p / "checkpoints" / LAST).is_file() and not (p / LAST).is_file():
         jobs = sorted((c for c in p.glob(f"*/checkpoints/{LAST}")), key=lambda c: _job_key(c.parent.parent.name))
         if jobs:

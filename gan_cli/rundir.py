@@ -30,8 +30,11 @@ except ImportError:  # pragma: no cover - Windows
 LOCK_FILE = ".lock"
 # keys that may change when a run is resumed: how long and how often, not what is trained
 # (and how fast: the speed paths other than AMP leave the math unchanged)
+# where the data lives may change (a run moved to another machine); train() then checks the data still has the
+# checkpoint's shape and classes
 RESUMABLE_CHANGES = ("train.steps", "train.log_every", "train.sample_every", "train.ckpt_every", "train.num_workers", "device", "resume",
-                     "train.channels_last", "train.compile", "train.data_on_device", "eval.")  # fmt: skip
+                     "train.channels_last", "train.compile", "train.data_on_device", "eval.", "dataset.root", "dataset.path",
+                     "dataset.download")  # fmt: skip
 
 
 class RunLock:

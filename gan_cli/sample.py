@@ -22,6 +22,7 @@ from gan_cli.data.toys import TOY_NAMES, make_toy
 from gan_cli.errors import GanError, io_failure, one_of
 from gan_cli.models import build_models, latent_layout, num_classes, sample_latent, truncate
 from gan_cli.plots import image_grid, points_figure, save_figure
+from gan_cli.rng import seeded_global_rng
 from gan_cli.train import _load_state, pick_device
 
 OUT_KINDS = (".png", ".npy", ".pt")
@@ -41,7 +42,8 @@ def generate(G: torch.nn.Module, n: int, seed: int, device: torch.device, batch:
              truncation: Optional[float] = None) -> torch.Tensor:  # fmt: skip
     """n samples from noise drawn with `seed` (the same seed gives the same samples), in chunks to bound memory."""
     gen = torch.Generator(device="cpu").manual_seed(seed)
-    return render(G, truncate(G, sample_latent(G, n, "cpu", gen), truncation), labels, device, batch)
+    with seeded_global_rng(seed, device):  # model=style's noise inputs too; training's stream is left alone
+        return render(G, truncate(G, sample_latent(G, n, "cpu", gen), truncation), labels, device, batch)
 
 
 @torch.no_grad()

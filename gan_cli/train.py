@@ -30,6 +30,7 @@ from gan_cli.augment import DiffAugment, parse_policy
 from gan_cli.checkpoint import LAST, load_checkpoint, save_checkpoint
 from gan_cli.config import to_plain
 from gan_cli.data import DataSpec, load_dataset, make_batcher
+from gan_cli.data.datasets import planned_spec
 from gan_cli.errors import DIVERGED, INTERRUPTED, GanError, io_failure, one_of
 from gan_cli.logs import CONSOLE
 from gan_cli.losses import GanLoss, build_loss, mutual_info_bound
@@ -37,6 +38,7 @@ from gan_cli.metrics.in_training import TrainingEval
 from gan_cli.models import EMA, build_models, latent_layout, num_classes, sample_latent
 from gan_cli.models.layers import discriminate
 from gan_cli.plots import image_grid, points_figure, save_figure
+from gan_cli.rng import seeded_global_rng
 from gan_cli.rundir import RunLock, check_resumable, flatten, record_resume, remove_stale_temp_files, resume_command
 from gan_cli.schedules import build_schedulers
 from gan_cli.speed import FP32, Precision, eager, enable_backend_speedups, plan_speed, prepare_models
@@ -158,6 +160,9 @@ def train_step(
     D.requires_grad_(False)  # G's update needs no gradient for D's weights
     with amp.autocast():
         g_logits, g_ex = discriminate(D, seen_by_d(fake), y)
+        if extra.feature_matching:  # real features from the D that G is judged by now, after its update
+            with torch.no_grad():
+                _, real_ex = discriminate(D, real, y)
         g_loss = extra.g_adversarial(obj, g_logits, g_ex, real_ex)  # the objective's, or feature matching
         g_terms = extra.g_terms(G, layout, g_ex, y, z)  # ACGAN, InfoGAN, historical averaging, orthogonal reg.
     amp.backward("G", g_loss + sum(g_terms.values()))
@@ -193,7 +198,7 @@ def write_samples(G: nn.Module, D: nn.Module, fixed_z: torch.Tensor, data, step:
     """The fixed-noise batch as a PNG under samples/ and in TensorBoard (a plot for toy data)."""
     was_training = G.training
     G.eval()
-    with torch.no_grad():
+    with torch.no_grad(), seeded_global_rng(0, fixed_z.device):  # the same noise inputs (model=style) in every picture
         fake = G(fixed_z)
     G.train(was_training)
     path = run_dir / "samples" / f"step_{step:06d}.png"
@@ -237,6 +242,23 @@ class StopRequest:
 
 
 MAX_STEPS = 10**9  # a billion generator steps: days at the fastest; anything larger is a typo
+
+
+def check_options(cfg: DictConfig) -> None:
+    """Every option that can be checked without reading the data, checked by building what it configures:
+    the CLI calls this before Hydra makes a run directory, so a rejected command leaves nothing behind."""
+    _check_train_settings(cfg.train)
+    loss = build_loss(cfg.loss)
+    spec = planned_spec(cfg.dataset)
+    _build_augment(cfg.train.augment, spec.is_image if spec is not None else True)
+    if spec is None:  # image_folder: its shape and classes are known once the folder is read
+        return
+    G, D = build_models(cfg.model, spec)
+    loss.extra.check_fits(D)
+    opt_g, opt_d = build_optimizers(cfg.optimizer, G, D)
+    build_schedulers(cfg.optimizer, cfg.train.steps, opt_g, opt_d)
+    if cfg.model.ema != 0:
+        EMA(G, cfg.model.ema, cfg.model.ema_warmup)
 
 
 def _check_train_settings(cfg) -> None:
@@ -293,7 +315,7 @@ def _train(cfg: DictConfig, run_dir: Path, overrides: list[str], hparam_choices:
     log.info("speed paths: %s", plan.describe(), extra=CONSOLE)
     loss = build_loss(cfg.loss)
     loss.extra.check_fits(D)
-    if loss.penalty is not None and any(isinstance(m, nn.BatchNorm2d) for m in D.modules()):
+    if loss.penalty is not None and any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in D.modules()):
         log.warning("loss.penalty=%s with BatchNorm in D: the penalty assumes per-sample outputs; consider model.d_norm=layer", cfg.loss.penalty)
     opt_g, opt_d = build_optimizers(cfg.optimizer, G, D)
     sched_g, sched_d = build_schedulers(cfg.optimizer, cfg.train.steps, opt_g, opt_d)
@@ -312,6 +334,11 @@ def _train(cfg: DictConfig, run_dir: Path, overrides: list[str], hparam_choices:
     if cfg.resume:
         ckpt, path = load_checkpoint(cfg.resume, map_location=device)
         check_resumable(ckpt, path, plain_cfg)  # the CLI checked this before Hydra started; this guards direct callers of train()
+        if data_spec_of(ckpt) != data.spec:  # dataset.root / dataset.path may move, but must hold the same kind of data
+            raise GanError(
+                f"Cannot resume from {str(path)!r}: the run trained on {data_spec_of(ckpt).describe()}, but the data found now is "
+                f"{data.spec.describe()}. Point dataset.root / dataset.path at the run's data."
+            )
         _load_state(G, ckpt["models"]["G"], path)
         _load_state(D, ckpt["models"]["D"], path)
         if ema is not None:
@@ -327,9 +354,6 @@ def _train(cfg: DictConfig, run_dir: Path, overrides: list[str], hparam_choices:
         start_step, batches_done = int(ckpt["step"]), int(ckpt["batches_done"])
         fixed_z = ckpt["fixed_z"].to(device)
         loss.extra.load_state_dict(ckpt.get("loss_state", {}))
-        torch.set_rng_state(ckpt["rng"]["torch"].cpu())
-        if device.type == "cuda" and ckpt["rng"].get("cuda") is not None:
-            torch.cuda.set_rng_state(ckpt["rng"]["cuda"].cpu(), device)
         log.info("resumed from %s at step %d", path, start_step)
         record_resume(run_dir, overrides, plain_cfg, start_step)
 
@@ -339,6 +363,10 @@ def _train(cfg: DictConfig, run_dir: Path, overrides: list[str], hparam_choices:
     tracker.text("config", "```yaml\n" + OmegaConf.to_yaml(cfg) + "```")
 
     last_saved = start_step if cfg.resume else None
+    if cfg.resume:  # last, so that nothing built above (the evaluator's classifier, say) draws from the restored stream
+        torch.set_rng_state(ckpt["rng"]["torch"].cpu())
+        if device.type == "cuda" and ckpt["rng"].get("cuda") is not None:
+            torch.cuda.set_rng_state(ckpt["rng"]["cuda"].cpu(), device)
 
     def sampler() -> nn.Module:
         """The generator samples, scores and checkpoints show: the EMA one (statistics measured anew) when there is one."""

@@ -52,10 +52,20 @@ def test_defaults_are_the_documented_ones() -> None:
         ("train.steps=abc", ["train.steps=abc", "could not be converted to Integer"]),
         ("train.stpes=5", ["train.stpes"]),
         ("loss=wgan_gpp", ["loss/wgan_gpp", "wgan_gp", "hinge"]),
+        # a choice key is an Enum: refused while composing, with the allowed values
+        ("model.d_norm=btach", ["'btach'", "batch, layer, spectral, none", "model.d_norm"]),
+        ("train.augment=[color,transl]", ["'transl'", "color, translation, cutout"]),
+        ("optimizer.schedule=cosin", ["'cosin'", "constant, linear, cosine"]),
+        # + adds a key nothing reads: refused, with or without the group prefix
+        ("+foo=1", ["'foo'", "does not have"]),
+        ("+train.stepz=10", ["'train.stepz'", "Did you mean train.steps?"]),
+        # checked by building the models before the data are read
+        ("model.info_cat=1", ["model.info_cat=1"]),
+        ("model.g_norm=virtual model=mlp", ["model.g_norm=virtual"]),
     ],
 )
 def test_bad_overrides_give_one_paragraph_and_exit_2(workdir: Path, override: str, expected: list[str]) -> None:
-    proc = run_gan("train", override, cwd=workdir)
+    proc = run_gan("train", *override.split(), cwd=workdir)
     assert proc.returncode == 2, proc.stderr
     assert "Traceback" not in proc.stderr
     assert proc.stderr.startswith("gan: error:")
@@ -76,3 +86,36 @@ def test_help_lists_commands_and_groups(workdir: Path) -> None:
         assert "ckpt:" in text and "Configuration groups" not in text and "optimizer:" not in text
     bad = run_gan("trian", cwd=workdir)
     assert bad.returncode == 2 and "Unknown command 'trian'" in bad.stderr
+
+
+def test_every_choice_enum_lists_exactly_what_its_registry_offers() -> None:
+    """The schema's Enums (what Hydra accepts) and the registries (what the code builds) are one list of names."""
+    from gan_cli import config as c
+    from gan_cli.augment import POLICIES
+    from gan_cli.data.datasets import DATASET_NAMES
+    from gan_cli.losses import OBJECTIVES, PENALTIES
+    from gan_cli.metrics.backbones import BACKBONES
+    from gan_cli.models import D_NORMS, G_NORMS, MODELS
+    from gan_cli.models.layers import CONDITIONINGS, MINIBATCH_LAYERS
+    from gan_cli.models.mlp import G_ACTIVATIONS
+    from gan_cli.sample import MODES
+    from gan_cli.schedules import SCHEDULES
+    from gan_cli.speed import AMP_MODES, SWITCH_VALUES
+    from gan_cli.train import OPTIMIZERS
+
+    pairs = [(c.ModelName, MODELS), (c.DNorm, D_NORMS), (c.GNorm, G_NORMS), (c.Conditioning, (*CONDITIONINGS, "auto")),
+             (c.Minibatch, MINIBATCH_LAYERS), (c.GActivation, G_ACTIVATIONS), (c.Objective, OBJECTIVES), (c.Penalty, PENALTIES),
+             (c.OptimizerName, OPTIMIZERS), (c.Schedule, SCHEDULES), (c.DatasetName, DATASET_NAMES), (c.Switch, SWITCH_VALUES),
+             (c.AmpMode, AMP_MODES), (c.AugmentPolicy, POLICIES), (c.Backbone, BACKBONES), (c.SampleMode, MODES)]  # fmt: skip
+    for enum, registry in pairs:
+        assert sorted(m.value for m in enum) == sorted(registry), enum.__name__
+
+
+def test_a_choice_compares_and_prints_as_its_name_and_checkpoints_store_plain_strings() -> None:
+    from gan_cli.config import to_plain
+
+    cfg = compose_train("model=dcgan", "model.d_norm=layer", "train.augment=[translation]")
+    assert cfg.model.d_norm == "layer" and f"{cfg.model.d_norm}" == "layer" and str(cfg.model.d_norm) == "layer"
+    assert {"layer": 1}[cfg.model.d_norm] == 1
+    plain = to_plain(cfg)
+    assert type(plain["model"]["d_norm"]) is str and type(plain["train"]["augment"][0]) is str

@@ -27,7 +27,23 @@ def test_mnist5k_loads_offline_as_real_digits() -> None:
 def test_limit_and_resize() -> None:
     data = load_dataset(compose_train("dataset=mnist5k", "dataset.limit=100", "dataset.image_size=32").dataset, seed=0)
     assert data.x.shape == (100, 1, 32, 32) and data.spec.shape == (1, 32, 32)
-    assert len(torch.unique(data.y)) >= 8, "the fixed shuffle makes a small subset class-balanced"
+    assert torch.bincount(data.y).tolist() == [10] * 10, "dataset.limit takes the same number of every class"
+    odd = load_dataset(compose_train("dataset=mnist5k", "dataset.limit=23").dataset, seed=0)
+    assert sorted(torch.bincount(odd.y).tolist()) == [2] * 7 + [3] * 3
+
+
+def test_toys_honour_limit_and_refuse_image_size() -> None:
+    data = load_dataset(compose_train("dataset=ring8", "dataset.limit=80").dataset, seed=0)
+    assert data.x.shape == (80, 2) and torch.bincount(data.y).tolist() == [10] * 8 and data.spec.num_classes == 8
+    with pytest.raises(GanError, match="dataset.image_size=32 resizes images, but dataset=ring8 holds points"):
+        load_dataset(compose_train("dataset=ring8", "dataset.image_size=32").dataset, seed=0)
+
+
+def test_image_folder_limit_takes_every_class_not_the_first_folders(tmp_path: Path) -> None:
+    for name in ("a", "b", "c"):
+        _write_images(tmp_path / name, 4)
+    data = load_dataset(compose_train("dataset=image_folder", f"dataset.path={tmp_path}", "dataset.limit=6").dataset, seed=0)
+    assert sorted(data.stream.labels) == [0, 0, 1, 1, 2, 2]
 
 
 @pytest.mark.parametrize("name,dim,classes", [("ring8", 2, 8), ("grid25", 2, 25), ("gauss1d", 1, 0)])

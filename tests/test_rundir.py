@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import torch
 import yaml
 
 from conftest import compose_train, gan_env, load_last, only_run_dir, run_gan, train_until_step
@@ -221,3 +222,34 @@ def test_gan_sample_to_an_unwritable_place_is_one_paragraph(tmp_path: Path) -> N
     proc = run_gan("sample", f"ckpt={run}", f"out={tmp_path / 'taken' / 'grid.png'}", cwd=tmp_path)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
     assert "cannot be written" in proc.stderr and "taken" in proc.stderr
+
+
+def test_moving_the_data_does_not_block_a_resume_but_other_data_does(tmp_path: Path) -> None:
+    from gan_cli.rundir import resume_changes
+
+    saved = {"dataset": {"name": "mnist", "root": "/old/disk", "path": None, "download": True}, "train": {"steps": 10}}
+    moved = {"dataset": {"name": "mnist", "root": "/new/disk", "path": None, "download": False}, "train": {"steps": 20}}
+    assert resume_changes(saved, moved) == []
+    assert resume_changes(saved, {**moved, "dataset": {**moved["dataset"], "name": "cifar10"}}) == ["dataset.name: 'mnist' -> 'cifar10'"]
+    # a run on a toy resumed where its data has another shape is refused by train() itself
+    run_gan("train", *TOY, "train.steps=2", cwd=tmp_path, check=True)
+    run = only_run_dir(tmp_path)
+    ckpt = torch.load(run / "checkpoints" / "last.pt", weights_only=True)
+    ckpt["data_spec"]["shape"] = [3]
+    torch.save(ckpt, run / "checkpoints" / "last.pt")
+    proc = run_gan("train", f"resume={run}", "train.steps=4", cwd=tmp_path)
+    assert proc.returncode == 2 and "the run trained on ring8: 3, 8 classes, but the data found now is ring8: 2, 8 classes" in proc.stderr.replace("\n", " ")
+
+
+def test_out_of_memory_and_a_path_too_long_are_one_paragraph(tmp_path: Path) -> None:
+    run_gan("train", *TOY, "train.steps=2", cwd=tmp_path, check=True)
+    run = only_run_dir(tmp_path)
+    # 10^11 latent vectors cannot be allocated (one allocation, refused at once): say it is memory and what to lower
+    proc = run_gan("sample", f"ckpt={run}", "n=100000000000", f"out={tmp_path / 'x.npy'}", cwd=tmp_path)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    assert "Out of memory" in proc.stderr and "lower n (now 100000000000)" in proc.stderr
+    too_long = str(tmp_path / ("a" * 300) / ("b" * 5000))
+    for args in (["sample", f"ckpt={too_long}"], ["eval", f"ckpt={too_long}"], ["train", f"resume={too_long}"]):
+        proc = run_gan(*args, cwd=tmp_path)
+        assert proc.returncode == 2 and "Traceback" not in proc.stderr, (args, proc.stderr)
+        assert "cannot be used: File name too long" in proc.stderr and "(5,3" in proc.stderr, proc.stderr

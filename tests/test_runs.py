@@ -29,14 +29,40 @@ def trained(tmp_path_factory) -> Path:
     return only_run_dir(cwd)
 
 
+def assert_same_values(a, b, where: str) -> None:
+    """Nested dicts/lists of tensors and numbers, equal bit for bit."""
+    if isinstance(a, dict):
+        assert a.keys() == b.keys(), where
+        for key in a:
+            assert_same_values(a[key], b[key], f"{where}.{key}")
+    elif isinstance(a, (list, tuple)):
+        assert len(a) == len(b), where
+        for i, (x, y) in enumerate(zip(a, b)):
+            assert_same_values(x, y, f"{where}[{i}]")
+    elif isinstance(a, torch.Tensor):
+        assert torch.equal(a, b), f"{where} differs"
+    else:
+        assert a == b, f"{where} differs"
+
+
 def assert_same_training_state(a: dict, b: dict) -> None:
+    """Every tensor and number a resumed run carries on with: weights (EMA's too), the whole optimizer state
+    (exp_avg, exp_avg_sq, step), schedulers, loss state (historical averages) and the RNG. (Not evaluation's best:
+    a run stopped early was also scored where it stopped.)"""
     assert a["step"] == b["step"] and a["batches_done"] == b["batches_done"]
-    for net in ("G", "D"):
+    assert a["models"].keys() == b["models"].keys()
+    for net in a["models"]:
         for key, value in a["models"][net].items():
             assert torch.equal(value, b["models"][net][key]), f"{net}.{key} differs"
+    for net in ("G", "D"):
         sa, sb = a["optimizers"][net]["state"], b["optimizers"][net]["state"]
+        assert sa.keys() == sb.keys()
         for idx in sa:
-            assert torch.equal(sa[idx]["exp_avg"], sb[idx]["exp_avg"])
+            for key, value in sa[idx].items():
+                assert torch.equal(torch.as_tensor(value), torch.as_tensor(sb[idx][key])), f"optimizer {net} state {idx}.{key} differs"
+    assert a.get("schedulers") == b.get("schedulers") and a.get("ema_state") == b.get("ema_state")
+    assert_same_values(a.get("loss_state", {}), b.get("loss_state", {}), "loss_state")
+    assert torch.equal(a["rng"]["torch"], b["rng"]["torch"])
 
 
 def test_resume_continues_in_the_same_dir_and_matches_an_uninterrupted_run(tmp_path: Path) -> None:
@@ -50,6 +76,27 @@ def test_resume_continues_in_the_same_dir_and_matches_an_uninterrupted_run(tmp_p
     assert only_run_dir(split) == run, "resume must not create a new run directory"
     assert_same_training_state(load_last(only_run_dir(straight)), load_last(run))
     assert "resumed from" in (run / "train.log").read_text()
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        # BatchNorm in both nets, an EMA generator (its BatchNorm statistics recomputed), scores every 4 steps
+        # (the lenet classifier is built after the restore), historical averaging and an InfoGAN code
+        ["model.ema=0.9", "eval.every=3", "eval.n=200", "eval.metrics=[fid]", "loss.hist_weight=0.1", "model.info_cat=10"],
+        ["model=style", "model.ema=0.9"],  # per-layer noise inputs
+    ],
+    ids=["dcgan-bn-ema-eval-hist-infogan", "style"],
+)
+def test_resume_is_exact_for_image_models_with_every_stateful_option(tmp_path: Path, lenet_cache: Path, case: list[str]) -> None:
+    straight, split = tmp_path / "straight", tmp_path / "split"
+    straight.mkdir(), split.mkdir()
+    args = [*TINY, *case, "train.sample_every=3", "train.ckpt_every=100"]
+    run_gan("train", "train.steps=7", *args, cwd=straight, check=True)
+    run_gan("train", "train.steps=4", *args, cwd=split, check=True)
+    run = only_run_dir(split)
+    run_gan("train", f"resume={run}", "train.steps=7", cwd=split, check=True)
+    assert_same_training_state(load_last(only_run_dir(straight)), load_last(run))
 
 
 def test_resume_with_a_different_config_is_refused_and_changes_nothing(tmp_path: Path) -> None:

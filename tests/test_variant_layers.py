@@ -58,7 +58,9 @@ def test_adain_normalises_each_channel_then_applies_the_style() -> None:
     adain = AdaIN(3, 5)
     x = torch.randn(2, 3, 8, 8) * 4 + 3
     w = torch.randn(2, 5)
-    out = adain(x, w)  # zero-initialised style: plain instance norm
+    with torch.no_grad():
+        adain.style.weight.zero_()  # no style at all: plain instance norm (its init, N(0, 0.02), is close to it)
+    out = adain(x, w)
     assert torch.allclose(out.mean((2, 3)), torch.zeros(2, 3), atol=1e-5)
     assert torch.allclose(out.std((2, 3), unbiased=False), torch.ones(2, 3), atol=1e-3)
     with torch.no_grad():
@@ -177,14 +179,12 @@ def test_style_generator_sizes_itself_from_the_data() -> None:
         ({"name": "dcgan", "cond": "concat"}, UNLABELLED, "unlabelled"),
         ({"name": "mlp", "attention": 14}, MNIST, "feature maps"),
         ({"name": "dcgan", "attention": 9}, MNIST, "Allowed: 7, 14"),
-        ({"name": "dcgan", "cond": "classes"}, MNIST, "model.cond"),
-        ({"name": "dcgan", "minibatch": "std"}, MNIST, "model.minibatch"),
         ({"name": "dcgan", "info_cat": 1}, MNIST, "info_cat"),
-        ({"name": "dcgan", "d_norm": "sn"}, MNIST, "spectral"),
         ({"name": "mlp", "g_norm": "virtual"}, MNIST, "BatchNorm layers"),
     ],
 )
 def test_invalid_model_options_are_clear_errors(over, spec, words) -> None:
+    """Combinations the models refuse (a name outside a choice key's values is refused by the schema: test_config)."""
     with pytest.raises(GanError, match=words):
         build_models(model_cfg(**over), spec)
 
@@ -194,7 +194,6 @@ def test_invalid_model_options_are_clear_errors(over, spec, words) -> None:
     [
         ({"objective": "hinge", "label_smoothing": 0.1}, "real target"),
         ({"label_smoothing": 1.5}, "must be in"),
-        ({"penalty": "r2"}, "dragan, gp, none, r1"),
         ({"ortho_weight": -1.0}, "ortho_weight"),
     ],
 )

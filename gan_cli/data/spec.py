@@ -16,9 +16,18 @@ class DataSpec:
     shape: tuple[int, ...]  # (C, H, W) for images, (d,) for vectors
     num_classes: int = 0  # 0 = unlabelled
 
+    def __post_init__(self) -> None:
+        # a plain str even when built from a config Enum: the spec is pickled into weights-only checkpoints
+        object.__setattr__(self, "name", str(self.name))
+
     @property
     def is_image(self) -> bool:
         return len(self.shape) == 3
+
+    def describe(self) -> str:
+        """'image_folder: 3x64x64, 10 classes', for messages."""
+        classes = f"{self.num_classes} classes" if self.num_classes else "no labels"
+        return f"{self.name}: {'x'.join(map(str, self.shape))}, {classes}"
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)

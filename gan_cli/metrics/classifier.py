@@ -22,6 +22,7 @@ from torch import nn
 
 from gan_cli.checkpoint import save_checkpoint
 from gan_cli.errors import GanError
+from gan_cli.rng import seeded_global_rng
 
 VERSION = 1  # bump when the architecture or the training recipe changes: old cache entries are then ignored
 HELD_OUT = 0.1  # fraction of the labelled data kept out of training to measure accuracy
@@ -88,7 +89,8 @@ def domain_classifier(name: str, x: torch.Tensor, y: torch.Tensor, num_classes: 
             f"Use a labelled dataset (mnist5k, mnist, fashion_mnist, cifar10, image_folder with class subfolders) or backbone=inception."
         )
     path = cache_dir() / "classifiers" / f"{name}-{content_hash(x, y)}-v{VERSION}.pt"
-    net = LeNet(x.shape[1], num_classes)
+    with seeded_global_rng(0):  # the same classifier wherever it is trained, and a resumed run's random stream untouched
+        net = LeNet(x.shape[1], num_classes)
     if path.is_file():
         saved = torch.load(path, map_location="cpu", weights_only=True)
         net.load_state_dict(saved["state"])

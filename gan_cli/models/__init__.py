@@ -58,15 +58,21 @@ CONV_MODELS = ("dcgan", "style")  # the models with feature maps (where self-att
 
 
 def init_weights(module: nn.Module, std: float) -> None:
-    """DCGAN's initialisation: conv/linear weights ~ N(0, std), norm scales ~ N(1, std), biases 0."""
+    """DCGAN's initialisation: conv/linear weights ~ N(0, std), norm scales ~ N(1, std), biases 0.
+
+    A layer whose own initialisation is part of its design says so with `keeps_own_init = True` and is left
+    alone, with everything inside it: AdaIN starts near the identity whatever `model.init_std` is."""
     if std <= 0:
         return
+    own = {id(inner) for m in module.modules() if getattr(m, "keeps_own_init", False) for inner in m.modules()}
     for m in module.modules():
+        if id(m) in own:
+            continue
         if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
             nn.init.normal_(m.weight, 0.0, std)
             if m.bias is not None:
                 nn.init.zeros_(m.bias)
-        elif isinstance(m, (nn.BatchNorm2d, nn.GroupNorm, nn.LayerNorm)) and m.weight is not None:
+        elif isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d, nn.GroupNorm, nn.LayerNorm)) and m.weight is not None:
             nn.init.normal_(m.weight, 1.0, std)
             nn.init.zeros_(m.bias)
 

@@ -23,6 +23,7 @@ from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from gan_cli.errors import GanError
+from gan_cli.rng import seeded_global_rng
 
 NORM_STAT_BATCHES = 8  # batches of fresh z whose statistics the EMA generator's BatchNorm layers average
 NORM_STAT_BATCH = 256
@@ -78,7 +79,7 @@ class EMA:
             m.reset_running_stats()
             m.momentum = None  # cumulative average over the batches below
         self.module.train()
-        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):  # model=style draws per-layer noise
+        with seeded_global_rng(seed, device):  # model=style draws per-layer noise
             for _ in range(NORM_STAT_BATCHES):
                 self.module(draw_z(NORM_STAT_BATCH, gen).to(device))
         self.module.eval()

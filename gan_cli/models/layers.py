@@ -177,12 +177,20 @@ class MinibatchStdDev(nn.Module):
 
 
 class AdaIN(nn.Module):
-    """Adaptive instance norm (StyleGAN): each channel normalised per sample, then scaled and shifted by the style w."""
+    """Adaptive instance norm (StyleGAN): each channel normalised per sample, then scaled and shifted by the style w.
+
+    It starts close to plain instance norm: scale 1 + small, shift small (style weights N(0, 0.02), biases 0), so
+    every layer begins near the identity yet already depends on w (all-zero weights would make the first
+    samples identical whatever z). init_weights leaves it alone: `model.init_std` is for the convolutions,
+    and a large one would start every layer with a random gain of its own."""
+
+    keeps_own_init = True
+    INIT_STD = 0.02
 
     def __init__(self, channels: int, w_dim: int) -> None:
         super().__init__()
         self.style = nn.Linear(w_dim, 2 * channels)
-        nn.init.zeros_(self.style.weight)
+        nn.init.normal_(self.style.weight, 0.0, self.INIT_STD)
         nn.init.zeros_(self.style.bias)
 
     def forward(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:

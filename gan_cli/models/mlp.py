@@ -48,6 +48,6 @@ def mlp_discriminator(spec: DataSpec, width: int, dropout: float, norm: str, opt
     layers: list[nn.Module] = [nn.Flatten()]
     for d_in, d_out in zip(dims[:-1], dims[1:]):
         layers += [nn.Linear(d_in, d_out)]
-        layers += [nn.LayerNorm(d_out)] if norm == "layer" else []
+        layers += [nn.LayerNorm(d_out)] if norm == "layer" else [nn.BatchNorm1d(d_out)] if norm == "batch" else []
         layers += [nn.LeakyReLU(0.2), nn.Dropout(dropout)]
     return Discriminator(nn.Sequential(*layers), width, opts, label_input)
