@@ -305,6 +305,11 @@ def _train(cfg: DictConfig, run_dir: Path, overrides: list[str], hparam_choices:
     device = pick_device(cfg.device)
     seed_everything(cfg.seed)
     data = load_dataset(cfg.dataset, cfg.seed)
+    if cfg.train.batch_size > len(data):  # also keeps a mistyped batch of 10^11 from paging memory in for minutes
+        raise GanError(
+            f"train.batch_size={cfg.train.batch_size} is larger than the dataset ({len(data):,} examples): every batch would hold "
+            f"some examples twice. Lower train.batch_size, or use more data (dataset.limit; dataset.n for the toys)."
+        )
     G, D = build_models(cfg.model, data.spec)
     G.to(device)
     D.to(device)

@@ -248,6 +248,8 @@ def test_out_of_memory_and_a_path_too_long_are_one_paragraph(tmp_path: Path) -> 
     proc = run_gan("sample", f"ckpt={run}", "n=100000000000", f"out={tmp_path / 'x.npy'}", cwd=tmp_path)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
     assert "Out of memory" in proc.stderr and "lower n (now 100000000000)" in proc.stderr
+    proc = run_gan("train", *TOY, "train.steps=2", "train.batch_size=100000000000", cwd=tmp_path)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr and "train.batch_size=100000000000 is larger than the dataset (20,000" in proc.stderr
     too_long = str(tmp_path / ("a" * 300) / ("b" * 5000))
     for args in (["sample", f"ckpt={too_long}"], ["eval", f"ckpt={too_long}"], ["train", f"resume={too_long}"]):
         proc = run_gan(*args, cwd=tmp_path)
