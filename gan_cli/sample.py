@@ -14,7 +14,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from omegaconf import OmegaConf
-from torchvision.utils import save_image
 
 from gan_cli.checkpoint import load_checkpoint, run_dir_of
 from gan_cli.data import DataSpec
@@ -218,6 +217,8 @@ def _write(out: Path, suffix: str, x: torch.Tensor, nrow: int, spec, ckpt: dict)
     elif suffix == ".pt":
         torch.save(x, out)
     elif spec.is_image:
+        from torchvision.utils import save_image
+
         save_image(image_grid(x, nrow), out)
     else:
         real = None

@@ -24,7 +24,6 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
-from torchvision.utils import save_image
 
 from gan_cli.augment import DiffAugment, parse_policy
 from gan_cli.checkpoint import LAST, load_checkpoint, save_checkpoint
@@ -204,6 +203,8 @@ def write_samples(G: nn.Module, D: nn.Module, fixed_z: torch.Tensor, data, step:
     path = run_dir / "samples" / f"step_{step:06d}.png"
     path.parent.mkdir(parents=True, exist_ok=True)
     if data.spec.is_image:
+        from torchvision.utils import save_image
+
         grid = image_grid(fake)
         save_image(grid, path)
         tracker.image("samples", grid, step)

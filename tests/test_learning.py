@@ -56,7 +56,7 @@ def test_fixed_generator_d_reaches_the_analytic_optimum() -> None:
 
 @pytest.mark.slow
 def test_wgan_gp_covers_the_ring() -> None:
-    """WGAN-GP with a small MLP finds (at least 6 of) the 8 modes of ring8 in 800 generator steps."""
+    """WGAN-GP with a small MLP finds (at least 6 of) the 8 modes of ring8 in 500 generator steps (7 at seed 0; 8 after 800)."""
     cfg = compose_train("model=mlp", "dataset=ring8", "experiment=wgan_gp", "model.g_width=64", "model.d_width=64",
                         "model.z_dim=8", "model.dropout=0", "optimizer.lr=5e-4", "train.batch_size=256")  # fmt: skip
     seed_everything(0)
@@ -67,7 +67,7 @@ def test_wgan_gp_covers_the_ring() -> None:
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # tiny matmuls: threads only add sync overhead, badly so on a busy machine
     try:
-        for _ in range(800):
+        for _ in range(500):
             train_step(G, D, loss, opt_g, opt_d, batcher, torch.device("cpu"))
     finally:
         torch.set_num_threads(threads)

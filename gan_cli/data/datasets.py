@@ -16,7 +16,6 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch.utils.data import Dataset
-from torchvision.transforms import v2
 
 from gan_cli.data.spec import DataSpec
 from gan_cli.data.toys import TOY_NAMES, make_toy, mode_centers
@@ -101,6 +100,8 @@ def load_dataset(cfg, seed: int) -> LoadedData:
         keep = balanced_subset(data.y, cfg.limit)
         data.x, data.y = data.x[keep], (data.y[keep] if data.y is not None else None)
     if cfg.get("image_size") is not None and cfg.image_size != data.spec.shape[-1]:
+        from torchvision.transforms import v2
+
         data.x = v2.functional.resize(data.x, [cfg.image_size, cfg.image_size], antialias=True).clamp(-1, 1)
         data.spec = DataSpec(name, tuple(data.x.shape[1:]), data.spec.num_classes)
     return data
@@ -179,6 +180,8 @@ class ImageFiles(Dataset):
         keep = balanced_subset(torch.tensor(labels) if self.classes else None, limit or len(files)).tolist()
         self.files, self.labels = [files[i] for i in keep], [labels[i] for i in keep]
         self.mode = "L" if channels == 1 else "RGB"
+        from torchvision.transforms import v2
+
         self.transform = v2.Compose(
             [
                 v2.Resize(image_size, antialias=True),
