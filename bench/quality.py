@@ -167,7 +167,7 @@ def train_canonical(every: int, n: int, budget: float, extra: list[str], max_ste
     from gan_cli.data import load_dataset
     from gan_cli.metrics.scorer import Scorer
     from gan_cli.models import build_models
-    from gan_cli.sample import generate
+    from gan_cli.runtime import generate
 
     gan_cfg = compose_train([*eval_overrides(every, n), *extra])  # gan's dataset, seed and scoring protocol
     device = "cuda" if torch.cuda.is_available() else "cpu"

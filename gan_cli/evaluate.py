@@ -29,8 +29,8 @@ from gan_cli.losses import OBJECTIVES
 from gan_cli.metrics import Scorer
 from gan_cli.metrics.scorer import generated_labels
 from gan_cli.models import build_models, num_classes
-from gan_cli.sample import generate, load_generator
-from gan_cli.train import _load_state, pick_device
+from gan_cli.runtime import generate, load_state, pick_device
+from gan_cli.sample import load_generator
 
 
 def checkpoints_of(target: str) -> list[Path]:
@@ -57,7 +57,7 @@ def evaluate_checkpoint(path: Path, cfg, device: torch.device) -> dict[str, Any]
     d_prob = None
     if objective is not None and objective.outputs_probability:
         _, D = build_models(OmegaConf.create(saved["model"]), spec)
-        _load_state(D, ckpt["models"]["D"], path)
+        load_state(D, ckpt["models"]["D"], path)
         D = D.to(device).eval()
         d_prob = lambda x: torch.sigmoid(D(x))  # noqa: E731
     data = load_dataset(dataset_cfg, int(saved["seed"]))

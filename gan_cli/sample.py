@@ -21,8 +21,7 @@ from gan_cli.data.toys import TOY_NAMES, make_toy
 from gan_cli.errors import GanError, io_failure, one_of
 from gan_cli.models import build_models, latent_layout, num_classes, sample_latent, truncate
 from gan_cli.plots import image_grid, points_figure, save_figure
-from gan_cli.rng import seeded_global_rng
-from gan_cli.train import _load_state, pick_device
+from gan_cli.runtime import load_state, pick_device, render
 
 OUT_KINDS = (".png", ".npy", ".pt")
 
@@ -32,27 +31,8 @@ def load_generator(ckpt_target: str, device: torch.device, ema: bool = True) -> 
     ckpt, path = load_checkpoint(ckpt_target, map_location=device)
     spec = DataSpec.from_dict(ckpt["data_spec"])
     G, _ = build_models(OmegaConf.create(ckpt["config"]["model"]), spec)
-    _load_state(G, ckpt["models"]["G_ema" if ema and "G_ema" in ckpt["models"] else "G"], path)
+    load_state(G, ckpt["models"]["G_ema" if ema and "G_ema" in ckpt["models"] else "G"], path)
     return G.to(device).eval(), spec, ckpt, path
-
-
-@torch.no_grad()
-def generate(G: torch.nn.Module, n: int, seed: int, device: torch.device, batch: int = 1024, labels: Optional[torch.Tensor] = None,
-             truncation: Optional[float] = None) -> torch.Tensor:  # fmt: skip
-    """n samples from noise drawn with `seed` (the same seed gives the same samples), in chunks to bound memory."""
-    gen = torch.Generator(device="cpu").manual_seed(seed)
-    with seeded_global_rng(seed, device):  # model=style's noise inputs too; training's stream is left alone
-        return render(G, truncate(G, sample_latent(G, n, "cpu", gen), truncation), labels, device, batch)
-
-
-@torch.no_grad()
-def render(G: torch.nn.Module, z: torch.Tensor, labels: Optional[torch.Tensor], device: torch.device, batch: int = 1024) -> torch.Tensor:
-    """G(z, labels) in chunks; labels None lets a conditional G cycle through its classes."""
-    chunks = []
-    for i in range(0, len(z), batch):
-        y = labels[i : i + batch].to(device) if labels is not None else None
-        chunks.append(G(z[i : i + batch].to(device), y).float().cpu())
-    return torch.cat(chunks)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -15,12 +15,10 @@ from __future__ import annotations
 
 import logging
 import os
-import random
 import signal
 from pathlib import Path
 from typing import Any, Callable, Optional
 
-import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
@@ -39,6 +37,7 @@ from gan_cli.models.layers import discriminate
 from gan_cli.plots import image_grid, points_figure, save_figure
 from gan_cli.rng import seeded_global_rng
 from gan_cli.rundir import RunLock, check_resumable, flatten, record_resume, remove_stale_temp_files, resume_command
+from gan_cli.runtime import load_state, pick_device, seed_everything
 from gan_cli.schedules import build_schedulers
 from gan_cli.speed import FP32, Precision, eager, enable_backend_speedups, plan_speed, prepare_models
 from gan_cli.tracking import NonFiniteLoss, Tracker
@@ -49,26 +48,6 @@ log = logging.getLogger("gan_cli")
 # ---------------------------------------------------------------------------------------------
 # set-up
 # ---------------------------------------------------------------------------------------------
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)  # also seeds every CUDA device
-
-
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError as exc:
-        raise GanError(f"device={name!r} is not a device. Allowed: auto, cpu, cuda, cuda:N, mps.") from exc
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise GanError(f"device={name!r} was asked for, but this PyTorch sees no CUDA GPU. Use device=auto or device=cpu.")
-    if device.type == "mps" and not torch.backends.mps.is_available():
-        raise GanError(f"device={name!r} was asked for, but MPS is not available here. Use device=auto or device=cpu.")
-    return device
-
-
 OPTIMIZERS = ("adam", "rmsprop", "sgd")
 
 
@@ -345,10 +324,10 @@ def _train(cfg: DictConfig, run_dir: Path, overrides: list[str], hparam_choices:
                 f"Cannot resume from {str(path)!r}: the run trained on {data_spec_of(ckpt).describe()}, but the data found now is "
                 f"{data.spec.describe()}. Point dataset.root / dataset.path at the run's data."
             )
-        _load_state(G, ckpt["models"]["G"], path)
-        _load_state(D, ckpt["models"]["D"], path)
+        load_state(G, ckpt["models"]["G"], path)
+        load_state(D, ckpt["models"]["D"], path)
         if ema is not None:
-            _load_state(ema.module, ckpt["models"]["G_ema"], path)
+            load_state(ema.module, ckpt["models"]["G_ema"], path)
             ema.load_state_dict(ckpt.get("ema_state", {"updates": ckpt["step"]}))
         saved_eval = ckpt.get("eval")
         opt_g.load_state_dict(ckpt["optimizers"]["G"])
@@ -480,16 +459,6 @@ def _build_augment(policy: list[str], is_image: bool) -> Optional[DiffAugment]:
     if not is_image:
         raise GanError(f"train.augment=[{','.join(policy)}] augments images (DiffAugment), but this dataset holds points. Use train.augment=[].")
     return DiffAugment(ops)
-
-
-def _load_state(module: nn.Module, state: dict[str, torch.Tensor], path: Path) -> None:
-    try:
-        module.load_state_dict(state)
-    except RuntimeError as exc:
-        raise GanError(
-            f"The weights in {str(path)!r} do not fit the model its config describes ({str(exc).splitlines()[0]}). "
-            f"The checkpoint is incompatible with this version of gan or was edited."
-        ) from exc
 
 
 def _hparams(choices: dict[str, Any], plain_cfg: dict[str, Any]) -> dict[str, Any]:

@@ -3,18 +3,14 @@
 from __future__ import annotations
 
 import hashlib
-import os
 import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from conftest import TINY, gan_env, load_last, only_run_dir, run_gan, train_until_step
+from conftest import TINY, load_last, only_run_dir, run_gan, train_until_step
 
 # the values model.cond and model.ema took before they were options: what the old-checkpoint test needs
 BEFORE_COND_AND_EMA = ["model.cond=none", "model.ema=0"]

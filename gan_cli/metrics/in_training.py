@@ -18,6 +18,7 @@ from torch import nn
 
 from gan_cli.errors import GanError
 from gan_cli.metrics.scorer import Scorer, generated_labels, is_better
+from gan_cli.runtime import generate
 
 
 class TrainingEval:
@@ -61,8 +62,6 @@ class TrainingEval:
 
     def run(self, step: int, G: nn.Module, D: nn.Module, tracker) -> bool:
         """Score G now; log and append the scores. True when this is the best score so far."""
-        from gan_cli.sample import generate  # sample.py imports train.py, which imports this module
-
         assert self.scorer is not None
         t0 = time.perf_counter()
         train_seconds = t0 - self._clock_start - self._eval_seconds  # wall time of this process's training so far

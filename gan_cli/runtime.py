@@ -1,0 +1,69 @@
+"""What training, `gan sample`, `gan eval` and the scores during training all need at run time: the device,
+the seeds, weights loaded into a built model, and samples drawn from a generator.
+
+It sits below `train`, `sample`, `evaluate` and `metrics.in_training`, and imports none of them, so they
+share one copy of each piece without importing each other.
+"""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import torch
+from torch import nn
+
+from gan_cli.errors import GanError
+from gan_cli.models import sample_latent, truncate
+from gan_cli.rng import seeded_global_rng
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)  # also seeds every CUDA device
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError as exc:
+        raise GanError(f"device={name!r} is not a device. Allowed: auto, cpu, cuda, cuda:N, mps.") from exc
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise GanError(f"device={name!r} was asked for, but this PyTorch sees no CUDA GPU. Use device=auto or device=cpu.")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise GanError(f"device={name!r} was asked for, but MPS is not available here. Use device=auto or device=cpu.")
+    return device
+
+
+def load_state(module: nn.Module, state: dict[str, torch.Tensor], path: Path) -> None:
+    try:
+        module.load_state_dict(state)
+    except RuntimeError as exc:
+        raise GanError(
+            f"The weights in {str(path)!r} do not fit the model its config describes ({str(exc).splitlines()[0]}). "
+            f"The checkpoint is incompatible with this version of gan or was edited."
+        ) from exc
+
+
+@torch.no_grad()
+def generate(G: torch.nn.Module, n: int, seed: int, device: torch.device, batch: int = 1024, labels: Optional[torch.Tensor] = None,
+             truncation: Optional[float] = None) -> torch.Tensor:  # fmt: skip
+    """n samples from noise drawn with `seed` (the same seed gives the same samples), in chunks to bound memory."""
+    gen = torch.Generator(device="cpu").manual_seed(seed)
+    with seeded_global_rng(seed, device):  # model=style's noise inputs too; training's stream is left alone
+        return render(G, truncate(G, sample_latent(G, n, "cpu", gen), truncation), labels, device, batch)
+
+
+@torch.no_grad()
+def render(G: torch.nn.Module, z: torch.Tensor, labels: Optional[torch.Tensor], device: torch.device, batch: int = 1024) -> torch.Tensor:
+    """G(z, labels) in chunks; labels None lets a conditional G cycle through its classes."""
+    chunks = []
+    for i in range(0, len(z), batch):
+        y = labels[i : i + batch].to(device) if labels is not None else None
+        chunks.append(G(z[i : i + batch].to(device), y).float().cpu())
+    return torch.cat(chunks)
