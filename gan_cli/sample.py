@@ -21,6 +21,7 @@ from gan_cli.data.toys import TOY_NAMES, make_toy
 from gan_cli.errors import GanError, io_failure, one_of
 from gan_cli.models import build_models, latent_layout, num_classes, sample_latent, truncate
 from gan_cli.plots import image_grid, points_figure, save_figure
+from gan_cli.rng import seeded_global_rng
 from gan_cli.runtime import load_state, pick_device, render
 
 OUT_KINDS = (".png", ".npy", ".pt")
@@ -166,10 +167,10 @@ def sample(cfg) -> Path:
     if cfg.mode != "grid" and not spec.is_image and out.suffix.lower() == ".png":
         raise GanError(f"mode={cfg.mode} draws an image grid, but dataset={spec.name} holds points. Use mode=grid, or out=<file>.npy for the raw samples.")
     _check_writable_file(out)  # before the generator runs: a bad out= costs nothing
-    torch.manual_seed(cfg.seed)  # per-layer noise inputs (model=style) draw from the global generator
     gen = torch.Generator().manual_seed(cfg.seed)
     z, labels, nrow = MODES[cfg.mode](cfg, G, gen)
-    x = render(G, truncate(G, z, cfg.truncation), labels, device)
+    with seeded_global_rng(cfg.seed, device):  # per-layer noise inputs (model=style), as generate() draws them
+        x = render(G, truncate(G, z, cfg.truncation), labels, device)
     suffix = out.suffix.lower()
     try:
         _write(out, suffix, x, nrow, spec, ckpt)

@@ -109,3 +109,13 @@ def test_image_folder_without_a_path_says_which_option_is_missing() -> None:
     with pytest.raises(GanError, match="needs dataset.path") as err:
         load_dataset(compose_train("dataset=image_folder").dataset, seed=0)
     assert "'None'" not in str(err.value)
+
+
+@pytest.mark.parametrize("overrides", [["dataset=mnist5k"], ["dataset=mnist5k", "dataset.image_size=32"], ["dataset=ring8"],
+                                       ["dataset=grid25", "dataset.limit=50"], ["dataset=gauss1d"]])  # fmt: skip
+def test_the_planned_spec_is_the_spec_of_the_loaded_data(overrides: list[str]) -> None:
+    """The CLI checks model options against planned_spec before any data are read: it must be what loading gives."""
+    from gan_cli.data.datasets import planned_spec
+
+    cfg = compose_train(*overrides).dataset
+    assert planned_spec(cfg) == load_dataset(cfg, seed=0).spec
