@@ -31,19 +31,16 @@ commands:
   train    train a GAN variant (or a sweep with -m), logging to TensorBoard under outputs/
   sample   draw images or points from a checkpoint (no dataset needed)
   eval     score a checkpoint or a sweep (FID/KID/IS/precision-recall offline, toy mode coverage)
+  report   compare the runs of a sweep or of outputs/DATE: status, steps, time, scores, ranked by one score
 
 Each command takes Hydra overrides: `gan train model=dcgan loss=wgan_gp train.steps=500`.
-`gan <command> --help` lists its config groups and options.
+`gan <command> --help` lists its config groups and options (`gan report --help`: its arguments).
 """
 
 
 def report(err: GanError) -> None:
     """One paragraph (one line, which the terminal wraps) on stderr, no traceback."""
     print(f"gan: error: {err}", file=sys.stderr)
-
-
-# sweep jobs that stopped on a GanError: (job number, its overrides, the error); main() sums them up after the sweep
-FAILED_JOBS: list[tuple[int, list[str], GanError]] = []
 
 
 def is_out_of_memory(exc: BaseException) -> bool:
@@ -61,7 +58,8 @@ def out_of_memory(exc: BaseException, lower: str) -> GanError:
 
 def _run_guarded(fn: Callable[[], object], log_file: bool = False, lower: str = "the batch size") -> object:
     """Inside a Hydra job: user errors become a message; in a sweep they fail only this job, and the sweep goes
-    on to the next (Hydra would print the error's traceback and stop at the end: main() reports them instead).
+    on to the next (Hydra would print the error's traceback and stop at the end). The job returns None, which an
+    Optuna search records as a failed trial; the report at the end of the sweep lists the job and its reason.
 
     With `log_file` (train, whose Hydra job logging writes only to <run dir>/train.log) the message
     also goes to the log, so a run directory left by a failed run or sweep job says why it stopped.
@@ -80,19 +78,20 @@ def _run_guarded(fn: Callable[[], object], log_file: bool = False, lower: str = 
             logging.getLogger("gan_cli").error("%s", err, extra=FILE_ONLY)  # the console got it from report()
         hc = HydraConfig.get() if HydraConfig.initialized() else None
         if hc is not None and hc.mode == RunMode.MULTIRUN and err.exit_code != INTERRUPTED:
-            FAILED_JOBS.append((int(hc.job.num), list(hc.overrides.task), err))
             return None
         sys.exit(err.exit_code)
 
 
 @hydra.main(config_path=CONF, config_name="train", version_base="1.3")
 def train_app(cfg: DictConfig) -> object:
+    from gan_cli.runtime import parallel_jobs
     from gan_cli.train import train
 
     hc = HydraConfig.get()
     run_dir = Path(hc.runtime.output_dir)
     lower = f"train.batch_size (now {cfg.train.batch_size}), the model widths (model.g_width, model.d_width) or dataset.image_size"
-    return _run_guarded(lambda: train(cfg, run_dir, list(hc.overrides.task), dict(hc.runtime.choices)), log_file=True, lower=lower)
+    parallel = parallel_jobs(hc.launcher.get("n_jobs")) if hc.mode == RunMode.MULTIRUN else 1  # joblib's n_jobs
+    return _run_guarded(lambda: train(cfg, run_dir, list(hc.overrides.task), dict(hc.runtime.choices), parallel), log_file=True, lower=lower)
 
 
 @hydra.main(config_path=CONF, config_name="sample", version_base="1.3")
@@ -194,6 +193,19 @@ def explain_config_error(exc: Exception) -> str:
     return " ".join(parts).rstrip(",") + ("." if parts and parts[-1].endswith(",") else "")
 
 
+def _case_values(o) -> list:
+    """The values of one override to check: [None] when it sweeps nothing; both ends of a search interval
+    (`interval(1e-5, 1e-3)`, which only a search sweeper such as Optuna samples from)."""
+    from hydra.core.override_parser.types import IntervalSweep
+
+    if not o.is_sweep_override():
+        return [None]
+    value = o.value()
+    if isinstance(value, IntervalSweep):
+        return [str(value.start), str(value.end)]
+    return list(o.sweep_string_iterator())
+
+
 def sweep_cases(args: list[str]) -> list[list[str]]:
     """One override list per value of each swept key (the others at their first value): composing each finds a
     bad value anywhere in a sweep, in as many compositions as there are values, not as many as there are jobs."""
@@ -203,7 +215,7 @@ def sweep_cases(args: list[str]) -> list[list[str]]:
         parsed = OverridesParser.create().parse_overrides(args)
     except Exception as exc:
         raise GanError(explain_config_error(exc)) from exc
-    values = [list(o.sweep_string_iterator()) if o.is_sweep_override() else [None] for o in parsed]
+    values = [_case_values(o) for o in parsed]
     first = [arg if vals == [None] else f"{o.input_line.split('=', 1)[0]}={vals[0]}" for arg, o, vals in zip(args, parsed, values)]
     cases = [first]
     for i, (o, vals) in enumerate(zip(parsed, values)):
@@ -257,7 +269,11 @@ def precheck(command: str, args: list[str]) -> None:
         with initialize_config_dir(config_dir=CONF, version_base="1.3", job_name=f"gan_{command}"):
             cfg = compose(config_name=config_name, overrides=[a for a in args if not a.startswith("hydra.")])
     except Exception as exc:  # any composition error is the user's input
-        raise GanError(explain_config_error(exc)) from exc
+        message = explain_config_error(exc)
+        if "Could not find 'hydra/launcher/" in message or "Could not find 'hydra/sweeper/" in message:
+            message += (" Launchers and sweepers are Hydra plugins: joblib and optuna come with `make install` (pip install 'gan-cli[sweep]'); "
+                        "others install as their own package, e.g. hydra-submitit-launcher.")  # fmt: skip
+        raise GanError(message) from exc
     if command == "train":
         from gan_cli.train import check_options
 
@@ -266,14 +282,53 @@ def precheck(command: str, args: list[str]) -> None:
             check_resume(cfg)
 
 
+SEARCH_DIRECTIONS = {"min": "minimize", "max": "maximize"}
+
+
+def search_arguments(args: list[str]) -> list[str]:
+    """`hydra/sweeper=optuna`: the search optimises what `gan train` returns, the last value of eval.best, so it
+    needs scores during training and a named score; its direction (minimize/maximize) comes from the metric."""
+    from hydra import compose, initialize_config_dir
+
+    from gan_cli.metrics.scorer import NEAR_ONE, direction_of
+
+    sweeper = next((a.split("=", 1)[1] for a in args if a.split("=", 1)[0].lstrip("+") == "hydra/sweeper"), None)
+    if sweeper != "optuna":
+        return args
+    first = sweep_cases([a for a in args if not a.startswith("-")])[0]
+    with initialize_config_dir(config_dir=CONF, version_base="1.3", job_name="gan_train"):
+        cfg = compose(config_name="train", overrides=[a for a in first if not a.startswith("hydra")])
+    example = "e.g. eval.every=500 eval.best=fid5k_lenet (images) or eval.every=1000 eval.best=hq2.5k (ring8, grid25)"
+    if cfg.eval.every <= 0 or not cfg.eval.best:
+        raise GanError(
+            f"hydra/sweeper=optuna searches for the options with the best score, and gan train returns a score only when it scores "
+            f"during training: set eval.every > 0 (now {cfg.eval.every}) and name the score to optimise with eval.best (now {cfg.eval.best}), {example}."
+        )
+    direction = direction_of(str(cfg.eval.best))
+    if direction is None or direction == NEAR_ONE:
+        why = "is best at 1, which a search can neither minimise nor maximise" if direction == NEAR_ONE else "is not a score name gan reports"
+        raise GanError(f"eval.best={cfg.eval.best} {why}: name a score that is lower- or higher-is-better, {example}.")
+    wanted = SEARCH_DIRECTIONS[direction]
+    given = next((a.split("=", 1)[1] for a in args if a.split("=", 1)[0] == "hydra.sweeper.direction"), None)
+    if given is None:
+        return [*args, f"hydra.sweeper.direction={wanted}"]
+    if given != wanted:
+        raise GanError(f"hydra.sweeper.direction={given}, but {cfg.eval.best} is {direction[:3]}imised ({'lower' if direction == 'min' else 'higher'} is better): "
+                       f"drop hydra.sweeper.direction, gan sets it to {wanted}.")  # fmt: skip
+    return args
+
+
 def main(argv: list[str] | None = None) -> None:
     args = list(sys.argv[1:] if argv is None else argv)
     if not args or args[0] in ("-h", "--help", "help"):
         print(USAGE)
         return
     command, rest = args[0], args[1:]
+    if command == "report":
+        report_main(rest)
+        return
     if command not in COMMANDS:
-        report(GanError(f"Unknown command {command!r}. Allowed: {', '.join(COMMANDS)}. Run `gan --help` for usage."))
+        report(GanError(f"Unknown command {command!r}. Allowed: {', '.join([*COMMANDS, 'report'])}. Run `gan --help` for usage."))
         sys.exit(2)
     try:
         try:
@@ -281,15 +336,15 @@ def main(argv: list[str] | None = None) -> None:
             if command == "train" and not multirun and any(a.startswith("resume=") for a in rest):
                 rest = resume_arguments(rest)
             precheck(command, rest)
+            if command == "train" and multirun:
+                rest = search_arguments(rest)
         except GanError as err:
             report(err)
             sys.exit(err.exit_code)
         sys.argv = [f"gan-{command}", *rest]
         COMMANDS[command]()
-        if FAILED_JOBS:
-            failed = "; ".join(f"#{num} ({' '.join(overrides)})" for num, overrides, _ in FAILED_JOBS)
-            report(GanError(f"{len(FAILED_JOBS)} sweep job(s) failed, each with the error printed above: {failed}. The sweep ran every job."))
-            sys.exit(FAILED_JOBS[0][2].exit_code)
+        if multirun and command == "train":
+            end_of_sweep()
     except KeyboardInterrupt:  # Ctrl-C before training set its handler up, or a second Ctrl-C that stops at once
         report(GanError(
             f"gan {command}: interrupted. A second Ctrl-C stops at once without saving: a run directory keeps the checkpoint "
@@ -299,6 +354,31 @@ def main(argv: list[str] | None = None) -> None:
         logging.shutdown()  # flush train.log
         sys.stderr.flush()
         os._exit(INTERRUPTED)  # not sys.exit: Python would re-raise the pending SIGINT on its way out and end as "killed by signal 2"
+
+
+def report_main(args: list[str]) -> None:
+    from gan_cli.report import USAGE as REPORT_USAGE, report_command
+
+    if any(a in ("-h", "--help") for a in args):
+        print(REPORT_USAGE)
+        return
+    try:
+        report_command(args)
+    except GanError as err:
+        report(err)
+        sys.exit(err.exit_code)
+
+
+def end_of_sweep() -> None:
+    """After the sweep's report (printed by its Hydra callback): a sweep with failed jobs exits with the first one's code."""
+    from gan_cli.report import LAST_SWEEP
+
+    if not LAST_SWEEP or not LAST_SWEEP[-1].failed:
+        return
+    sweep = LAST_SWEEP[-1]
+    failed = "; ".join(f"{r.label} ({' '.join(f'{k}={v}' for k, v in r.overrides.items() if k in sweep.varied)})" for r in sweep.failed)
+    report(GanError(f"{len(sweep.failed)} of {len(sweep.runs)} sweep jobs failed, each with its reason in the report above: {failed}. The sweep ran every job."))
+    sys.exit(sweep.failed[0].exit_code or 1)
 
 
 if __name__ == "__main__":

@@ -135,6 +135,7 @@ class TrainConfig:
     ckpt_every: int = 1000
     n_samples: int = 64
     num_workers: int = 2
+    threads: Optional[int] = None
     amp: AmpMode = AmpMode.auto  # type: ignore[valid-type]
     channels_last: Switch = Switch.auto  # type: ignore[valid-type]
     compile: Switch = Switch.auto  # type: ignore[valid-type]

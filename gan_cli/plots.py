@@ -13,7 +13,7 @@ from typing import Callable, Optional
 import torch
 
 
-def _pyplot():
+def pyplot():
     """matplotlib, imported on first use: it costs half a second, and image runs never plot."""
     import matplotlib
 
@@ -34,7 +34,7 @@ def image_grid(images: torch.Tensor, nrow: Optional[int] = None) -> torch.Tensor
 def points_figure(fake: torch.Tensor, real: Optional[torch.Tensor] = None, d_fn: Optional[Callable] = None, title: str = ""):
     """2-D: generated points over real ones. 1-D: histograms of both, and D(x) when given."""
     fake = fake.detach().float().cpu()
-    fig, ax = _pyplot().subplots(figsize=(5, 5) if fake.shape[1] == 2 else (6, 4), dpi=100)
+    fig, ax = pyplot().subplots(figsize=(5, 5) if fake.shape[1] == 2 else (6, 4), dpi=100)
     if fake.shape[1] >= 2:
         if real is not None:
             ax.scatter(real[:, 0], real[:, 1], s=4, c="tab:blue", alpha=0.3, label="real")
@@ -56,15 +56,16 @@ def points_figure(fake: torch.Tensor, real: Optional[torch.Tensor] = None, d_fn:
     return fig
 
 
-def save_figure(fig, path: Path) -> None:
+def save_figure(fig, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path)
-    _pyplot().close(fig)
+    pyplot().close(fig)
+    return path
 
 
 def dstar_figure(xs: torch.Tensor, d: torch.Tensor, d_star: torch.Tensor, title: str = ""):
     """The learned D(x) against the optimal D*(x) = p_data / (p_data + p_g) of the 1-D example."""
-    fig, ax = _pyplot().subplots(figsize=(6, 4), dpi=100)
+    fig, ax = pyplot().subplots(figsize=(6, 4), dpi=100)
     ax.plot(xs.numpy(), d_star.numpy(), color="black", linestyle="--", label="D*(x) = p_data / (p_data + p_g)")
     ax.plot(xs.numpy(), d.numpy(), color="tab:red", label="learned D(x)")
     ax.set_ylim(-0.05, 1.05)

@@ -7,20 +7,24 @@
 - `record_resume`: an accepted resume writes its overrides and config under `.hydra/resumes/`, beside
   (never over) the files of the original run.
 - `remove_stale_temp_files`: checkpoint temp files a killed writer left behind.
+- `RunEnd` / `write_status`: `<run>/status.json` says how the last attempt ended (finished, interrupted, diverged,
+  failed, with the error), at which step, after how long: what `gan report` reads.
 - `shell_command`: a command line that works when pasted into a POSIX shell, whatever the path holds.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shlex
 import time
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
 import yaml
 
-from gan_cli.errors import GanError
+from gan_cli.errors import DIVERGED, INTERRUPTED, GanError
 
 try:  # POSIX; elsewhere training runs without the lock
     import fcntl
@@ -32,7 +36,7 @@ LOCK_FILE = ".lock"
 # (and how fast: the speed paths other than AMP leave the math unchanged)
 # where the data lives may change (a run moved to another machine); train() then checks the data still has the
 # checkpoint's shape and classes
-RESUMABLE_CHANGES = ("train.steps", "train.log_every", "train.sample_every", "train.ckpt_every", "train.num_workers", "device", "resume",
+RESUMABLE_CHANGES = ("train.steps", "train.log_every", "train.sample_every", "train.ckpt_every", "train.num_workers", "train.threads", "device", "resume",
                      "train.channels_last", "train.compile", "train.data_on_device", "eval.", "dataset.root", "dataset.path",
                      "dataset.download")  # fmt: skip
 
@@ -170,3 +174,43 @@ def shell_command(*args: str) -> str:
 def resume_command(run_dir: Path) -> str:
     """`gan train resume=RUN`, quoted for the shell; `gan train` reads the path verbatim (see cli.resume_target)."""
     return shell_command("gan", "train", f"resume={run_dir}")
+
+
+STATUS_FILE = "status.json"
+
+
+@dataclass
+class RunEnd:
+    """How one training attempt ended, written to status.json when it ends, however it ends (short of kill -9).
+
+    train() sets status, reason and exit code from the way it returns; the loop keeps `step` and `final`
+    (the last logged scalars) current. `seconds` adds up the wall time of every attempt on the run."""
+
+    steps: int
+    step: int = 0
+    status: str = "failed"
+    reason: str = ""
+    exit_code: int = 1
+    seconds: float = 0.0
+    final: dict[str, float] = field(default_factory=dict)
+
+    def ended_by(self, err: GanError) -> None:
+        self.status = {INTERRUPTED: "interrupted", DIVERGED: "diverged"}.get(err.exit_code, "failed")
+        self.reason, self.exit_code = str(err), err.exit_code
+
+
+def read_status(run_dir: Path) -> dict[str, Any]:
+    """The run's status.json, or {} when it has none (an older run, one still in its first attempt, or killed)."""
+    try:
+        data = json.loads((Path(run_dir) / STATUS_FILE).read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def write_status(run_dir: Path, end: RunEnd) -> None:
+    """Atomically (a reader never sees half a file); `exit_code` 0 for a finished run."""
+    path = Path(run_dir) / STATUS_FILE
+    tmp = path.with_name(f".{STATUS_FILE}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(asdict(end), indent=2) + "\n")
+    os.replace(tmp, path)

@@ -7,6 +7,7 @@ share one copy of each piece without importing each other.
 
 from __future__ import annotations
 
+import os
 import random
 from pathlib import Path
 from typing import Optional
@@ -67,3 +68,34 @@ def render(G: torch.nn.Module, z: torch.Tensor, labels: Optional[torch.Tensor], 
         y = labels[i : i + batch].to(device) if labels is not None else None
         chunks.append(G(z[i : i + batch].to(device), y).float().cpu())
     return torch.cat(chunks)
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (a container's or taskset's share, not the whole machine)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - macOS, Windows
+        return os.cpu_count() or 1
+
+
+def parallel_jobs(n_jobs: Optional[int]) -> int:
+    """How many jobs a launcher runs at once, from joblib's n_jobs (-1: one per core, -2: all but one, ...)."""
+    if not n_jobs:
+        return 1
+    return n_jobs if n_jobs > 0 else max(1, usable_cores() + 1 + n_jobs)
+
+
+def set_threads(requested: Optional[int], parallel: int = 1) -> tuple[int, str]:
+    """Set torch's CPU threads; (the number, why). Jobs that run side by side must share the cores: two
+    processes with a thread per core each run many times slower than one after the other."""
+    if requested is not None:
+        if requested < 1:
+            raise GanError(f"train.threads={requested} must be a positive number of threads, or null (chosen for you).")
+        threads, why = requested, "train.threads"
+    elif os.environ.get("OMP_NUM_THREADS", "").isdigit() and int(os.environ["OMP_NUM_THREADS"]) > 0:
+        threads, why = int(os.environ["OMP_NUM_THREADS"]), "OMP_NUM_THREADS"
+    else:
+        threads = max(1, usable_cores() // max(1, parallel))
+        why = f"{usable_cores()} cores / {parallel} parallel jobs" if parallel > 1 else f"{usable_cores()} cores"
+    torch.set_num_threads(threads)
+    return threads, why

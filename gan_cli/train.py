@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import time
 from pathlib import Path
 from typing import Any, Callable, Optional
 
@@ -36,8 +37,9 @@ from gan_cli.models import EMA, build_models, latent_layout, num_classes, sample
 from gan_cli.models.layers import discriminate
 from gan_cli.plots import image_grid, points_figure, save_figure
 from gan_cli.rng import seeded_global_rng
-from gan_cli.rundir import RunLock, check_resumable, flatten, record_resume, remove_stale_temp_files, resume_command
-from gan_cli.runtime import load_state, pick_device, seed_everything
+from gan_cli.rundir import (RunEnd, RunLock, check_resumable, flatten, read_status, record_resume, remove_stale_temp_files, resume_command,
+                            write_status)
+from gan_cli.runtime import load_state, pick_device, seed_everything, set_threads
 from gan_cli.schedules import build_schedulers
 from gan_cli.speed import FP32, Precision, eager, enable_backend_speedups, plan_speed, prepare_models
 from gan_cli.tracking import NonFiniteLoss, Tracker
@@ -250,23 +252,42 @@ def _check_train_settings(cfg) -> None:
             raise GanError(f"train.{key}={str(cfg[key])[:20]}{'...' if len(str(cfg[key])) > 20 else ''} is more than {MAX_STEPS:,} steps; give a number of steps up to that.")
     if cfg.num_workers < 0:
         raise GanError(f"train.num_workers={cfg.num_workers} must be >= 0.")
+    if cfg.threads is not None and cfg.threads < 1:
+        raise GanError(f"train.threads={cfg.threads} must be a positive number of threads, or null (chosen for you).")
 
 
-def train(cfg: DictConfig, run_dir: Path, overrides: list[str], hparam_choices: dict[str, Any]) -> float:
+def train(cfg: DictConfig, run_dir: Path, overrides: list[str], hparam_choices: dict[str, Any], parallel_jobs: int = 1) -> float:
     """Train as `cfg` says, writing everything into `run_dir`, which no other process may train in meanwhile.
+    `parallel_jobs`: how many runs a sweep launcher trains side by side (they share the CPU cores).
 
     Returns the last value of the chosen score (eval.best) when eval.every > 0, else the final
-    generator loss: the number a Hydra sweeper optimises.
+    generator loss: the number a Hydra sweeper optimises. However it ends, `<run>/status.json` says how.
     """
     _check_train_settings(cfg.train)
     with RunLock(run_dir):
+        t0 = time.perf_counter()
+        earlier = float(read_status(run_dir).get("seconds", 0.0)) if cfg.resume else 0.0
+        end = RunEnd(steps=int(cfg.train.steps))
         try:
-            return _train(cfg, run_dir, overrides, hparam_choices)
+            result = _train(cfg, run_dir, overrides, hparam_choices, end, parallel_jobs)
+            end.status, end.exit_code = "finished", 0
+            return result
+        except GanError as err:
+            end.ended_by(err)
+            raise
         except OSError as err:  # disk full, a folder made read-only, an unreadable image: not a bug in gan
             last = run_dir / "checkpoints" / LAST
             after = (f"{last} holds the last complete state; fix the cause, then continue with: {resume_command(run_dir)}"
                      if last.is_file() else "No checkpoint had been written yet.")  # fmt: skip
-            raise io_failure(err, "Training", after) from err
+            failure = io_failure(err, "Training", after)
+            end.ended_by(failure)
+            raise failure from err
+        finally:
+            end.seconds = round(earlier + time.perf_counter() - t0, 2)
+            try:
+                write_status(run_dir, end)
+            except OSError as err:  # the disk that stopped the run may not take this file either
+                log.warning("could not write %s: %s", run_dir / "status.json", err)
 
 
 def check_writable(run_dir: Path) -> None:
@@ -281,8 +302,9 @@ def check_writable(run_dir: Path) -> None:
             raise io_failure(err, f"Writing to {str(folder)!r}", "Pick a writable folder (hydra.run.dir=...) or fix this one.") from err
 
 
-def _train(cfg: DictConfig, run_dir: Path, overrides: list[str], hparam_choices: dict[str, Any]) -> float:
+def _train(cfg: DictConfig, run_dir: Path, overrides: list[str], hparam_choices: dict[str, Any], end: RunEnd, parallel_jobs: int) -> float:
     device = pick_device(cfg.device)
+    _, why = set_threads(cfg.train.threads, parallel_jobs)
     seed_everything(cfg.seed)
     data = load_dataset(cfg.dataset, cfg.seed)
     if cfg.train.batch_size > len(data):  # also keeps a mistyped batch of 10^11 from paging memory in for minutes
@@ -297,7 +319,7 @@ def _train(cfg: DictConfig, run_dir: Path, overrides: list[str], hparam_choices:
     enable_backend_speedups(device)
     G_run, D_run = prepare_models(G, D, plan)
     amp = Precision(plan.amp, device)
-    log.info("speed paths: %s", plan.describe(), extra=CONSOLE)
+    log.info("speed paths: %s threads=%d (%s)", plan.describe(), torch.get_num_threads(), why, extra=CONSOLE)
     loss = build_loss(cfg.loss)
     loss.extra.check_fits(D)
     if loss.penalty is not None and any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in D.modules()):
@@ -342,6 +364,7 @@ def _train(cfg: DictConfig, run_dir: Path, overrides: list[str], hparam_choices:
         log.info("resumed from %s at step %d", path, start_step)
         record_resume(run_dir, overrides, plain_cfg, start_step)
 
+    end.step = start_step
     batcher = make_batcher(data, cfg.train.batch_size, device, cfg.seed, cfg.train.num_workers, start_batch=batches_done, on_device=plan.data_on_device)
     evaluator = TrainingEval(cfg.eval, cfg.dataset, data, run_dir, device, loss.objective.outputs_probability, saved_eval, classes=num_classes(G))
     tracker = Tracker(run_dir, cfg.train.steps, start_step)
@@ -447,6 +470,7 @@ def _train(cfg: DictConfig, run_dir: Path, overrides: list[str], hparam_choices:
         status = "failed"
         raise
     finally:
+        end.step, end.final = step, dict(tracker.latest)
         tracker.finish(_hparams(hparam_choices, plain_cfg), step, status)
     final = evaluator.final()
     return final if final is not None else tracker.latest.get("loss/G", float("nan"))

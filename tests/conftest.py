@@ -84,9 +84,10 @@ def _run_forked(args: list[str], cwd: Path, timeout: float) -> subprocess.Comple
         return subprocess.CompletedProcess(["gan", *args], child.exitcode, read(out), read(err))
 
 
-def run_gan(*args: str, cwd: Path, timeout: float = 300, check: bool = False) -> subprocess.CompletedProcess:
-    """`gan ARGS` as a user would run it (python -m gan_cli is the console script's entry point)."""
-    if os.environ.get("GAN_TEST_SUBPROCESS") == "1":
+def run_gan(*args: str, cwd: Path, timeout: float = 300, check: bool = False, own_process: bool = False) -> subprocess.CompletedProcess:
+    """`gan ARGS` as a user would run it (python -m gan_cli is the console script's entry point). `own_process`: a real
+    subprocess, for commands whose own children must be shut down at exit as a console script does (joblib's workers)."""
+    if own_process or os.environ.get("GAN_TEST_SUBPROCESS") == "1":
         proc = subprocess.run([sys.executable, "-m", "gan_cli", *args], cwd=cwd, env=gan_env(), capture_output=True, text=True, timeout=timeout)
     else:
         proc = _run_forked(list(args), cwd, timeout)

@@ -27,7 +27,8 @@ def test_a_failing_job_does_not_stop_the_sweep_and_is_one_paragraph(workdir: Pat
     assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
     lines = [line for line in proc.stderr.splitlines() if line.startswith("gan: error:")]  # the others: job 1's console log
     assert len(lines) == 2 and "is not a folder" in lines[0]
-    assert lines[1].startswith("gan: error: 1 sweep job(s) failed") and "#0 (dataset=image_folder" in lines[1]
+    assert lines[1].startswith("gan: error: 1 of 2 sweep jobs failed") and "0 (dataset=image_folder" in lines[1]
+    assert "0 failed: " in proc.stdout and "is not a folder" in proc.stdout  # the end-of-sweep report, with the reason
     jobs = job_dirs(workdir)
     assert len(jobs) == 2
     assert not (jobs[0] / "checkpoints").exists() and (jobs[1] / "checkpoints" / "last.pt").is_file()

@@ -9,6 +9,7 @@ backbone and the real-data features, which later evaluations reuse.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 from typing import Callable, Optional
 
@@ -62,6 +63,16 @@ METRICS: dict[str, Metric] = {
 def n_tag(n: int) -> str:
     """5000 -> '5k', 2500 -> '2.5k', 500 -> '500'."""
     return f"{n / 1000:g}k" if n >= 1000 else str(n)
+
+
+def direction_of(name: str) -> Optional[str]:
+    """'min', 'max' or 'one' for a reported score name such as fid5k_lenet, hq2.5k or is5k_lenet_t0.7; None when
+    the name is not one gan reports. The inverse of Scorer.name_of, for readers of saved scores (gan report)."""
+    outputs = {o: d for m in METRICS.values() for o, d in m.outputs.items()}
+    for output in sorted(outputs, key=len, reverse=True):  # dstar_l1 before a shorter name it starts with
+        if name.startswith(output) and re.fullmatch(r"(\d+(\.\d+)?k|\d+)(_[a-z0-9]+)?(_t[0-9.]+)?", name[len(output) :]):
+            return outputs[output]
+    return None
 
 
 COND_NEEDS_LABELS = (
