@@ -8,7 +8,8 @@
         scores every eval.every (metrics.jsonl, checkpoints/best.pt)
 
 The step function holds no global state (models, optimisers and data come in as arguments), so
-it can later be wrapped for several devices.
+it can later be wrapped for several devices. `_train` reads in one screen: `_set_up` builds (and so checks)
+everything, `_resume` loads a checkpoint into the `TrainingState` whose `state_dict` wrote it, then the loop.
 """
 
 from __future__ import annotations
@@ -302,7 +303,71 @@ def check_writable(run_dir: Path) -> None:
             raise io_failure(err, f"Writing to {str(folder)!r}", "Pick a writable folder (hydra.run.dir=...) or fix this one.") from err
 
 
-def _train(cfg: DictConfig, run_dir: Path, overrides: list[str], hparam_choices: dict[str, Any], end: RunEnd, parallel_jobs: int) -> float:
+class TrainingState:
+    """Everything a run changes as it trains, and the one place that writes it into a checkpoint and reads it back:
+    a resume is `load_state_dict` of what `state_dict` wrote (the RNG last, by `restore_rng`, once set-up is done)."""
+
+    def __init__(self, G: nn.Module, D: nn.Module, ema: Optional[EMA], opt_g, opt_d, sched_g, sched_d, amp: Precision,
+                 loss: GanLoss, fixed_z: torch.Tensor, device: torch.device) -> None:  # fmt: skip
+        self.G, self.D, self.ema = G, D, ema
+        self.opt_g, self.opt_d, self.sched_g, self.sched_d = opt_g, opt_d, sched_g, sched_d
+        self.amp, self.loss, self.fixed_z, self.device = amp, loss, fixed_z, device
+        self.step = self.batches_done = 0
+
+    def state_dict(self, batches_done: int) -> dict[str, Any]:
+        ema, device = self.ema, self.device
+        return {
+            "step": self.step,
+            "batches_done": batches_done,
+            "models": {"G": self.G.state_dict(), "D": self.D.state_dict(), **({"G_ema": ema.module.state_dict()} if ema else {})},
+            "optimizers": {"G": self.opt_g.state_dict(), "D": self.opt_d.state_dict()},
+            "schedulers": {"G": self.sched_g.state_dict(), "D": self.sched_d.state_dict()},
+            **({"ema_state": ema.state_dict()} if ema else {}),
+            "grad_scalers": self.amp.state_dict(),  # fp16 loss scales, so a resumed run does not re-learn them
+            "fixed_z": self.fixed_z,
+            "loss_state": self.loss.extra.state_dict(),
+            "rng": {"torch": torch.get_rng_state(), "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None},
+        }
+
+    def load_state_dict(self, ckpt: dict[str, Any], path: Path) -> None:
+        load_state(self.G, ckpt["models"]["G"], path)
+        load_state(self.D, ckpt["models"]["D"], path)
+        if self.ema is not None:
+            load_state(self.ema.module, ckpt["models"]["G_ema"], path)
+            self.ema.load_state_dict(ckpt.get("ema_state", {"updates": ckpt["step"]}))
+        self.opt_g.load_state_dict(ckpt["optimizers"]["G"])
+        self.opt_d.load_state_dict(ckpt["optimizers"]["D"])
+        for sched, key in ((self.sched_g, "G"), (self.sched_d, "D")):
+            if key in ckpt.get("schedulers", {}):
+                sched.load_state_dict(ckpt["schedulers"][key])
+        self.amp.load_state_dict(ckpt.get("grad_scalers", {}))
+        self.fixed_z = ckpt["fixed_z"].to(self.device)
+        self.loss.extra.load_state_dict(ckpt.get("loss_state", {}))
+        self.step, self.batches_done = int(ckpt["step"]), int(ckpt["batches_done"])
+
+    def restore_rng(self, ckpt: dict[str, Any]) -> None:
+        torch.set_rng_state(ckpt["rng"]["torch"].cpu())
+        if self.device.type == "cuda" and ckpt["rng"].get("cuda") is not None:
+            torch.cuda.set_rng_state(ckpt["rng"]["cuda"].cpu(), self.device)
+
+    def sampler(self, seed: int) -> nn.Module:
+        """The generator samples, scores and checkpoints show: the EMA one (statistics measured anew) when there is one."""
+        if self.ema is None:
+            return self.G
+        self.ema.recompute_norm_stats(lambda n, gen: sample_latent(self.G, n, "cpu", gen), seed=seed)
+        return self.ema.module
+
+    def lrs(self) -> dict[str, float]:
+        return {"lr/D": self.opt_d.param_groups[0]["lr"], "lr/G": self.opt_g.param_groups[0]["lr"]}
+
+    def check_finite(self) -> None:
+        if not all(bool(torch.isfinite(p).all()) for p in (*self.G.parameters(), *self.D.parameters())):
+            raise NonFiniteLoss(f"the weights became non-finite (nan or inf) in the update of step {self.step}", exit_code=DIVERGED)
+
+
+def _set_up(cfg: DictConfig, run_dir: Path, parallel_jobs: int):
+    """(data, training state, the models the step runs (compiled or not), DiffAugment, the speed plan): every option
+    is built, and so checked, before the run directory's checkpoints/ is touched."""
     device = pick_device(cfg.device)
     _, why = set_threads(cfg.train.threads, parallel_jobs)
     seed_everything(cfg.seed)
@@ -317,7 +382,7 @@ def _train(cfg: DictConfig, run_dir: Path, overrides: list[str], hparam_choices:
     D.to(device)
     plan = plan_speed(cfg.train, device, data.spec.is_image, data.x.nbytes if data.x is not None else 0)
     enable_backend_speedups(device)
-    G_run, D_run = prepare_models(G, D, plan)
+    runners = prepare_models(G, D, plan)
     amp = Precision(plan.amp, device)
     log.info("speed paths: %s threads=%d (%s)", plan.describe(), torch.get_num_threads(), why, extra=CONSOLE)
     loss = build_loss(cfg.loss)
@@ -334,130 +399,90 @@ def _train(cfg: DictConfig, run_dir: Path, overrides: list[str], hparam_choices:
     if stale:
         log.info("removed %d temp file(s) a killed checkpoint write left in %s", len(stale), run_dir / "checkpoints")
     fixed_z = sample_latent(G, cfg.train.n_samples, device)
+    state = TrainingState(G, D, ema, opt_g, opt_d, sched_g, sched_d, amp, loss, fixed_z, device)
+    return data, state, runners, augment, plan
+
+
+def _resume(cfg: DictConfig, state: TrainingState, data, run_dir: Path, overrides: list[str], plain_cfg: dict[str, Any]) -> dict[str, Any]:
+    """Load the checkpoint `resume` names into `state`; the checkpoint (its RNG is restored later, its eval state by the evaluator)."""
+    ckpt, path = load_checkpoint(cfg.resume, map_location=state.device)
+    check_resumable(ckpt, path, plain_cfg)  # the CLI checked this before Hydra started; this guards direct callers of train()
+    if data_spec_of(ckpt) != data.spec:  # dataset.root / dataset.path may move, but must hold the same kind of data
+        raise GanError(
+            f"Cannot resume from {str(path)!r}: the run trained on {data_spec_of(ckpt).describe()}, but the data found now is "
+            f"{data.spec.describe()}. Point dataset.root / dataset.path at the run's data."
+        )
+    state.load_state_dict(ckpt, path)
+    log.info("resumed from %s at step %d", path, state.step)
+    record_resume(run_dir, overrides, plain_cfg, state.step)
+    return ckpt
+
+
+def _save(state: TrainingState, run_dir: Path, batches_done: int, about_run: dict[str, Any], numbered: bool, best: bool, seed: int) -> None:
+    """last.pt, plus step_NNNNNN.pt when `numbered` and best.pt when `best`; refused for non-finite weights."""
+    state.check_finite()
+    state.sampler(seed)  # the saved EMA generator carries BatchNorm statistics of its own weights
+    payload = {**state.state_dict(batches_done), **about_run}
+    # last.pt goes last: a process killed while writing the others resumes before this step and writes them again
+    if numbered:
+        save_checkpoint(payload, run_dir / "checkpoints" / f"step_{state.step:06d}.pt")
+    if best:
+        save_checkpoint(payload, run_dir / "checkpoints" / "best.pt")
+    save_checkpoint(payload, run_dir / "checkpoints" / LAST)
+
+
+def _train(cfg: DictConfig, run_dir: Path, overrides: list[str], hparam_choices: dict[str, Any], end: RunEnd, parallel_jobs: int) -> float:
+    data, state, (G_run, D_run), augment, plan = _set_up(cfg, run_dir, parallel_jobs)
     plain_cfg = to_plain(cfg)
-    start_step = batches_done = 0
-    saved_eval = None
-
-    if cfg.resume:
-        ckpt, path = load_checkpoint(cfg.resume, map_location=device)
-        check_resumable(ckpt, path, plain_cfg)  # the CLI checked this before Hydra started; this guards direct callers of train()
-        if data_spec_of(ckpt) != data.spec:  # dataset.root / dataset.path may move, but must hold the same kind of data
-            raise GanError(
-                f"Cannot resume from {str(path)!r}: the run trained on {data_spec_of(ckpt).describe()}, but the data found now is "
-                f"{data.spec.describe()}. Point dataset.root / dataset.path at the run's data."
-            )
-        load_state(G, ckpt["models"]["G"], path)
-        load_state(D, ckpt["models"]["D"], path)
-        if ema is not None:
-            load_state(ema.module, ckpt["models"]["G_ema"], path)
-            ema.load_state_dict(ckpt.get("ema_state", {"updates": ckpt["step"]}))
-        saved_eval = ckpt.get("eval")
-        opt_g.load_state_dict(ckpt["optimizers"]["G"])
-        opt_d.load_state_dict(ckpt["optimizers"]["D"])
-        for sched, key in ((sched_g, "G"), (sched_d, "D")):
-            if key in ckpt.get("schedulers", {}):
-                sched.load_state_dict(ckpt["schedulers"][key])
-        amp.load_state_dict(ckpt.get("grad_scalers", {}))
-        start_step, batches_done = int(ckpt["step"]), int(ckpt["batches_done"])
-        fixed_z = ckpt["fixed_z"].to(device)
-        loss.extra.load_state_dict(ckpt.get("loss_state", {}))
-        log.info("resumed from %s at step %d", path, start_step)
-        record_resume(run_dir, overrides, plain_cfg, start_step)
-
-    end.step = start_step
-    batcher = make_batcher(data, cfg.train.batch_size, device, cfg.seed, cfg.train.num_workers, start_batch=batches_done, on_device=plan.data_on_device)
-    evaluator = TrainingEval(cfg.eval, cfg.dataset, data, run_dir, device, loss.objective.outputs_probability, saved_eval, classes=num_classes(G))
+    ckpt = _resume(cfg, state, data, run_dir, overrides, plain_cfg) if cfg.resume else None
+    start_step = end.step = state.step
+    batcher = make_batcher(data, cfg.train.batch_size, state.device, cfg.seed, cfg.train.num_workers, start_batch=state.batches_done,
+                           on_device=plan.data_on_device)  # fmt: skip
+    evaluator = TrainingEval(cfg.eval, cfg.dataset, data, run_dir, state.device, state.loss.objective.outputs_probability,
+                             ckpt.get("eval") if ckpt else None, classes=num_classes(state.G))  # fmt: skip
     tracker = Tracker(run_dir, cfg.train.steps, start_step)
     tracker.text("config", "```yaml\n" + OmegaConf.to_yaml(cfg) + "```")
-
-    last_saved = start_step if cfg.resume else None
-    if cfg.resume:  # last, so that nothing built above (the evaluator's classifier, say) draws from the restored stream
-        torch.set_rng_state(ckpt["rng"]["torch"].cpu())
-        if device.type == "cuda" and ckpt["rng"].get("cuda") is not None:
-            torch.cuda.set_rng_state(ckpt["rng"]["cuda"].cpu(), device)
-
-    def sampler() -> nn.Module:
-        """The generator samples, scores and checkpoints show: the EMA one (statistics measured anew) when there is one."""
-        if ema is None:
-            return G
-        ema.recompute_norm_stats(lambda n, gen: sample_latent(G, n, "cpu", gen), seed=cfg.seed)
-        return ema.module
-
-    def checkpoint(step: int, best: bool = False) -> None:
-        nonlocal last_saved
-        if not all(bool(torch.isfinite(p).all()) for p in (*G.parameters(), *D.parameters())):
-            raise NonFiniteLoss(f"the weights became non-finite (nan or inf) in the update of step {step}", exit_code=DIVERGED)
-        sampler()  # the saved EMA generator carries BatchNorm statistics of its own weights
-        payload = {
-            "step": step,
-            "batches_done": batcher.batches_done,
-            "config": plain_cfg,
-            "overrides": list(overrides),
-            "data_spec": data.spec.to_dict(),
-            "models": {"G": G.state_dict(), "D": D.state_dict(), **({"G_ema": ema.module.state_dict()} if ema else {})},
-            "optimizers": {"G": opt_g.state_dict(), "D": opt_d.state_dict()},
-            "schedulers": {"G": sched_g.state_dict(), "D": sched_d.state_dict()},
-            **({"ema_state": ema.state_dict()} if ema else {}),
-            "grad_scalers": amp.state_dict(),  # fp16 loss scales, so a resumed run does not re-learn them
-            "fixed_z": fixed_z,
-            "loss_state": loss.extra.state_dict(),
-            "rng": {"torch": torch.get_rng_state(), "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None},
-            "eval": evaluator.state(),
-        }
-        # last.pt goes last: a process killed while writing the others resumes before this step and writes them again
-        if step % cfg.train.ckpt_every == 0:
-            save_checkpoint(payload, run_dir / "checkpoints" / f"step_{step:06d}.pt")
-        if best:
-            save_checkpoint(payload, run_dir / "checkpoints" / "best.pt")
-        save_checkpoint(payload, run_dir / "checkpoints" / LAST)
-        last_saved = step
-
-    def evaluate(step: int) -> bool:
-        tracker.flush(step, used_lrs)  # never score (or keep as best) weights that went NaN
-        return evaluator.run(step, sampler(), D, tracker)
-
-    def current_lrs() -> dict[str, float]:
-        return {"lr/D": opt_d.param_groups[0]["lr"], "lr/G": opt_g.param_groups[0]["lr"]}
-
-    used_lrs = current_lrs()  # the learning rates of the step just done (the schedulers move on right after it)
-
-    step, status = start_step, "failed"  # until the loop ends or a known stop names it
+    if ckpt is not None:  # last, so that nothing built above (the evaluator's classifier, say) draws from the restored stream
+        state.restore_rng(ckpt)
+    last_saved = start_step if ckpt else None
+    used_lrs = state.lrs()  # the learning rates of the step just done (the schedulers move on right after it)
+    step, status, tc = start_step, "failed", cfg.train  # until the loop ends or a known stop names it
     try:
         with StopRequest() as stop:
-            for step in range(start_step + 1, cfg.train.steps + 1):
-                tracker.add(step, train_step(G_run, D_run, loss, opt_g, opt_d, batcher, device, amp, augment, step))
-                used_lrs = current_lrs()
-                sched_g.step()
-                sched_d.step()
-                if ema is not None:
-                    ema.update(G)
-                is_last = step == cfg.train.steps
-                if step % cfg.train.log_every == 0 or is_last or stop.signal:
+            for step in range(start_step + 1, tc.steps + 1):
+                tracker.add(step, train_step(G_run, D_run, state.loss, state.opt_g, state.opt_d, batcher, state.device, state.amp, augment, step))
+                state.step, used_lrs = step, state.lrs()
+                state.sched_g.step()
+                state.sched_d.step()
+                if state.ema is not None:
+                    state.ema.update(state.G)
+                is_last = step == tc.steps
+                if step % tc.log_every == 0 or is_last or stop.signal:
                     tracker.flush(step, used_lrs)
                 else:
                     tracker.advance(step)
-                if step % cfg.train.sample_every == 0 or is_last:
-                    write_samples(sampler(), D, fixed_z, data, step, run_dir, tracker)
-                best = evaluator.due(step, is_last) and evaluate(step)
-                if step % cfg.train.ckpt_every == 0 or is_last or stop.signal or best:
+                if step % tc.sample_every == 0 or is_last:
+                    write_samples(state.sampler(cfg.seed), state.D, state.fixed_z, data, step, run_dir, tracker)
+                best = False
+                if evaluator.due(step, is_last):
+                    tracker.flush(step, used_lrs)  # never score (or keep as best) weights that went NaN
+                    best = evaluator.run(step, state.sampler(cfg.seed), state.D, tracker)
+                if step % tc.ckpt_every == 0 or is_last or stop.signal or best:
                     tracker.flush(step, used_lrs)  # never write a checkpoint with NaN weights
-                    checkpoint(step, best)
+                    about_run = {"config": plain_cfg, "overrides": list(overrides), "data_spec": data.spec.to_dict(), "eval": evaluator.state()}
+                    _save(state, run_dir, batcher.batches_done, about_run, numbered=step % tc.ckpt_every == 0, best=best, seed=cfg.seed)
+                    last_saved = step
                 if stop.signal:
                     status = "interrupted"
-                    name = signal.Signals(stop.signal).name
                     raise GanError(
-                        f"{name} received: stopped at step {step} of {cfg.train.steps} and saved {run_dir / 'checkpoints' / LAST}. "
-                        f"Continue with: {resume_command(run_dir)}",
+                        f"{signal.Signals(stop.signal).name} received: stopped at step {step} of {tc.steps} and saved "
+                        f"{run_dir / 'checkpoints' / LAST}. Continue with: {resume_command(run_dir)}",
                         exit_code=INTERRUPTED,
                     )
             status = "finished"
     except NonFiniteLoss as err:
         status = "diverged"
-        kept = (
-            f"{run_dir / 'checkpoints' / LAST} still holds the last good state (step {last_saved})"
-            if last_saved is not None
-            else "no checkpoint had been written yet"
-        )
+        kept = f"{run_dir / 'checkpoints' / LAST} still holds the last good state (step {last_saved})" if last_saved is not None else "no checkpoint had been written yet"
         raise GanError(
             f"Training diverged: {err}. The run stopped and {kept}. Try a lower learning rate (optimizer.lr), "
             f"a gradient penalty (loss=wgan_gp) or another loss.",

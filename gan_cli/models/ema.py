@@ -16,7 +16,7 @@ details decide whether it helps or hurts:
 from __future__ import annotations
 
 import copy
-from typing import Callable
+from typing import Callable, Optional
 
 import torch
 from torch import nn
@@ -46,6 +46,7 @@ class EMA:
         self.updates = 0
         self.module = copy.deepcopy(G).eval().requires_grad_(False)
         self._stats_fresh = False
+        self._pairs: Optional[tuple[nn.Module, list[torch.Tensor], list[torch.Tensor]]] = None
         # spectral norms (model.g_spectral): the module stays in eval mode, where they run no power iteration
         self._parametrized = [(m, name) for m in self.module.modules() for name in getattr(m, "parametrizations", {})]
 
@@ -53,7 +54,9 @@ class EMA:
     def update(self, G: nn.Module) -> None:
         self.updates += 1
         weight = 1.0 - ema_decay(self.decay, self.updates, self.warmup)
-        torch._foreach_lerp_(list(self.module.parameters()), list(G.parameters()), weight)
+        if self._pairs is None or self._pairs[0] is not G:  # the parameter lists, built once (walking the modules costs each step)
+            self._pairs = (G, list(self.module.parameters()), list(G.parameters()))
+        torch._foreach_lerp_(self._pairs[1], self._pairs[2], weight)
         self._power_iterate()
         self._stats_fresh = False
 
