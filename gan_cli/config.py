@@ -46,7 +46,7 @@ def _choices(name: str, values: tuple[str, ...]) -> type[Choice]:
 ModelName = _choices("ModelName", ("mlp", "dcgan", "style", "shift"))
 DNorm = _choices("DNorm", ("batch", "layer", "spectral", "none"))
 GNorm = _choices("GNorm", ("batch", "virtual"))
-Conditioning = _choices("Conditioning", ("none", "concat", "projection", "acgan", "auto"))
+Conditioning = _choices("Conditioning", ("none", "concat", "projection", "acgan", "cbn", "auto"))
 Minibatch = _choices("Minibatch", ("none", "mbdisc", "mbstd"))
 GActivation = _choices("GActivation", ("leaky", "relu"))
 Objective = _choices("Objective", ("minimax", "ns", "wasserstein", "lsgan", "hinge"))
@@ -58,7 +58,7 @@ Switch = _choices("Switch", ("auto", "on", "off"))
 AmpMode = _choices("AmpMode", ("auto", "bf16", "fp16", "off"))
 AugmentPolicy = _choices("AugmentPolicy", ("color", "translation", "cutout"))
 Backbone = _choices("Backbone", ("lenet", "inception"))
-SampleMode = _choices("SampleMode", ("grid", "classes", "interp", "arithmetic", "codes"))
+SampleMode = _choices("SampleMode", ("grid", "classes", "interp", "arithmetic", "codes", "mix"))
 
 
 @dataclass
@@ -81,6 +81,7 @@ class ModelConfig:
     ema_warmup: bool = True
     pack: int = 1
     g_act: GActivation = GActivation.leaky  # type: ignore[valid-type]
+    style_mixing: float = 0.0
 
 
 @dataclass

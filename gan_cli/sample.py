@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 import numpy as np
 import torch
@@ -146,7 +146,41 @@ def _codes(cfg, G, gen) -> tuple[torch.Tensor, Optional[torch.Tensor], int]:
     return z, _one_label(cfg, G, len(z)), cols
 
 
-MODES = {"grid": _grid, "classes": _classes, "interp": _interp, "arithmetic": _arithmetic, "codes": _codes}
+def _rendered(latents: Callable[..., tuple[torch.Tensor, Optional[torch.Tensor], int]]) -> Callable[..., tuple[torch.Tensor, int]]:
+    """A mode that picks latents (and labels), as the mode every G can draw: G applied to them as they are."""
+
+    def mode(cfg, G, gen, device: torch.device) -> tuple[torch.Tensor, int]:
+        z, labels, nrow = latents(cfg, G, gen)
+        with seeded_global_rng(cfg.seed, device):  # per-layer noise inputs (model=style), as generate() draws them
+            return render(G, truncate(G, z, cfg.truncation), labels, device), nrow
+
+    return mode
+
+
+@torch.no_grad()
+def _mix(cfg, G, gen, device: torch.device) -> tuple[torch.Tensor, int]:
+    """StyleGAN's style-mixing figure: k fine-style sources across the top, k coarse-style sources down the left, and
+    in row i, column j the image with the coarse styles (the layers below full resolution) of the one and the fine
+    styles of the other. A k+1 by k+1 grid, k = nrow (default 5)."""
+    if not hasattr(G, "mixed"):
+        raise GanError("mode=mix mixes the per-layer styles of a style-based generator; this checkpoint's G has none. Train one with model=style (model.style_mixing=0.9 trains it for this).")
+    k = cfg.nrow or 5
+    z_coarse = truncate(G, sample_latent(G, k, "cpu", gen), cfg.truncation).to(device)
+    z_fine = truncate(G, sample_latent(G, k, "cpu", gen), cfg.truncation).to(device)
+    label = _one_label(cfg, G, k * k)
+    y = label.to(device) if label is not None else None
+    with seeded_global_rng(cfg.seed, device):  # per-layer noise inputs, as everywhere else
+        fine = G(z_fine, y[:k] if y is not None else None).float().cpu()
+        coarse = G(z_coarse, y[:k] if y is not None else None).float().cpu()
+        cells = G.mixed(z_coarse.repeat_interleave(k, 0), z_fine.repeat(k, 1), y).float().cpu()
+    corner = torch.full_like(fine[:1], -1.0)  # black: no source there
+    rows = [torch.cat([corner, fine])] + [torch.cat([coarse[i : i + 1], cells[i * k : (i + 1) * k]]) for i in range(k)]
+    return torch.cat(rows), k + 1
+
+
+# mode -> (cfg, G, generator, device) -> (images, images per row)
+MODES = {**{name: _rendered(f) for name, f in (("grid", _grid), ("classes", _classes), ("interp", _interp), ("arithmetic", _arithmetic),
+                                                  ("codes", _codes))}, "mix": _mix}  # fmt: skip
 
 
 def sample(cfg) -> Path:
@@ -168,9 +202,7 @@ def sample(cfg) -> Path:
         raise GanError(f"mode={cfg.mode} draws an image grid, but dataset={spec.name} holds points. Use mode=grid, or out=<file>.npy for the raw samples.")
     _check_writable_file(out)  # before the generator runs: a bad out= costs nothing
     gen = torch.Generator().manual_seed(cfg.seed)
-    z, labels, nrow = MODES[cfg.mode](cfg, G, gen)
-    with seeded_global_rng(cfg.seed, device):  # per-layer noise inputs (model=style), as generate() draws them
-        x = render(G, truncate(G, z, cfg.truncation), labels, device)
+    x, nrow = MODES[cfg.mode](cfg, G, gen, device)
     suffix = out.suffix.lower()
     try:
         _write(out, suffix, x, nrow, spec, ckpt)

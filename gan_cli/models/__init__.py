@@ -28,11 +28,14 @@ G_NORMS = ("batch", "virtual")
 
 
 def _head(cfg, spec: DataSpec) -> HeadOptions:
-    return HeadOptions(cfg.cond, spec.num_classes, cfg.minibatch, cfg.info_cat, cfg.info_cont)
+    # BigGAN pairs G's conditional batch norm with the projection discriminator
+    return HeadOptions("projection" if cfg.cond == "cbn" else cfg.cond, spec.num_classes, cfg.minibatch, cfg.info_cat, cfg.info_cont)
 
 
 def _latent(cfg, spec: DataSpec) -> LatentInput:
-    return LatentInput(LatentLayout(cfg.z_dim, cfg.info_cat, cfg.info_cont), spec.num_classes if cfg.cond != "none" else 0)
+    """z (and InfoGAN's codes), with the label embedding appended for every conditioning but cbn, which feeds
+    the label to G's norm layers instead."""
+    return LatentInput(LatentLayout(cfg.z_dim, cfg.info_cat, cfg.info_cont), spec.num_classes if cfg.cond not in ("none", "cbn") else 0)
 
 
 def _mlp(cfg, spec: DataSpec) -> tuple[nn.Module, nn.Module]:
@@ -40,12 +43,12 @@ def _mlp(cfg, spec: DataSpec) -> tuple[nn.Module, nn.Module]:
 
 
 def _dcgan(cfg, spec: DataSpec) -> tuple[nn.Module, nn.Module]:
-    G = DCGANGenerator(spec, _latent(cfg, spec), cfg.g_width, cfg.attention, cfg.g_norm)
+    G = DCGANGenerator(spec, _latent(cfg, spec), cfg.g_width, cfg.attention, cfg.g_norm, spec.num_classes if cfg.cond == "cbn" else 0)
     return G, dcgan_discriminator(spec, cfg.d_width, cfg.d_norm, _head(cfg, spec), cfg.attention)
 
 
 def _style(cfg, spec: DataSpec) -> tuple[nn.Module, nn.Module]:
-    G = StyleGenerator(spec, _latent(cfg, spec), cfg.g_width, cfg.attention)
+    G = StyleGenerator(spec, _latent(cfg, spec), cfg.g_width, cfg.attention, cfg.style_mixing)
     return G, dcgan_discriminator(spec, cfg.d_width, cfg.d_norm, _head(cfg, spec), cfg.attention)
 
 
@@ -123,6 +126,20 @@ def _check_variant_options(cfg, spec: DataSpec) -> None:
         raise one_of("model.cond", cfg.cond, (*CONDITIONINGS, "auto"))
     if cfg.g_norm not in G_NORMS:
         raise one_of("model.g_norm", cfg.g_norm, G_NORMS)
+    if not 0.0 <= cfg.style_mixing <= 1.0:
+        raise GanError(f"model.style_mixing={cfg.style_mixing} is a probability: give a number in [0, 1] (StyleGAN used 0.9), or 0 for none.")
+    if cfg.style_mixing > 0 and cfg.name != "style":
+        raise GanError(f"model.style_mixing={cfg.style_mixing} mixes the per-layer styles of model=style; model={cfg.name} has none. Use model=style, or model.style_mixing=0.")
+    if cfg.style_mixing > 0 and (cfg.info_cat or cfg.info_cont):
+        raise GanError(
+            f"model.style_mixing={cfg.style_mixing} gives a sample the styles of a second z, whose InfoGAN codes the Q head could not be "
+            f"asked to recover (model.info_cat={cfg.info_cat}, model.info_cont={cfg.info_cont}). Use one or the other."
+        )
+    if cfg.cond == "cbn" and (cfg.name != "dcgan" or cfg.g_norm != "batch"):
+        raise GanError(
+            f"model.cond=cbn makes the batch norm layers of DCGAN's generator class-conditional (BigGAN); model={cfg.name} "
+            f"with model.g_norm={cfg.g_norm} has none to condition. Use model=dcgan model.g_norm=batch, or another model.cond (concat, projection, acgan)."
+        )
     if cfg.g_norm == "virtual" and cfg.name != "dcgan":
         raise GanError(f"model.g_norm=virtual replaces the BatchNorm layers of DCGAN's generator; model={cfg.name} has none. Use model=dcgan or model.g_norm=batch.")
     if cfg.g_act not in G_ACTIVATIONS:
@@ -209,6 +226,9 @@ def latent_layout(G: nn.Module) -> LatentLayout:
 
 def num_classes(G: nn.Module) -> int:
     """Classes a conditional G takes (0: not conditional)."""
+    embed = getattr(G, "class_embed", None)  # model.cond=cbn
+    if embed is not None:
+        return embed.num_embeddings
     labels = getattr(getattr(G, "input", None), "labels", None)
     return labels.num_classes if labels is not None else 0
 

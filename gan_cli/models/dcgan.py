@@ -15,7 +15,8 @@ from torch import nn
 
 from gan_cli.data.spec import DataSpec
 from gan_cli.errors import GanError
-from gan_cli.models.layers import Discriminator, HeadOptions, LabelToInput, LatentInput, SelfAttention, VirtualBatchNorm2d
+from gan_cli.models.layers import (CBN_EMBED, ConditionalBatchNorm2d, ConditionalSequential, Discriminator, HeadOptions, LabelToInput, LatentInput,
+                                   SelfAttention, VirtualBatchNorm2d)
 
 
 def dcgan_layout(spec: DataSpec, model: str = "dcgan") -> tuple[int, int]:
@@ -53,7 +54,10 @@ VBN_REFERENCE = 32  # size of virtual batch norm's fixed reference batch
 
 
 class DCGANGenerator(nn.Module):
-    def __init__(self, spec: DataSpec, latent: LatentInput, width: int, attention: int = 0, norm: str = "batch") -> None:
+    """`cbn_classes` > 0: BigGAN's class-conditional batch norm in every norm layer (model.cond=cbn), from one
+    class embedding table shared by all of them, instead of the label appended to z."""
+
+    def __init__(self, spec: DataSpec, latent: LatentInput, width: int, attention: int = 0, norm: str = "batch", cbn_classes: int = 0) -> None:
         super().__init__()
         base, k = dcgan_layout(spec)
         self.input = latent
@@ -61,8 +65,11 @@ class DCGANGenerator(nn.Module):
         self.virtual = norm == "virtual"
         if self.virtual:  # a buffer, so the reference batch travels with the weights into every checkpoint
             self.register_buffer("reference_z", latent.layout.sample(VBN_REFERENCE, "cpu", torch.Generator().manual_seed(12345)))
+        self.class_embed = nn.Embedding(cbn_classes, CBN_EMBED) if cbn_classes else None
 
         def g_norm(channels: int) -> nn.Module:
+            if self.class_embed is not None:
+                return ConditionalBatchNorm2d(channels)
             return VirtualBatchNorm2d(channels, VBN_REFERENCE) if self.virtual else nn.BatchNorm2d(channels)
 
         ch, res = width * 2 ** (k - 1), base
@@ -73,9 +80,13 @@ class DCGANGenerator(nn.Module):
             ch, res = ch // 2, res * 2
             layers += _attention(res, attention, ch)
         layers += [nn.ConvTranspose2d(ch, spec.shape[0], 4, 2, 1, bias=False), nn.Tanh()]
-        self.net = nn.Sequential(*layers)
+        self.net = ConditionalSequential(*layers) if self.class_embed is not None else nn.Sequential(*layers)
 
     def forward(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        if self.class_embed is not None:
+            if y is None:  # as LabelToLatent does: fixed-noise grids cycle through the classes
+                y = torch.arange(len(z), device=z.device) % self.class_embed.num_embeddings
+            return self.net(self.input(z, None).view(len(z), -1, 1, 1), self.class_embed(y))
         if not self.virtual:
             return self.net(self.input(z, y).view(len(z), -1, 1, 1))
         v = torch.cat([self.input(self.reference_z.to(z.dtype), None), self.input(z, y)])  # reference labels cycle through the classes

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
-CONDITIONINGS = ("none", "concat", "projection", "acgan")
+CONDITIONINGS = ("none", "concat", "projection", "acgan", "cbn")
 MINIBATCH_LAYERS = ("none", "mbdisc", "mbstd")
 _WEIGHTED = (nn.Conv2d, nn.ConvTranspose2d, nn.Linear, nn.Embedding)
 
@@ -316,3 +316,32 @@ class VirtualBatchNorm2d(nn.Module):
         sq = torch.cat([ref_sq.expand(r, -1, -1, -1), (r * ref_sq + own_sq) / (r + 1)])
         var = (sq - mean.square()).clamp_min(0)
         return (x - mean) * torch.rsqrt(var + self.eps) * self.weight + self.bias
+
+
+CBN_EMBED = 128  # BigGAN's shared class embedding size
+
+
+class ConditionalBatchNorm2d(nn.Module):
+    """Class-conditional batch norm (de Vries et al. 2017; BigGAN, Brock et al. 2019): batch statistics without a
+    learned affine of their own; each sample's gain (1 + gamma) and bias (beta) are linear maps of its class's
+    embedding, which one embedding table shared by every layer of G provides. The label then steers every layer
+    of G, not only its input; with the projection D this is BigGAN's conditioning."""
+
+    def __init__(self, channels: int, embed_dim: int = CBN_EMBED) -> None:
+        super().__init__()
+        self.bn = nn.BatchNorm2d(channels, affine=False)
+        self.gain = nn.Linear(embed_dim, channels, bias=False)  # N(0, init_std) like every linear layer: gains start near 1
+        self.bias = nn.Linear(embed_dim, channels, bias=False)
+
+    def forward(self, x: torch.Tensor, embedding: torch.Tensor) -> torch.Tensor:
+        gain, bias = 1 + self.gain(embedding), self.bias(embedding)
+        return self.bn(x) * gain[:, :, None, None].to(x.dtype) + bias[:, :, None, None].to(x.dtype)
+
+
+class ConditionalSequential(nn.Sequential):
+    """nn.Sequential that hands the class embedding to its ConditionalBatchNorm2d layers."""
+
+    def forward(self, x: torch.Tensor, embedding: Optional[torch.Tensor] = None) -> torch.Tensor:  # type: ignore[override]
+        for layer in self:
+            x = layer(x, embedding) if isinstance(layer, ConditionalBatchNorm2d) else layer(x)
+        return x

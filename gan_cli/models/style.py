@@ -3,8 +3,11 @@
 z -> mapping MLP -> w; synthesis starts from a learned constant, and every layer is
 conv -> per-pixel noise -> LeakyReLU -> AdaIN(w). The style enters only through AdaIN's
 per-channel scale and shift, and the noise adds stochastic detail, which is what separates
-this generator from DCGAN's z-at-the-input design. Left out for size: progressive growing,
-equalised learning rate, style mixing and the truncation trick.
+this generator from DCGAN's z-at-the-input design. Style mixing (`model.style_mixing=p`): in training,
+with probability p a sample takes its styles from a second z after a random crossover layer, so no layer
+can rely on its neighbours' styles coming from the same z; `gan sample mode=mix` shows the result.
+Left out for size: progressive growing and equalised learning rate (the truncation trick is `gan sample
+truncation=...`, for every model).
 """
 
 from __future__ import annotations
@@ -49,8 +52,9 @@ class StyleLayer(nn.Module):
 
 
 class StyleGenerator(nn.Module):
-    def __init__(self, spec: DataSpec, latent: LatentInput, width: int, attention: int = 0) -> None:
+    def __init__(self, spec: DataSpec, latent: LatentInput, width: int, attention: int = 0, mixing: float = 0.0) -> None:
         super().__init__()
+        self.mixing = mixing
         base, k = dcgan_layout(spec, "style")
         self.input = latent
         self.z_dim = latent.layout.size
@@ -71,12 +75,36 @@ class StyleGenerator(nn.Module):
             ch = out
         self.layers = nn.ModuleList(layers)
         self.to_image = nn.Conv2d(ch, spec.shape[0], 1)
+        # the layers below full resolution draw the coarse structure; mode=mix crosses over after them
+        self.coarse_layers = len(layers) - 2
 
-    def forward(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+    def style(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        """w = mapping(z) (with the label embedding appended when conditional)."""
         v = self.input(z, y)
         v = v * torch.rsqrt(v.square().mean(1, keepdim=True) + 1e-8)  # pixel norm of the input, as StyleGAN
-        w = self.mapping(v)
-        x = self.const.expand(len(z), -1, -1, -1)
-        for layer in self.layers:
+        return self.mapping(v)
+
+    def synthesize(self, styles: list[torch.Tensor]) -> torch.Tensor:
+        """The image from one w per layer."""
+        x = self.const.expand(len(styles[0]), -1, -1, -1)
+        for layer, w in zip(self.layers, styles):
             x = layer(x, w)
         return torch.tanh(self.to_image(x))
+
+    def mixed(self, z_coarse: torch.Tensor, z_fine: torch.Tensor, y: torch.Tensor | None = None, crossover: int | None = None) -> torch.Tensor:
+        """Styles from z_coarse for the first `crossover` layers (default: those below full resolution), z_fine after."""
+        cut = self.coarse_layers if crossover is None else crossover
+        w_coarse, w_fine = self.style(z_coarse, y), self.style(z_fine, y)
+        return self.synthesize([w_coarse if i < cut else w_fine for i in range(len(self.layers))])
+
+    def forward(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        w = self.style(z, y)
+        n_layers = len(self.layers)
+        if not (self.training and self.mixing > 0):
+            return self.synthesize([w] * n_layers)
+        # StyleGAN's mixing regularisation, per sample and without a host sync: with probability p, the layers
+        # from a random crossover in [1, L) on take the style of a second z
+        w2 = self.style(self.input.layout.sample(len(z), z.device).to(z.dtype), y)
+        crossover = torch.randint(1, n_layers, (len(z),), device=z.device)
+        crossover = torch.where(torch.rand(len(z), device=z.device) < self.mixing, crossover, n_layers)
+        return self.synthesize([torch.where((i < crossover)[:, None], w, w2) for i in range(n_layers)])
