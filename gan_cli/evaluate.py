@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import yaml
 from omegaconf import OmegaConf
 from rich.console import Console
 from rich.table import Table
@@ -96,14 +95,6 @@ def _read_json(path: Path) -> dict:
     except (OSError, ValueError):
         return {}
     return data if isinstance(data, dict) else {}
-
-
-def _job_label(path: Path) -> str:
-    overrides = run_dir_of(path) / ".hydra" / "overrides.yaml"
-    if overrides.is_file():
-        items = yaml.safe_load(overrides.read_text()) or []
-        return " ".join(items) or run_dir_of(path).name
-    return run_dir_of(path).name
 
 
 def dataset_config(name: str):
@@ -188,7 +179,31 @@ def evaluate(cfg) -> list[dict[str, Any]]:
         return [result]
     paths = checkpoints_of(cfg.ckpt)
     results = [evaluate_checkpoint(p, cfg, device) for p in paths]
-    several = len(results) > 1
-    columns = [f"{_job_label(p)}\n(step {r['step']})" if several else f"step {r['step']}" for p, r in zip(paths, results)]
-    print_table(f"gan eval: {len(results)} checkpoint{'s' if several else ''}", columns, results)
+    if len(results) > 1:
+        print_sweep_table(paths, results)
+    else:
+        print_table("gan eval: 1 checkpoint", [f"step {results[0]['step']}"], results)
     return results
+
+
+def print_sweep_table(paths: list[Path], results: list[dict[str, Any]]) -> None:
+    """A sweep's scores as `gan report` lays runs out: one row per job, the overrides that differ as columns (those
+    all jobs share printed once), split into tables that fit the terminal."""
+    from gan_cli.report import print_columns, read_overrides
+
+    console = Console()
+    overrides = [read_overrides(run_dir_of(p)) for p in paths]
+    keys = list(dict.fromkeys(k for o in overrides for k in o))
+    shared = [k for k in keys if all(o.get(k) == overrides[0].get(k) for o in overrides)]
+    console.print(f"[bold]gan eval[/bold]: {len(results)} checkpoints", highlight=False)
+    if shared:
+        console.print("shared: " + " ".join(f"{k}={overrides[0][k]}" for k in shared), highlight=False)
+    names = list(dict.fromkeys(k for r in results for k in r["scores"]))
+    cols = [("run", [run_dir_of(p).name for p in paths])]
+    cols += [(k, [o.get(k, "-") for o in overrides]) for k in keys if k not in shared]
+    cols += [("step", [str(r["step"]) for r in results])]
+    cols += [(n, [f"{r['scores'][n]:.4g}" if n in r["scores"] else "-" for r in results]) for n in names]
+    cols += [("seconds", [f"{r['seconds']:.1f}" for r in results])]
+    print_columns(cols, console, keep=1)
+    for r in results:
+        console.print(f"wrote {r['written']}", highlight=False, soft_wrap=True)

@@ -278,7 +278,7 @@ def columns(report: Report) -> list[tuple[str, list[str]]]:
     return cols
 
 
-def _fit(cols: list[tuple[str, list[str]]], width: int, keep: int = 2) -> list[list[tuple[str, list[str]]]]:
+def fit_columns(cols: list[tuple[str, list[str]]], width: int, keep: int = 2) -> list[list[tuple[str, list[str]]]]:
     """Split the columns into tables that each fit `width` characters, the first `keep` (rank, run) in every one."""
     def need(col: tuple[str, list[str]]) -> int:
         return max(len(col[0]), *(len(c) for c in col[1])) + 3  # rich's padding and border
@@ -322,18 +322,24 @@ def summary_lines(report: Report) -> list[str]:
     return lines
 
 
+def print_columns(cols: list[tuple[str, list[str]]], console: Console, keep: int = 2) -> None:
+    """(header, cells) columns as rich tables that each fit the console, the first `keep` columns in every one."""
+    rows = len(cols[0][1])
+    for part in fit_columns(cols, console.width, keep):
+        table = Table(show_edge=False, pad_edge=False)
+        for i, (header, _) in enumerate(part):
+            table.add_column(header, justify="left" if i == keep - 1 else "right", no_wrap=True)
+        for r in range(rows):
+            table.add_row(*(cells[r] for _, cells in part))
+        console.print(table)
+
+
 def print_report(report: Report, console: Optional[Console] = None, title: str = "gan report") -> None:
     console = console or Console()
     console.print(f"[bold]{title}[/bold]: {len(report.runs)} run{'s' if len(report.runs) != 1 else ''}", highlight=False)
     if report.shared:
         console.print("shared: " + " ".join(f"{k}={v}" for k, v in report.shared.items()), highlight=False, soft_wrap=False)
-    for part in _fit(columns(report), console.width):
-        table = Table(show_edge=False, pad_edge=False)
-        for i, (header, _) in enumerate(part):
-            table.add_column(header, justify="right" if i != 1 else "left", no_wrap=True)
-        for r in range(len(report.runs)):
-            table.add_row(*(cells[r] for _, cells in part))
-        console.print(table)
+    print_columns(columns(report), console)
     for line in summary_lines(report):
         console.print(line, highlight=False, soft_wrap=True)
 

@@ -98,7 +98,9 @@ def test_gan_eval_on_a_tiny_image_checkpoint_and_a_sweep(workdir: Path, lenet_ca
         assert (p["backbone"], p["n_real"], p["n_fake"], p["seed"], p["truncation"]) == ("lenet", 256, 300, 0, 0.8)
         assert p["classifier_accuracy"] >= 0.95 and p["split"].startswith("train")
         assert result["scores"]["fid300_lenet_t0.8"] > 0
-    assert "loss=ns" in proc.stdout and "loss=lsgan" in proc.stdout  # one column per job
+    lines = proc.stdout.splitlines()  # one row per job, the override that differs as a column; every table line fits 80 columns
+    assert any(line.split("│")[0].strip() == "0" and "ns" in line for line in lines) and any("lsgan" in line for line in lines)
+    assert "shared: train.steps=4" in proc.stdout and max(len(line) for line in lines if "│" in line) <= 80
 
     bad = run_gan("eval", f"ckpt={sweep}/0", "metrics=[modes]", cwd=workdir)
     assert bad.returncode == 2 and "defined only for dataset ring8 or grid25" in bad.stderr and "Traceback" not in bad.stderr
