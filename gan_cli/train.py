@@ -28,6 +28,7 @@ from torch import nn
 from gan_cli.augment import DiffAugment, parse_policy
 from gan_cli.checkpoint import LAST, load_checkpoint, save_checkpoint
 from gan_cli.config import to_plain
+from gan_cli.contracts import check_models
 from gan_cli.data import DataSpec, load_dataset, make_batcher
 from gan_cli.data.datasets import planned_spec
 from gan_cli.errors import DIVERGED, INTERRUPTED, GanError, io_failure, one_of
@@ -237,6 +238,7 @@ def check_options(cfg: DictConfig) -> None:
     if spec is None:  # image_folder: its shape and classes are known once the folder is read
         return
     G, D = build_models(cfg.model, spec)
+    check_models(G, D, spec, cfg.model.pack)
     loss.extra.check_fits(D)
     opt_g, opt_d = build_optimizers(cfg.optimizer, G, D)
     build_schedulers(cfg.optimizer, cfg.train.steps, opt_g, opt_d)
@@ -380,6 +382,7 @@ def _set_up(cfg: DictConfig, run_dir: Path, parallel_jobs: int):
     G, D = build_models(cfg.model, data.spec)
     G.to(device)
     D.to(device)
+    check_models(G, D, data.spec, cfg.model.pack)  # image_folder's shape is known only now; on its own random stream
     plan = plan_speed(cfg.train, device, data.spec.is_image, data.x.nbytes if data.x is not None else 0)
     enable_backend_speedups(device)
     runners = prepare_models(G, D, plan)
