@@ -198,7 +198,7 @@ def test_a_full_disk_mid_run_names_the_cause_keeps_the_checkpoint_and_says_how_t
 def test_ctrl_c_while_starting_gives_one_line_and_exit_130(tmp_path: Path) -> None:
     import time
 
-    for delay in (0.3, 0.8, 1.4, 2.0):  # while the libraries load (torch takes seconds); while Hydra composes and the data loads
+    for delay in (0.5, 0.8, 1.4, 2.0):  # while the libraries load (torch takes seconds); while Hydra composes and the data loads
         proc = subprocess.Popen([sys.executable, "-m", "gan_cli", "train", *TOY, "train.steps=100000"], cwd=tmp_path, env=gan_env(),
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
         time.sleep(delay)
