@@ -345,12 +345,10 @@ def main(argv: list[str] | None = None) -> None:
         COMMANDS[command]()
         if multirun and command == "train":
             end_of_sweep()
-    except KeyboardInterrupt:  # Ctrl-C before training set its handler up, or a second Ctrl-C that stops at once
-        report(GanError(
-            f"gan {command}: interrupted. A second Ctrl-C stops at once without saving: a run directory keeps the checkpoint "
-            f"of its last save (resume it with `gan train resume=<run dir>`); one Ctrl-C during training saves first.",
-            exit_code=INTERRUPTED,
-        ))  # fmt: skip
+    except KeyboardInterrupt:  # a second Ctrl-C in training that stops at once (or one before gan_cli.entry's handler, in tests)
+        from gan_cli.entry import interrupted_message
+
+        print(interrupted_message(command), file=sys.stderr)
         logging.shutdown()  # flush train.log
         sys.stderr.flush()
         os._exit(INTERRUPTED)  # not sys.exit: Python would re-raise the pending SIGINT on its way out and end as "killed by signal 2"

@@ -18,15 +18,16 @@ import sys
 INTERRUPTED = 130  # gan_cli.errors.INTERRUPTED, repeated here so that nothing but the standard library loads first
 
 
+def interrupted_message(command: str) -> str:
+    """The one line for a Ctrl-C that stops `gan` without saving (during start-up, or a second one in training)."""
+    who = f"gan {command}" if command else "gan"
+    return (f"gan: error: {who}: interrupted. A second Ctrl-C stops at once without saving: a run directory keeps the checkpoint "
+            f"of its last save (resume it with `gan train resume=<run dir>`); one Ctrl-C during training saves first.")  # fmt: skip
+
+
 def _interrupted(signum, frame) -> None:
     command = sys.argv[1] if len(sys.argv) > 1 and not sys.argv[1].startswith("-") else ""
-    who = f"gan {command}" if command else "gan"
-    print(
-        f"gan: error: {who}: interrupted. A second Ctrl-C stops at once without saving: a run directory keeps the checkpoint "
-        f"of its last save (resume it with `gan train resume=<run dir>`); one Ctrl-C during training saves first.",
-        file=sys.stderr,
-        flush=True,
-    )
+    print(interrupted_message(command), file=sys.stderr, flush=True)
     try:
         import logging
 

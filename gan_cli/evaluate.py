@@ -189,18 +189,17 @@ def evaluate(cfg) -> list[dict[str, Any]]:
 def print_sweep_table(paths: list[Path], results: list[dict[str, Any]]) -> None:
     """A sweep's scores as `gan report` lays runs out: one row per job, the overrides that differ as columns (those
     all jobs share printed once), split into tables that fit the terminal."""
-    from gan_cli.report import print_columns, read_overrides
+    from gan_cli.report import print_columns, read_overrides, split_overrides
 
     console = Console()
     overrides = [read_overrides(run_dir_of(p)) for p in paths]
-    keys = list(dict.fromkeys(k for o in overrides for k in o))
-    shared = [k for k in keys if all(o.get(k) == overrides[0].get(k) for o in overrides)]
+    shared, varied = split_overrides(overrides)
     console.print(f"[bold]gan eval[/bold]: {len(results)} checkpoints", highlight=False)
     if shared:
-        console.print("shared: " + " ".join(f"{k}={overrides[0][k]}" for k in shared), highlight=False)
+        console.print("shared: " + " ".join(f"{k}={v}" for k, v in shared.items()), highlight=False)
     names = list(dict.fromkeys(k for r in results for k in r["scores"]))
     cols = [("run", [run_dir_of(p).name for p in paths])]
-    cols += [(k, [o.get(k, "-") for o in overrides]) for k in keys if k not in shared]
+    cols += [(k, [o.get(k, "-") for o in overrides]) for k in varied]
     cols += [("step", [str(r["step"]) for r in results])]
     cols += [(n, [f"{r['scores'][n]:.4g}" if n in r["scores"] else "-" for r in results]) for n in names]
     cols += [("seconds", [f"{r['seconds']:.1f}" for r in results])]

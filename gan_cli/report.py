@@ -217,6 +217,14 @@ def _labels(runs: list[Path]) -> list[str]:
     return [str(r.relative_to(root)) for r in runs]
 
 
+def split_overrides(overrides: list[dict[str, str]]) -> tuple[dict[str, str], list[str]]:
+    """(the overrides every run has with the same value, the keys whose values differ or that some runs lack);
+    a single run shares nothing: all its overrides are what sets it apart."""
+    keys = list(dict.fromkeys(k for o in overrides for k in o))
+    shared = {k: overrides[0][k] for k in keys if all(o.get(k) == overrides[0].get(k) for o in overrides)} if len(overrides) > 1 else {}
+    return shared, [k for k in keys if k not in shared]
+
+
 def _order_value(value: float, direction: Optional[str]) -> float:
     if direction == NEAR_ONE:
         return abs(math.log(value)) if value > 0 else math.inf
@@ -226,10 +234,7 @@ def _order_value(value: float, direction: Optional[str]) -> float:
 def build_report(targets: Sequence[str], sort: Optional[str] = None) -> Report:
     paths = find_runs(targets)
     runs = [read_run(p, label) for p, label in zip(paths, _labels(paths))]
-    keys = list(dict.fromkeys(k for r in runs for k in r.overrides))
-    shared = {k: runs[0].overrides[k] for k in keys if all(r.overrides.get(k, None) == runs[0].overrides.get(k) for r in runs)}
-    shared = shared if len(runs) > 1 else {}
-    varied = [k for k in keys if k not in shared]
+    shared, varied = split_overrides([r.overrides for r in runs])
     available = list(dict.fromkeys(k for r in runs for k in r.scores))
     if sort is not None and sort not in available:
         listed = ", ".join(available) if available else "none (train with eval.every > 0, or score the runs with gan eval)"
