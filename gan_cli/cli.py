@@ -133,6 +133,37 @@ def resume_target(arg: str) -> str:
     return value if isinstance(value, str) else raw
 
 
+CONFIG_DIR_FLAGS = ("--config-dir", "-cd")
+
+
+def config_dir_arguments(args: list[str]) -> list[str]:
+    """`--config-dir DIR` (or `-cd DIR`, `--config-dir=DIR`) -> the override `hydra.searchpath=[file://DIR]`.
+
+    The same search path Hydra's flag would add, as an override: the pre-check composes with it, a sweep passes it
+    to every job, and `.hydra/hydra.yaml` records it, so `gan train resume=RUN` finds the user's components again."""
+    out, dirs, i = [], [], 0
+    while i < len(args):
+        a = args[i]
+        if a in CONFIG_DIR_FLAGS:
+            if i + 1 >= len(args):
+                raise GanError(f"{a} needs a folder: gan train {a} my_conf model=my_model (the folder holds model/my_model.yaml).")
+            dirs.append(args[i + 1])
+            i += 2
+            continue
+        if a.startswith("--config-dir="):
+            dirs.append(a.split("=", 1)[1])
+        else:
+            out.append(a)
+        i += 1
+    for d in dirs:
+        if not Path(os.path.expanduser(d)).is_dir():
+            raise GanError(f"--config-dir {d!r} is not a folder. Point it at the folder that holds your model/, loss/, dataset/ or optimizer/ YAML files.")
+    if not dirs:
+        return args
+    paths = ",".join(f"file://{Path(os.path.expanduser(d)).resolve()}" for d in dirs)
+    return [*out, f"hydra.searchpath=[{paths}]"]
+
+
 def resume_arguments(args: list[str]) -> list[str]:
     """`gan train resume=RUN ...` -> the run's own overrides, then the new ones, in RUN itself.
 
@@ -158,7 +189,18 @@ def resume_arguments(args: list[str]) -> list[str]:
         saved = load_checkpoint(ckpt_path)[0].get("overrides", [])
     new_keys = {_override_key(a) for a in args if "=" in a}
     kept = [o for o in saved if _override_key(o) not in new_keys and _override_key(o) != "resume" and not o.startswith("hydra.")]
+    searchpath = _saved_searchpath(run_dir)
+    if searchpath and "hydra.searchpath" not in new_keys:  # the run's --config-dir: where its own components are
+        kept.append(f"hydra.searchpath=[{','.join(searchpath)}]")
     return [*kept, *args, override("hydra.run.dir", str(run_dir)), "hydra.output_subdir=null"]
+
+
+def _saved_searchpath(run_dir: Path) -> list[str]:
+    try:
+        saved = yaml.safe_load((run_dir / ".hydra" / "hydra.yaml").read_text()) or {}
+    except (OSError, yaml.YAMLError):
+        return []
+    return [str(p) for p in (saved.get("hydra", {}).get("searchpath") or [])]
 
 
 def check_resume(cfg: DictConfig) -> None:
@@ -243,19 +285,36 @@ def refuse_added_keys(command: str, args: list[str]) -> None:
     known = list(flatten(OmegaConf.to_container(OmegaConf.structured(schema))))  # type: ignore[arg-type]
     for o in parsed:
         key = o.key_or_group
-        if not (o.is_add() or o.is_force_add()) or key in known or key.startswith("hydra") or Path(CONF, key).is_dir():
+        user_args = any(key.startswith(f"{group}.args.") for group in ("model", "loss", "optimizer", "dataset"))  # a _target_'s own keywords
+        if not (o.is_add() or o.is_force_add()) or key in known or user_args or key.startswith("hydra") or Path(CONF, key).is_dir():
             continue
         close = difflib.get_close_matches(key, known, n=1)
         hint = f" Did you mean {close[0]}?" if close else f" The options of gan {command} are listed by `gan {command} --cfg job`."
         raise GanError(
             f"{o.input_line!r} adds the key {key!r}, which gan {command} does not have: nothing would read it. "
-            f"Every option already exists, so set it without '+' (key=value); '+' only selects a config group, as in +experiment=ring8.{hint}"
+            f"Every option already exists, so set it without '+' (key=value); '+' only selects a config group, as in +experiment=ring8, "
+            f"or adds a keyword of your own component, as in +model.args.hidden=128.{hint}"
         )
+
+
+def compose_config(command: str, args: list[str], with_hydra: bool = False):
+    """The config Hydra will compose for `gan <command> args` (its `hydra` node too when asked); errors as GanError."""
+    from hydra import compose, initialize_config_dir
+
+    try:
+        with initialize_config_dir(config_dir=CONF, version_base="1.3", job_name=f"gan_{command}"):
+            overrides = [a for a in args if with_hydra or not a.startswith("hydra.") or a.startswith("hydra.searchpath=")]
+            return compose(config_name=command, overrides=overrides, return_hydra_config=with_hydra)
+    except Exception as exc:  # any composition error is the user's input
+        message = explain_config_error(exc)
+        if "Could not find 'hydra/launcher/" in message or "Could not find 'hydra/sweeper/" in message:
+            message += (" Launchers and sweepers are Hydra plugins: joblib and optuna come with `make install` (pip install 'gan-cli[sweep]'); "
+                        "others install as their own package, e.g. hydra-submitit-launcher.")  # fmt: skip
+        raise GanError(message) from exc
 
 
 def precheck(command: str, args: list[str]) -> None:
     """Compose a single run's config before Hydra starts it, so a bad override gets a clear message and exit 2."""
-    from hydra import compose, initialize_config_dir
 
     if any(a in ("-m", "--multirun") for a in args) and command == "train":
         for one in sweep_cases([a for a in args if not a.startswith("-")]):
@@ -264,16 +323,7 @@ def precheck(command: str, args: list[str]) -> None:
     if any(a.startswith("-") for a in args):  # --help, --cfg, -cd ...: leave those to Hydra
         return
     refuse_added_keys(command, args)
-    config_name = "train" if command == "train" else command
-    try:
-        with initialize_config_dir(config_dir=CONF, version_base="1.3", job_name=f"gan_{command}"):
-            cfg = compose(config_name=config_name, overrides=[a for a in args if not a.startswith("hydra.")])
-    except Exception as exc:  # any composition error is the user's input
-        message = explain_config_error(exc)
-        if "Could not find 'hydra/launcher/" in message or "Could not find 'hydra/sweeper/" in message:
-            message += (" Launchers and sweepers are Hydra plugins: joblib and optuna come with `make install` (pip install 'gan-cli[sweep]'); "
-                        "others install as their own package, e.g. hydra-submitit-launcher.")  # fmt: skip
-        raise GanError(message) from exc
+    cfg = compose_config(command, args)
     if command == "train":
         from gan_cli.train import check_options
 
@@ -333,6 +383,13 @@ def main(argv: list[str] | None = None) -> None:
     try:
         try:
             multirun = any(a in ("-m", "--multirun") for a in rest)
+            if command == "train":
+                rest = config_dir_arguments(rest)
+            if command == "train" and any(a in ("-h", "--help") for a in rest):
+                from gan_cli.help import train_help
+
+                print(train_help(compose_config(command, [a for a in rest if not a.startswith("-")], with_hydra=True)))
+                return
             if command == "train" and not multirun and any(a.startswith("resume=") for a in rest):
                 rest = resume_arguments(rest)
             precheck(command, rest)

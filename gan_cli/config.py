@@ -1,24 +1,28 @@
-"""Typed schemas for every config the `gan` commands compose.
+"""Typed schemas for every config the `gan` commands compose, and where each default lives.
 
 Hydra merges the YAML files of `conf/` onto these dataclasses, so a typo in a key
 (`train.stpes=5`) or a wrong type (`train.steps=abc`) fails before any work starts, with
-OmegaConf naming the key. The YAML files hold the defaults users read and override; these
-classes only say which keys exist and what type each one has.
+OmegaConf naming the key. The classes say only which keys exist and what type each one has;
+every default is written once, in YAML, next to the comment that explains it:
+`conf/base/<group>.yaml` holds the keys a group's options share, each `conf/<group>/<option>.yaml`
+states only what differs, and `train.yaml` / `sample.yaml` / `eval.yaml` hold the rest.
 
 Every option with a fixed set of values is an Enum: Hydra then refuses `model.d_norm=btach` while
 composing, naming the allowed values, before a run directory or the data exist. The members are
 strings (`Choice`), so the code compares them with plain names and checkpoints store plain names
-(`to_plain`). The registries the values select from (models, losses, ...) are checked against these
-lists by tests/test_config.py.
+(`to_plain`). The names that select a component (`model.name`, `loss.objective`, `optimizer.name`,
+`dataset.name`) are plain strings checked against the open registries of `gan_cli.components`, since a
+user's `--config-dir` can add to them.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
-from typing import Any, List, Optional
+from typing import Any, Dict, List, Optional
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
@@ -43,17 +47,13 @@ def _choices(name: str, values: tuple[str, ...]) -> type[Choice]:
     return Choice(name, {v: v for v in values})  # type: ignore[return-value]
 
 
-ModelName = _choices("ModelName", ("mlp", "dcgan", "style", "shift"))
 DNorm = _choices("DNorm", ("batch", "layer", "spectral", "none"))
 GNorm = _choices("GNorm", ("batch", "virtual"))
 Conditioning = _choices("Conditioning", ("none", "concat", "projection", "acgan", "cbn", "auto"))
 Minibatch = _choices("Minibatch", ("none", "mbdisc", "mbstd"))
 GActivation = _choices("GActivation", ("leaky", "relu"))
-Objective = _choices("Objective", ("minimax", "ns", "wasserstein", "lsgan", "hinge"))
 Penalty = _choices("Penalty", ("none", "gp", "dragan", "r1"))
-OptimizerName = _choices("OptimizerName", ("adam", "rmsprop", "sgd"))
 Schedule = _choices("Schedule", ("constant", "linear", "cosine"))
-DatasetName = _choices("DatasetName", ("mnist5k", "mnist", "fashion_mnist", "cifar10", "image_folder", "ring8", "grid25", "gauss1d"))
 Switch = _choices("Switch", ("auto", "on", "off"))
 AmpMode = _choices("AmpMode", ("auto", "bf16", "fp16", "off"))
 AugmentPolicy = _choices("AugmentPolicy", ("color", "translation", "cutout"))
@@ -63,100 +63,108 @@ SampleMode = _choices("SampleMode", ("grid", "classes", "interp", "arithmetic", 
 
 @dataclass
 class ModelConfig:
-    name: ModelName = MISSING  # type: ignore[valid-type]
-    z_dim: int = 100
-    g_width: int = 64
-    d_width: int = 64
-    dropout: float = 0.0
-    d_norm: DNorm = DNorm.batch  # type: ignore[valid-type]
-    init_std: float = 0.02
-    g_spectral: bool = False
-    g_norm: GNorm = GNorm.batch  # type: ignore[valid-type]
-    cond: Conditioning = Conditioning.none  # type: ignore[valid-type]
-    attention: int = 0
-    minibatch: Minibatch = Minibatch.none  # type: ignore[valid-type]
-    info_cat: int = 0
-    info_cont: int = 0
-    ema: float = 0.0
-    ema_warmup: bool = True
-    pack: int = 1
-    g_act: GActivation = GActivation.leaky  # type: ignore[valid-type]
-    style_mixing: float = 0.0
+    name: str = MISSING
+    _target_: Optional[str] = MISSING
+    args: Dict[str, Any] = MISSING
+    z_dim: int = MISSING
+    g_width: int = MISSING
+    d_width: int = MISSING
+    dropout: float = MISSING
+    d_norm: DNorm = MISSING  # type: ignore[valid-type]
+    init_std: float = MISSING
+    g_spectral: bool = MISSING
+    g_norm: GNorm = MISSING  # type: ignore[valid-type]
+    cond: Conditioning = MISSING  # type: ignore[valid-type]
+    attention: int = MISSING
+    minibatch: Minibatch = MISSING  # type: ignore[valid-type]
+    info_cat: int = MISSING
+    info_cont: int = MISSING
+    ema: float = MISSING
+    ema_warmup: bool = MISSING
+    pack: int = MISSING
+    g_act: GActivation = MISSING  # type: ignore[valid-type]
+    style_mixing: float = MISSING
 
 
 @dataclass
 class LossConfig:
-    objective: Objective = MISSING  # type: ignore[valid-type]
-    n_critic: int = 1
-    penalty: Penalty = Penalty.none  # type: ignore[valid-type]
-    penalty_weight: float = 0.0
-    penalty_every: int = 1
-    clip: Optional[float] = None
-    label_smoothing: float = 0.0
-    feature_matching: bool = False
-    hist_weight: float = 0.0
-    ortho_weight: float = 0.0
-    aux_weight: float = 1.0
-    aux_on_fake: bool = False
-    info_weight: float = 1.0
+    objective: str = MISSING
+    _target_: Optional[str] = MISSING
+    args: Dict[str, Any] = MISSING
+    n_critic: int = MISSING
+    penalty: Penalty = MISSING  # type: ignore[valid-type]
+    penalty_weight: float = MISSING
+    penalty_every: int = MISSING
+    clip: Optional[float] = MISSING
+    label_smoothing: float = MISSING
+    feature_matching: bool = MISSING
+    hist_weight: float = MISSING
+    ortho_weight: float = MISSING
+    aux_weight: float = MISSING
+    aux_on_fake: bool = MISSING
+    info_weight: float = MISSING
 
 
 @dataclass
 class OptimizerConfig:
-    name: OptimizerName = MISSING  # type: ignore[valid-type]
-    lr: float = 2e-4
-    lr_d: Optional[float] = None
-    lr_g: Optional[float] = None
-    betas: List[float] = field(default_factory=lambda: [0.5, 0.999])
-    momentum: float = 0.0
-    weight_decay: float = 0.0
-    schedule: Schedule = Schedule.constant  # type: ignore[valid-type]
-    warmup: int = 0
+    name: str = MISSING
+    _target_: Optional[str] = MISSING
+    args: Dict[str, Any] = MISSING
+    lr: float = MISSING
+    lr_d: Optional[float] = MISSING
+    lr_g: Optional[float] = MISSING
+    betas: List[float] = MISSING
+    momentum: float = MISSING
+    weight_decay: float = MISSING
+    schedule: Schedule = MISSING  # type: ignore[valid-type]
+    warmup: int = MISSING
 
 
 @dataclass
 class DatasetConfig:
-    name: DatasetName = MISSING  # type: ignore[valid-type]
-    root: Optional[str] = None
-    download: bool = True
-    path: Optional[str] = None
-    image_size: Optional[int] = None
-    channels: int = 3
-    n: int = 20000
-    std: Optional[float] = None
-    limit: Optional[int] = None
+    name: str = MISSING
+    _target_: Optional[str] = MISSING
+    args: Dict[str, Any] = MISSING
+    root: Optional[str] = MISSING
+    download: bool = MISSING
+    path: Optional[str] = MISSING
+    image_size: Optional[int] = MISSING
+    channels: int = MISSING
+    n: int = MISSING
+    std: Optional[float] = MISSING
+    limit: Optional[int] = MISSING
 
 
 @dataclass
 class TrainConfig:
-    steps: int = 2000
-    batch_size: int = 64
-    log_every: int = 50
-    sample_every: int = 500
-    ckpt_every: int = 1000
-    n_samples: int = 64
-    num_workers: int = 2
-    threads: Optional[int] = None
-    amp: AmpMode = AmpMode.auto  # type: ignore[valid-type]
-    channels_last: Switch = Switch.auto  # type: ignore[valid-type]
-    compile: Switch = Switch.auto  # type: ignore[valid-type]
-    data_on_device: Switch = Switch.auto  # type: ignore[valid-type]
-    augment: List[AugmentPolicy] = field(default_factory=list)  # type: ignore[valid-type]
+    steps: int = MISSING
+    batch_size: int = MISSING
+    log_every: int = MISSING
+    sample_every: int = MISSING
+    ckpt_every: int = MISSING
+    n_samples: int = MISSING
+    num_workers: int = MISSING
+    threads: Optional[int] = MISSING
+    amp: AmpMode = MISSING  # type: ignore[valid-type]
+    channels_last: Switch = MISSING  # type: ignore[valid-type]
+    compile: Switch = MISSING  # type: ignore[valid-type]
+    data_on_device: Switch = MISSING  # type: ignore[valid-type]
+    augment: List[AugmentPolicy] = MISSING  # type: ignore[valid-type]
 
 
 @dataclass
 class MetricsConfig:
-    metrics: Optional[List[str]] = None
-    n: Optional[int] = None
-    backbone: Backbone = Backbone.lenet  # type: ignore[valid-type]
-    seed: int = 0
-    inception_weights: Optional[str] = None
+    metrics: Optional[List[str]] = MISSING
+    n: Optional[int] = MISSING
+    backbone: Backbone = MISSING  # type: ignore[valid-type]
+    seed: int = MISSING
+    inception_weights: Optional[str] = MISSING
 
 
 @dataclass
 class TrainEvalConfig(MetricsConfig):
-    every: int = 0
-    best: Optional[str] = None
+    every: int = MISSING
+    best: Optional[str] = MISSING
 
 
 @dataclass
@@ -167,33 +175,35 @@ class GanConfig:
     dataset: DatasetConfig = field(default_factory=DatasetConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: TrainEvalConfig = field(default_factory=TrainEvalConfig)
-    seed: int = 0
-    device: str = "auto"
-    resume: Optional[str] = None
+    seed: int = MISSING
+    device: str = MISSING
+    resume: Optional[str] = MISSING
 
 
 @dataclass
 class SampleConfig:
     ckpt: str = MISSING
-    n: int = 64
-    seed: int = 0
-    out: Optional[str] = None
-    nrow: Optional[int] = None
-    device: str = "auto"
-    mode: SampleMode = SampleMode.grid  # type: ignore[valid-type]
-    labels: Optional[List[int]] = None
-    seeds: Optional[List[int]] = None
-    ema: bool = True
-    truncation: Optional[float] = None
+    n: int = MISSING
+    seed: int = MISSING
+    out: Optional[str] = MISSING
+    nrow: Optional[int] = MISSING
+    device: str = MISSING
+    mode: SampleMode = MISSING  # type: ignore[valid-type]
+    labels: Optional[List[int]] = MISSING
+    seeds: Optional[List[int]] = MISSING
+    ema: bool = MISSING
+    truncation: Optional[float] = MISSING
+    allow_targets: List[str] = MISSING
 
 
 @dataclass
 class EvalConfig(MetricsConfig):
     ckpt: str = MISSING
-    reference: Optional[str] = None
-    device: str = "auto"
-    ema: bool = True
-    truncation: Optional[float] = None
+    reference: Optional[str] = MISSING
+    device: str = MISSING
+    ema: bool = MISSING
+    truncation: Optional[float] = MISSING
+    allow_targets: List[str] = MISSING
 
 
 def register_schemas() -> None:
@@ -220,11 +230,50 @@ def to_plain(cfg: DictConfig) -> dict[str, Any]:
     return OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)  # type: ignore[return-value]
 
 
+GROUPS = ("model", "loss", "optimizer", "dataset")  # the config groups whose options are components
+
+
+def yaml_values(path: Path) -> DictConfig:
+    """A YAML file's own keys, without Hydra's `defaults` list and `hydra` settings."""
+    cfg = OmegaConf.load(path)
+    return OmegaConf.masked_copy(cfg, [k for k in cfg if k not in ("defaults", "hydra")])  # type: ignore[arg-type]
+
+
+@functools.lru_cache(maxsize=None)
+def base_values(group: str) -> DictConfig:
+    """conf/base/<group>.yaml: the default of every key the group's options share."""
+    return yaml_values(config_dir() / "base" / f"{group}.yaml")
+
+
+def group_defaults(group: str) -> DictConfig:
+    """A group's schema with its base defaults: every shared key set, the selector (`name`, `objective`) missing."""
+    schema = {"model": ModelConfig, "loss": LossConfig, "optimizer": OptimizerConfig, "dataset": DatasetConfig}[group]
+    return OmegaConf.merge(OmegaConf.structured(schema), base_values(group))
+
+
+def option_config(group: str, name: str) -> DictConfig:
+    """`conf/<group>/<name>.yaml` on its group's base and schema: the option as `gan train <group>=<name>` composes it."""
+    return OmegaConf.merge(group_defaults(group), yaml_values(config_dir() / group / f"{name}.yaml"))
+
+
+def command_defaults(command: str) -> DictConfig:
+    """Every key of `gan sample` / `gan eval` at its default (the mandatory `ckpt` left missing)."""
+    schema = {"sample": SampleConfig, "eval": EvalConfig}[command]
+    return OmegaConf.merge(OmegaConf.structured(schema), yaml_values(config_dir() / f"{command}.yaml"))
+
+
+def train_defaults() -> DictConfig:
+    """The value every `gan train` key takes when no option sets it: the group bases and train.yaml's own keys.
+    A checkpoint written before a key existed gets this value for it (`upgrade_saved_config`)."""
+    bases = {group: base_values(group) for group in GROUPS}
+    return OmegaConf.merge(OmegaConf.structured(GanConfig), bases, yaml_values(config_dir() / "train.yaml"))
+
+
 def upgrade_saved_config(saved: dict[str, Any]) -> dict[str, Any]:
     """A checkpoint's config with today's defaults for the keys added since it was written.
 
-    Options are added with defaults that keep the old behaviour (`g_norm=batch`, `cond=none`,
-    `penalty_every=1`, ...), so filling them in lets `gan sample`, `gan eval` and `resume` read
+    Options are added with base defaults that keep the old behaviour (`g_norm=batch`, `cond=none`,
+    `penalty_every=1`, `_target_=null`, ...; `conf/base/`), so filling them in lets `gan sample`, `gan eval` and `resume` read
     checkpoints from earlier versions; where a new default changed it (ACGAN's `aux_on_fake`), the old
     value is filled in, so resuming such a run with today's default is refused by name, never silently changed. A key that no longer exists cannot be interpreted,
     which is a clear error rather than a guess.
@@ -234,7 +283,7 @@ def upgrade_saved_config(saved: dict[str, Any]) -> dict[str, Any]:
         # the one added key whose default changed behaviour: ACGAN's head used to learn from the fakes too
         saved = {**saved, "loss": {**loss, "aux_on_fake": True}}
     try:
-        merged = OmegaConf.merge(OmegaConf.structured(GanConfig), saved)
+        merged = OmegaConf.merge(train_defaults(), saved)
     except (ConfigKeyError, ValidationError) as exc:
         raise GanError(
             f"The checkpoint's config does not fit this version of gan ({str(exc).splitlines()[0]}); "

@@ -21,10 +21,10 @@ from rich.console import Console
 from rich.table import Table
 
 from gan_cli.checkpoint import LAST, resolve_checkpoint, run_dir_of, usable_path
-from gan_cli.config import DatasetConfig, config_dir
+from gan_cli.config import config_dir, option_config
 from gan_cli.data import load_dataset
 from gan_cli.errors import GanError
-from gan_cli.losses import OBJECTIVES
+from gan_cli.losses import build_objective
 from gan_cli.metrics import Scorer
 from gan_cli.metrics.scorer import generated_labels
 from gan_cli.models import build_models, num_classes
@@ -49,12 +49,11 @@ def _job_key(name: str) -> tuple[int, str]:
 def evaluate_checkpoint(path: Path, cfg, device: torch.device) -> dict[str, Any]:
     """Scores of one checkpoint with their protocol; also written to <run dir>/metrics.json."""
     t0 = time.perf_counter()
-    G, spec, ckpt, path = load_generator(str(path), device, cfg.ema)
+    G, spec, ckpt, path = load_generator(str(path), device, cfg.ema, cfg.allow_targets)
     saved = ckpt["config"]
     dataset_cfg = OmegaConf.create(saved["dataset"])
-    objective = OBJECTIVES.get(saved["loss"]["objective"])
     d_prob = None
-    if objective is not None and objective.outputs_probability:
+    if build_objective(OmegaConf.create(saved["loss"])).outputs_probability:
         _, D = build_models(OmegaConf.create(saved["model"]), spec)
         load_state(D, ckpt["models"]["D"], path)
         D = D.to(device).eval()
@@ -105,7 +104,7 @@ def dataset_config(name: str):
     if name not in available:
         raise GanError(f"reference={name!r} is not a dataset. Allowed: {', '.join(available)}.")
     try:
-        cfg = OmegaConf.merge(OmegaConf.structured(DatasetConfig), OmegaConf.load(config_dir() / "dataset" / f"{name}.yaml"))
+        cfg = option_config("dataset", name)
         OmegaConf.to_container(cfg, throw_on_missing=True)
     except OmegaConfBaseException as exc:
         raise GanError(f"reference={name} cannot be loaded from its default config ({str(exc).splitlines()[0]}).") from exc

@@ -16,6 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from gan_cli.components import Registry, target_args
+from gan_cli.contracts import Objective as ObjectiveContract, missing_members
 from gan_cli.errors import GanError, one_of
 
 LOG4 = math.log(4.0)
@@ -110,8 +112,17 @@ class Hinge(Objective):
         return -fake.mean()
 
 
-OBJECTIVES: dict[str, type[Objective]] = {c.name: c for c in (Minimax, NonSaturating, Wasserstein, LeastSquares, Hinge)}
-SMOOTHABLE = ("minimax", "ns", "lsgan")  # the objectives with a real target to smooth
+def _from_target(make: Callable[..., Objective]) -> Callable[..., Objective]:
+    return lambda cfg: make(**target_args(cfg))
+
+
+# the keys every objective reads: the penalty, constraint and extra terms wrap whatever game is played
+_LOSS_KEYS = ("objective", "n_critic", "penalty", "penalty_weight", "penalty_every", "clip", "feature_matching", "hist_weight",
+              "ortho_weight", "aux_weight", "aux_on_fake", "info_weight")  # fmt: skip
+OBJECTIVES = Registry("loss", "objective", shared=_LOSS_KEYS, target_uses=("_target_", "args", "label_smoothing"), adapt=_from_target)
+for _objective in (Minimax, NonSaturating, Wasserstein, LeastSquares, Hinge):
+    # one-sided label smoothing needs a real target, which the BCE family and LSGAN have
+    OBJECTIVES.add(_objective.name, lambda cfg, cls=_objective: cls(), uses=("label_smoothing",) if _objective.name in ("minimax", "ns", "lsgan") else ())
 
 DFn = Callable[[torch.Tensor], torch.Tensor]
 
@@ -288,10 +299,26 @@ class GanLoss:
                     p.clamp_(-self.clip, self.clip)
 
 
+def build_objective(cfg) -> Objective:
+    """The game `cfg` (a LossConfig) names: a built-in objective, or the user's `_target_` checked against the contract."""
+    component = OBJECTIVES.of(cfg)
+    if component.target is None:
+        return component.build(cfg)
+    try:
+        objective = component.build(cfg)
+    except (TypeError, ValueError) as exc:
+        raise GanError(f"loss._target_={component.target!r} could not be built from loss.args={target_args(cfg)}: {exc}.") from exc
+    missing = missing_members(objective, ObjectiveContract)
+    if missing:
+        raise GanError(
+            f"loss._target_={component.target!r} returned a {type(objective).__name__} that breaks gan's Objective contract "
+            f"(gan_cli/contracts.py): it lacks {', '.join(missing)}. Subclassing gan_cli.losses.Objective gives the defaults."
+        )
+    return objective
+
+
 def build_loss(cfg) -> GanLoss:
     """A GanLoss from a LossConfig, with every value checked."""
-    if cfg.objective not in OBJECTIVES:
-        raise one_of("loss.objective", cfg.objective, OBJECTIVES)
     if cfg.penalty not in PENALTIES:
         raise one_of("loss.penalty", cfg.penalty, PENALTIES)
     if cfg.n_critic < 1:
@@ -305,13 +332,14 @@ def build_loss(cfg) -> GanLoss:
         )
     if cfg.clip is not None and cfg.clip <= 0:
         raise GanError(f"loss.clip={cfg.clip} must be a positive bound (or null for no clipping).")
-    objective = OBJECTIVES[cfg.objective]()
+    objective = build_objective(cfg)
     if cfg.label_smoothing:
         if not 0.0 < cfg.label_smoothing < 1.0:
             raise GanError(f"loss.label_smoothing={cfg.label_smoothing} must be in [0, 1) (0.1 to 0.3 is usual; D's real target becomes 1 - s).")
-        if cfg.objective not in SMOOTHABLE:
+        if not hasattr(objective, "real_target") or "label_smoothing" not in OBJECTIVES.of(cfg).uses:
+            smoothable = [name for name in OBJECTIVES if "label_smoothing" in OBJECTIVES.get(name).uses]
             raise GanError(
-                f"loss.label_smoothing={cfg.label_smoothing} needs an objective with a real target ({', '.join(SMOOTHABLE)}); "
+                f"loss.label_smoothing={cfg.label_smoothing} needs an objective with a real target ({', '.join(smoothable)}); "
                 f"loss.objective={cfg.objective} has none. Set loss.label_smoothing=0."
             )
         objective.real_target = 1.0 - float(cfg.label_smoothing)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable, Optional, Sequence
 
 import numpy as np
 import torch
@@ -18,7 +18,8 @@ from omegaconf import OmegaConf
 from gan_cli.checkpoint import load_checkpoint, run_dir_of
 from gan_cli.data import DataSpec
 from gan_cli.data.toys import TOY_NAMES, make_toy
-from gan_cli.errors import GanError, io_failure, one_of
+from gan_cli.components import check_checkpoint_targets
+from gan_cli.errors import GanError, io_failure, one_of, shown
 from gan_cli.models import build_models, latent_layout, num_classes, sample_latent, truncate
 from gan_cli.plots import image_grid, points_figure, save_figure
 from gan_cli.rng import seeded_global_rng
@@ -27,9 +28,15 @@ from gan_cli.runtime import load_state, pick_device, render
 OUT_KINDS = (".png", ".npy", ".pt")
 
 
-def load_generator(ckpt_target: str, device: torch.device, ema: bool = True) -> tuple[torch.nn.Module, DataSpec, dict, Path]:
-    """(G in eval mode, data spec, checkpoint dict, checkpoint path); the EMA generator when asked and present."""
+REBUILT_GROUPS = ("model", "dataset", "loss")  # what sample and eval rebuild from a checkpoint's config (never its optimizer)
+
+
+def load_generator(ckpt_target: str, device: torch.device, ema: bool = True, allow_targets: Sequence[str] = ()) -> tuple[torch.nn.Module, DataSpec, dict, Path]:
+    """(G in eval mode, data spec, checkpoint dict, checkpoint path); the EMA generator when asked and present.
+
+    A checkpoint naming its own components (`_target_`) is refused unless the user allowed their modules."""
     ckpt, path = load_checkpoint(ckpt_target, map_location=device)
+    check_checkpoint_targets(ckpt["config"], REBUILT_GROUPS, allow_targets, shown(path))
     spec = DataSpec.from_dict(ckpt["data_spec"])
     G, _ = build_models(OmegaConf.create(ckpt["config"]["model"]), spec)
     load_state(G, ckpt["models"]["G_ema" if ema and "G_ema" in ckpt["models"] else "G"], path)
@@ -193,7 +200,7 @@ def sample(cfg) -> Path:
     if cfg.nrow is not None and cfg.nrow < 1:
         raise GanError(f"nrow={cfg.nrow} must be a positive number of images per row.")
     device = pick_device(cfg.device)
-    G, spec, ckpt, path = load_generator(cfg.ckpt, device, cfg.ema)
+    G, spec, ckpt, path = load_generator(cfg.ckpt, device, cfg.ema, cfg.allow_targets)
     name = f"sample_seed{cfg.seed}.png" if cfg.mode == "grid" else f"{cfg.mode}_seed{cfg.seed}.png"
     out = Path(cfg.out) if cfg.out else run_dir_of(path) / "samples" / name
     if out.suffix.lower() not in OUT_KINDS:

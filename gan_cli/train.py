@@ -31,12 +31,13 @@ from gan_cli.config import to_plain
 from gan_cli.contracts import check_models
 from gan_cli.data import DataSpec, load_dataset, make_batcher
 from gan_cli.data.datasets import planned_spec
-from gan_cli.errors import DIVERGED, INTERRUPTED, GanError, io_failure, one_of
+from gan_cli.errors import DIVERGED, INTERRUPTED, GanError, io_failure
 from gan_cli.logs import CONSOLE
 from gan_cli.losses import GanLoss, build_loss, mutual_info_bound
 from gan_cli.metrics.in_training import TrainingEval
-from gan_cli.models import EMA, build_models, latent_layout, num_classes, sample_latent
+from gan_cli.models import EMA, build_models, model_label, latent_layout, num_classes, sample_latent
 from gan_cli.models.layers import discriminate
+from gan_cli.optimizers import build_optimizers
 from gan_cli.plots import image_grid, points_figure, save_figure
 from gan_cli.rng import seeded_global_rng
 from gan_cli.rundir import (RunEnd, RunLock, check_resumable, flatten, read_status, record_resume, remove_stale_temp_files, resume_command,
@@ -47,46 +48,6 @@ from gan_cli.speed import FP32, Precision, eager, enable_backend_speedups, plan_
 from gan_cli.tracking import NonFiniteLoss, Tracker
 
 log = logging.getLogger("gan_cli")
-
-
-# ---------------------------------------------------------------------------------------------
-# set-up
-# ---------------------------------------------------------------------------------------------
-OPTIMIZERS = ("adam", "rmsprop", "sgd")
-
-
-def build_optimizers(cfg, G: nn.Module, D: nn.Module) -> tuple[torch.optim.Optimizer, torch.optim.Optimizer]:
-    """(opt_G, opt_D); lr_g / lr_d override lr for a two-time-scale update rule."""
-    if cfg.name not in OPTIMIZERS:
-        raise one_of("optimizer", cfg.name, OPTIMIZERS)
-    lrs = {"lr": cfg.lr, "lr_g": cfg.lr_g, "lr_d": cfg.lr_d}
-    for key, value in lrs.items():
-        if value is not None and value < 0:
-            raise GanError(f"optimizer.{key}={value} must be >= 0 (0 freezes the network).")
-    if len(cfg.betas) != 2 or not all(0.0 <= b < 1.0 for b in cfg.betas):
-        raise GanError(f"optimizer.betas={list(cfg.betas)} must be two numbers in [0, 1), e.g. [0.5, 0.999].")
-
-    def make(params, lr: float) -> torch.optim.Optimizer:
-        params = list(params)
-        fast = _fast_update(cfg.name, params)
-        if cfg.name == "adam":
-            return torch.optim.Adam(params, lr=lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay, **fast)
-        if cfg.name == "rmsprop":
-            return torch.optim.RMSprop(params, lr=lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay, **fast)
-        return torch.optim.SGD(params, lr=lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay, **fast)
-
-    lr_g = cfg.lr if cfg.lr_g is None else cfg.lr_g
-    lr_d = cfg.lr if cfg.lr_d is None else cfg.lr_d
-    return make(G.parameters(), lr_g), make(D.parameters(), lr_d)
-
-
-def _fast_update(name: str, params: list[nn.Parameter]) -> dict[str, bool]:
-    """Fused Adam/SGD (one kernel for all parameters, and no host sync under an fp16 GradScaler) on CUDA
-    and CPU; the multi-tensor path for the rest on CUDA. Same update rule, fewer launches."""
-    devices = {p.device.type for p in params}
-    if name in ("adam", "sgd") and devices <= {"cuda", "cpu"} and all(p.is_floating_point() for p in params):
-        return {"fused": True}
-    return {"foreach": True} if devices == {"cuda"} else {}
 
 
 def grad_norm(module: nn.Module) -> torch.Tensor:
@@ -238,7 +199,7 @@ def check_options(cfg: DictConfig) -> None:
     if spec is None:  # image_folder: its shape and classes are known once the folder is read
         return
     G, D = build_models(cfg.model, spec)
-    check_models(G, D, spec, cfg.model.pack)
+    check_models(G, D, spec, cfg.model.pack, model_label(cfg.model))
     loss.extra.check_fits(D)
     opt_g, opt_d = build_optimizers(cfg.optimizer, G, D)
     build_schedulers(cfg.optimizer, cfg.train.steps, opt_g, opt_d)
@@ -382,7 +343,7 @@ def _set_up(cfg: DictConfig, run_dir: Path, parallel_jobs: int):
     G, D = build_models(cfg.model, data.spec)
     G.to(device)
     D.to(device)
-    check_models(G, D, data.spec, cfg.model.pack)  # image_folder's shape is known only now; on its own random stream
+    check_models(G, D, data.spec, cfg.model.pack, model_label(cfg.model))  # image_folder's shape is known only now; on its own random stream
     plan = plan_speed(cfg.train, device, data.spec.is_image, data.x.nbytes if data.x is not None else 0)
     enable_backend_speedups(device)
     runners = prepare_models(G, D, plan)

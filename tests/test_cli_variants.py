@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from omegaconf import OmegaConf
 
-from gan_cli.config import SampleConfig
+from gan_cli.config import command_defaults
 from gan_cli.errors import GanError
 from gan_cli.sample import sample
 
@@ -27,7 +27,7 @@ def train(workdir: Path, *args: str) -> Path:
 def sample_array(workdir: Path, run: Path, **options) -> np.ndarray:
     """`gan sample` in this process (the CLI path itself is covered once per test below): saves a process start per call."""
     out = workdir / "s.npy"
-    cfg = OmegaConf.merge(OmegaConf.structured(SampleConfig), {"ckpt": str(run), "out": str(out), "device": "cpu", **options})
+    cfg = OmegaConf.merge(command_defaults("sample"), {"ckpt": str(run), "out": str(out), "device": "cpu", **options})
     sample(cfg)
     return np.load(out)
 

@@ -78,9 +78,16 @@ def test_help_lists_commands_and_groups(workdir: Path) -> None:
     top = run_gan("--help", cwd=workdir, check=True)
     assert "train" in top.stdout and "sample" in top.stdout
     train = run_gan("train", "--help", cwd=workdir, check=True)
-    for group in ("model:", "loss:", "optimizer:", "dataset:", "experiment:"):
-        assert group in train.stdout
+    for chosen in ("model=dcgan", "loss=ns", "optimizer=adam", "dataset=mnist5k", "experiment presets"):
+        assert chosen in train.stdout
     assert "wgan_gp" in train.stdout and "mnist5k" in train.stdout
+    assert "  attention: 0 " in train.stdout and "# latent size" in train.stdout  # the keys dcgan reads, with their YAML comments
+    # only the keys the chosen options read: no self-attention for an MLP, no label smoothing for a Wasserstein critic,
+    # no Adam betas for SGD; the values are this composition's
+    other = run_gan("train", "model=mlp", "loss=wgan_gp", "optimizer=sgd", "--help", cwd=workdir, check=True).stdout
+    assert "model=mlp" in other and "attention:" not in other and "g_act: leaky" in other
+    assert "label_smoothing" not in other and "penalty: gp" in other and "betas" not in other and "momentum: 0.5" in other
+    assert not (workdir / "outputs").exists()
     for command in ("sample", "eval"):  # their options only: they take no config group, so none is offered
         text = run_gan(command, "--help", cwd=workdir, check=True).stdout
         assert "ckpt:" in text and "Configuration groups" not in text and "optimizer:" not in text
@@ -92,20 +99,18 @@ def test_every_choice_enum_lists_exactly_what_its_registry_offers() -> None:
     """The schema's Enums (what Hydra accepts) and the registries (what the code builds) are one list of names."""
     from gan_cli import config as c
     from gan_cli.augment import POLICIES
-    from gan_cli.data.datasets import DATASET_NAMES
-    from gan_cli.losses import OBJECTIVES, PENALTIES
+    from gan_cli.losses import PENALTIES
     from gan_cli.metrics.backbones import BACKBONES
-    from gan_cli.models import D_NORMS, G_NORMS, MODELS
+    from gan_cli.models import D_NORMS, G_NORMS
     from gan_cli.models.layers import CONDITIONINGS, MINIBATCH_LAYERS
     from gan_cli.models.mlp import G_ACTIVATIONS
     from gan_cli.sample import MODES
     from gan_cli.schedules import SCHEDULES
     from gan_cli.speed import AMP_MODES, SWITCH_VALUES
-    from gan_cli.train import OPTIMIZERS
 
-    pairs = [(c.ModelName, MODELS), (c.DNorm, D_NORMS), (c.GNorm, G_NORMS), (c.Conditioning, (*CONDITIONINGS, "auto")),
-             (c.Minibatch, MINIBATCH_LAYERS), (c.GActivation, G_ACTIVATIONS), (c.Objective, OBJECTIVES), (c.Penalty, PENALTIES),
-             (c.OptimizerName, OPTIMIZERS), (c.Schedule, SCHEDULES), (c.DatasetName, DATASET_NAMES), (c.Switch, SWITCH_VALUES),
+    pairs = [(c.DNorm, D_NORMS), (c.GNorm, G_NORMS), (c.Conditioning, (*CONDITIONINGS, "auto")),
+             (c.Minibatch, MINIBATCH_LAYERS), (c.GActivation, G_ACTIVATIONS), (c.Penalty, PENALTIES),
+             (c.Schedule, SCHEDULES), (c.Switch, SWITCH_VALUES),
              (c.AmpMode, AMP_MODES), (c.AugmentPolicy, POLICIES), (c.Backbone, BACKBONES), (c.SampleMode, MODES)]  # fmt: skip
     for enum, registry in pairs:
         assert sorted(m.value for m in enum) == sorted(registry), enum.__name__
@@ -119,3 +124,29 @@ def test_a_choice_compares_and_prints_as_its_name_and_checkpoints_store_plain_st
     assert {"layer": 1}[cfg.model.d_norm] == 1
     plain = to_plain(cfg)
     assert type(plain["model"]["d_norm"]) is str and type(plain["train"]["augment"][0]) is str
+
+
+def test_every_option_file_selects_a_registered_component_and_states_only_what_differs_from_its_base() -> None:
+    """One registry per group and one default per key: conf/<group>/*.yaml name exactly the registry's built-ins,
+    and no option file repeats a value its group's base (conf/base/<group>.yaml) already holds."""
+    from omegaconf import OmegaConf
+
+    from gan_cli.components import Registry
+    from gan_cli.config import base_values, yaml_values
+    from gan_cli.data.datasets import DATASETS
+    from gan_cli.losses import OBJECTIVES
+    from gan_cli.models import MODELS
+    from gan_cli.optimizers import OPTIMIZERS
+
+    registries: dict[str, Registry] = {"model": MODELS, "loss": OBJECTIVES, "optimizer": OPTIMIZERS, "dataset": DATASETS}
+    for group, registry in registries.items():
+        base = base_values(group)
+        selected = set()
+        for path in sorted((config_dir() / group).glob("*.yaml")):
+            values = yaml_values(path)
+            selected.add(values[registry.selector])
+            for key in values:
+                assert key in base.keys(), f"{path.name}: {key} is not a key of conf/base/{group}.yaml"
+                if key != registry.selector and not OmegaConf.is_missing(values, key):
+                    assert values[key] != base[key], f"{path.name} repeats {group}.{key}={values[key]}, the base default"
+        assert selected == set(registry), group

@@ -26,7 +26,7 @@ def test_wheel_install_has_configs_and_trains(tmp_path: Path) -> None:
     run = tmp_path / "elsewhere"
     run.mkdir()
     help_text = subprocess.run([sys.executable, str(gan), "train", "--help"], cwd=run, env=env, capture_output=True, text=True, check=True).stdout
-    assert "model:" in help_text and "dcgan" in help_text
+    assert "model=dcgan" in help_text and "# latent size" in help_text
     proc = subprocess.run(
         [sys.executable, str(gan), "train", "train.steps=2", "model.g_width=4", "model.d_width=4", "train.batch_size=8", "dataset.limit=64"],
         cwd=run, env=env, capture_output=True, text=True, timeout=300,

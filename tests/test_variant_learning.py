@@ -12,7 +12,7 @@ from omegaconf import OmegaConf
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from conftest import only_run_dir, run_gan
-from gan_cli.config import SampleConfig
+from gan_cli.config import command_defaults
 from gan_cli.data.toys import mode_centers
 from gan_cli.sample import sample
 
@@ -35,7 +35,7 @@ def test_every_conditioning_puts_each_label_on_its_own_mode(workdir: Path, one_t
     labels = torch.arange(8).repeat_interleave(50)
     for run in runs:
         out = run / "s.npy"
-        sample(OmegaConf.merge(OmegaConf.structured(SampleConfig), {"ckpt": str(run), "out": str(out), "labels": labels.tolist(), "device": "cpu"}))
+        sample(OmegaConf.merge(command_defaults("sample"), {"ckpt": str(run), "out": str(out), "labels": labels.tolist(), "device": "cpu"}))
         nearest = torch.cdist(torch.from_numpy(np.load(out)), mode_centers("ring8")).argmin(1)
         hit = (nearest == labels).float().mean().item()
         assert hit > 0.9, (run, hit)

@@ -1,7 +1,7 @@
 """Datasets as tensors and the batchers that feed them to training."""
 
 from gan_cli.data.batching import make_batcher
-from gan_cli.data.datasets import DATASET_NAMES, LoadedData, load_dataset
+from gan_cli.data.datasets import LoadedData, load_dataset
 from gan_cli.data.spec import DataSpec
 
-__all__ = ["DATASET_NAMES", "DataSpec", "LoadedData", "load_dataset", "make_batcher"]
+__all__ = ["DataSpec", "LoadedData", "load_dataset", "make_batcher"]

@@ -12,6 +12,7 @@ import gzip
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -19,7 +20,8 @@ from torch.utils.data import Dataset
 
 from gan_cli.data.spec import DataSpec
 from gan_cli.data.toys import TOY_NAMES, make_toy, mode_centers
-from gan_cli.errors import GanError, one_of
+from gan_cli.components import Registry, target_args
+from gan_cli.errors import GanError
 
 TORCHVISION_SETS = {
     # name: (torchvision class name, folder torchvision uses under root, files a user must provide)
@@ -27,7 +29,6 @@ TORCHVISION_SETS = {
     "fashion_mnist": ("FashionMNIST", "FashionMNIST/raw", "train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz"),
     "cifar10": ("CIFAR10", "cifar-10-batches-py", "cifar-10-python.tar.gz (or its extracted cifar-10-batches-py/)"),
 }
-DATASET_NAMES = ("mnist5k", *TORCHVISION_SETS, "image_folder", *TOY_NAMES)
 
 
 @dataclass
@@ -46,8 +47,10 @@ KNOWN_IMAGE_SPECS = {"mnist5k": ((1, 28, 28), 10), "mnist": ((1, 28, 28), 10), "
 
 
 def planned_spec(cfg) -> DataSpec | None:
-    """What `load_dataset(cfg)` will hold, from the options alone (None for image_folder, which has to be scanned):
-    lets every model option be checked before the data are read and before a run directory exists."""
+    """What `load_dataset(cfg)` will hold, from the options alone (None for image_folder and a user's dataset,
+    which have to be read): lets every model option be checked before the data are read and before a run directory exists."""
+    if cfg.get("_target_"):
+        return None
     if cfg.name in TOY_NAMES:
         centers = mode_centers(cfg.name)
         return DataSpec(cfg.name, (centers.shape[1],), 0 if cfg.name == "gauss1d" else len(centers))
@@ -80,31 +83,54 @@ def _check_limit(cfg) -> None:
 
 
 def load_dataset(cfg, seed: int) -> LoadedData:
-    """Load the dataset named by `cfg.name` (a DatasetConfig)."""
-    name = cfg.name
+    """The dataset `cfg` (a DatasetConfig) selects, with `limit` and `image_size` applied."""
     _check_limit(cfg)
-    if name in TOY_NAMES and cfg.get("image_size") is not None:
-        raise GanError(f"dataset.image_size={cfg.image_size} resizes images, but dataset={name} holds points. Remove the option (or pick an image dataset).")
-    if name == "mnist5k":
-        data = _mnist5k()
-    elif name in TORCHVISION_SETS:
-        data = _torchvision(name, data_root(cfg.root), cfg.download)
-    elif name == "image_folder":
-        return _image_folder(cfg)
-    elif name in TOY_NAMES:
-        x, y = make_toy(name, cfg.n, 1.0 if cfg.std is None else cfg.std, seed)
-        data = LoadedData(planned_spec(cfg), x, y)  # type: ignore[arg-type]
-    else:
-        raise one_of("dataset", name, DATASET_NAMES)
+    component = DATASETS.of(cfg)
+    if "image_size" not in component.uses and cfg.get("image_size") is not None:
+        raise GanError(f"dataset.image_size={cfg.image_size} resizes images, but dataset={cfg.name} holds points. Remove the option (or pick an image dataset).")
+    data = component.build(cfg, seed)
+    if data.stream is not None:  # read from disk: limit and size are applied while reading
+        return data
     if cfg.get("limit") is not None:
         keep = balanced_subset(data.y, cfg.limit)
         data.x, data.y = data.x[keep], (data.y[keep] if data.y is not None else None)
-    if cfg.get("image_size") is not None and cfg.image_size != data.spec.shape[-1]:
+    if cfg.get("image_size") is not None and data.spec.is_image and cfg.image_size != data.spec.shape[-1]:
         from torchvision.transforms import v2
 
         data.x = v2.functional.resize(data.x, [cfg.image_size, cfg.image_size], antialias=True).clamp(-1, 1)
-        data.spec = DataSpec(name, tuple(data.x.shape[1:]), data.spec.num_classes)
+        data.spec = DataSpec(data.spec.name, tuple(data.x.shape[1:]), data.spec.num_classes)
     return data
+
+
+def user_data(name: str, target: str, made: Any) -> LoadedData:
+    """What a user's dataset callable returned (x, or (x, y)), checked against `contracts.DatasetSource`:
+    a float tensor N x C x H x W in [-1, 1] or N x d, and integer labels 0..k-1 or none."""
+    x, y = made if isinstance(made, (tuple, list)) and len(made) == 2 else (made, None)
+    where = f"dataset._target_={target!r}"
+    if not isinstance(x, torch.Tensor) or not x.is_floating_point() or x.ndim not in (2, 4) or len(x) < 2:
+        got = f"a {x.dtype} tensor of shape {tuple(x.shape)}" if isinstance(x, torch.Tensor) else f"a {type(x).__name__}"
+        raise GanError(f"{where} returned {got}; the contract is a float tensor of N >= 2 samples, N x C x H x W images in [-1, 1] or N x d points (optionally with labels: (x, y)).")
+    if x.ndim == 4 and (float(x.min()) < -1.001 or float(x.max()) > 1.001):
+        raise GanError(f"{where} returned images in [{float(x.min()):.3g}, {float(x.max()):.3g}]; G's tanh output lives in [-1, 1], so scale them there (x / 127.5 - 1 for bytes).")
+    if y is not None:
+        if not isinstance(y, torch.Tensor) or y.dtype not in (torch.int64, torch.int32) or tuple(y.shape) != (len(x),) or int(y.min()) < 0:
+            raise GanError(f"{where} returned labels that are not {len(x)} non-negative integers (a long tensor of shape ({len(x)},)); return x alone for unlabelled data.")
+        y = y.long()
+    classes = int(y.max()) + 1 if y is not None else 0
+    return LoadedData(DataSpec(name, tuple(x.shape[1:]), classes if classes >= 2 else 0), x.float().contiguous(), y if classes >= 2 else None)
+
+
+def _from_target(load: Callable[..., Any]) -> Callable[..., LoadedData]:
+    return lambda cfg, seed: user_data(str(cfg.name), str(cfg._target_), load(seed=seed, **target_args(cfg)))
+
+
+DATASETS = Registry("dataset", "name", shared=("name", "limit"), target_uses=("_target_", "args", "image_size"), adapt=_from_target)
+DATASETS.add("mnist5k", lambda cfg, seed: _mnist5k(), uses=("image_size",))
+for _name in TORCHVISION_SETS:
+    DATASETS.add(_name, lambda cfg, seed, name=_name: _torchvision(name, data_root(cfg.root), cfg.download), uses=("root", "download", "image_size"))
+DATASETS.add("image_folder", lambda cfg, seed: _image_folder(cfg), uses=("path", "image_size", "channels"))
+for _name in TOY_NAMES:
+    DATASETS.add(_name, lambda cfg, seed, name=_name: LoadedData(planned_spec(cfg), *make_toy(name, cfg.n, 1.0 if cfg.std is None else cfg.std, seed)), uses=("n", "std"))
 
 
 def data_root(configured: str | None) -> Path:

@@ -1,8 +1,9 @@
 """Generators and discriminators, built from the data's shape and `model.*` options.
 
-`MODELS` is the one registry of architectures: a name users type -> a builder returning (G, D).
-A name registry rather than Hydra's `_target_`: checkpoints carry their config, and
-instantiating a `_target_` from a downloaded checkpoint could call any importable function.
+`MODELS` is the one registry of architectures: a name users type -> a builder returning (G, D). A user's
+`model._target_` (a callable `build(spec, **model.args) -> (G, D)`) goes through the same registry and the
+same checks; what gan adds around any architecture (EMA, PacGAN's packing) applies to it too. Which
+`_target_` a checkpoint may import is decided before anything is built (`gan_cli.components`).
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ import torch
 from omegaconf import OmegaConf
 from torch import nn
 
+from gan_cli.components import Component, Registry, target_args
+from gan_cli.config import base_values
 from gan_cli.data.spec import DataSpec
 from gan_cli.errors import GanError, one_of
 from gan_cli.models.dcgan import DCGANGenerator, dcgan_discriminator, resolutions
@@ -56,7 +59,17 @@ def _shift(cfg, spec: DataSpec) -> tuple[nn.Module, nn.Module]:
     return ShiftGenerator(spec), LogisticDiscriminator(spec)
 
 
-MODELS: dict[str, Callable[..., tuple[nn.Module, nn.Module]]] = {"mlp": _mlp, "dcgan": _dcgan, "style": _style, "shift": _shift}
+def _from_target(build: Callable[..., tuple[nn.Module, nn.Module]]) -> Callable[..., tuple[nn.Module, nn.Module]]:
+    return lambda cfg, spec: build(spec, **target_args(cfg))
+
+
+# the keys of every built-in network: the latent, the widths, init, normalisation and the heads of D
+_ARCH_KEYS = ("z_dim", "g_width", "d_width", "d_norm", "init_std", "g_spectral", "cond", "minibatch", "info_cat", "info_cont")
+MODELS = Registry("model", "name", shared=("name", "ema", "ema_warmup", "pack"), target_uses=("_target_", "args"), adapt=_from_target)
+MODELS.add("mlp", _mlp, uses=(*_ARCH_KEYS, "dropout", "g_act"))
+MODELS.add("dcgan", _dcgan, uses=(*_ARCH_KEYS, "g_norm", "attention"))
+MODELS.add("style", _style, uses=(*_ARCH_KEYS, "attention", "style_mixing"))
+MODELS.add("shift", _shift, uses=("init_std",))
 CONV_MODELS = ("dcgan", "style")  # the models with feature maps (where self-attention can sit)
 
 
@@ -95,10 +108,11 @@ def resolve_cond(cond: str, spec: DataSpec) -> str:
 
 def build_models(cfg, spec: DataSpec) -> tuple[nn.Module, nn.Module]:
     """(G, D) for `cfg` (a ModelConfig) and the data described by `spec`."""
+    component = MODELS.of(cfg)
+    if component.target is not None:
+        return _user_models(component, cfg, spec)
     if cfg.get("cond") == "auto":
         cfg = OmegaConf.merge(cfg, {"cond": resolve_cond(cfg.cond, spec)})
-    if cfg.name not in MODELS:
-        raise one_of("model", cfg.name, MODELS)
     if cfg.d_norm not in D_NORMS:
         raise one_of("model.d_norm", cfg.d_norm, D_NORMS)
     for key in ("z_dim", "g_width", "d_width"):
@@ -108,9 +122,9 @@ def build_models(cfg, spec: DataSpec) -> tuple[nn.Module, nn.Module]:
         raise GanError(f"model.dropout={cfg.dropout} must be in [0, 1).")
     _check_variant_options(cfg, spec)
     _check_pack(cfg, spec)
-    G, D = MODELS[cfg.name](cfg, spec)
+    G, D = component.build(cfg, spec)
     if cfg.pack > 1:  # D of the same architecture, sized for m samples stacked along the channel (or feature) axis
-        D = PackedDiscriminator(MODELS[cfg.name](cfg, packed_spec(spec, cfg.pack))[1], cfg.pack)
+        D = PackedDiscriminator(component.build(cfg, packed_spec(spec, cfg.pack))[1], cfg.pack)
     init_weights(G, cfg.init_std)
     init_weights(D, cfg.init_std)
     if cfg.d_norm == "spectral":  # after the initialisation, which writes the raw weights
@@ -118,6 +132,43 @@ def build_models(cfg, spec: DataSpec) -> tuple[nn.Module, nn.Module]:
     if cfg.g_spectral:
         apply_spectral_norm(G)
     return G, D
+
+
+def _user_models(component: Component, cfg, spec: DataSpec) -> tuple[nn.Module, nn.Module]:
+    """A `_target_` model: the keys of gan's own architectures must be left at their defaults (a user's network reads
+    its options from model.args), and the builder must return two modules; the contract probe comes after."""
+    stray = _unused_keys("model", cfg, component)
+    if stray:
+        raise GanError(
+            f"{', '.join(stray)} set{'s' if len(stray) == 1 else ''} an option of gan's built-in architectures, but model={cfg.name} is your "
+            f"{component.target}, which reads only {', '.join('model.' + k for k in component.uses if k != 'name')}. Pass your model's options as model.args."
+        )
+    _check_pack(cfg, spec)
+    G, D = _user_pair(component, cfg, spec)
+    if cfg.pack > 1:  # the user's D, built for m samples stacked along the first axis
+        D = PackedDiscriminator(_user_pair(component, cfg, packed_spec(spec, cfg.pack))[1], cfg.pack)
+    return G, D
+
+
+def _user_pair(component: Component, cfg, spec: DataSpec) -> tuple[nn.Module, nn.Module]:
+    try:
+        built = component.build(cfg, spec)
+    except (TypeError, ValueError) as exc:
+        raise GanError(f"model._target_={component.target!r} could not build a model for {spec.describe()} with model.args={target_args(cfg)}: {exc}.") from exc
+    if not (isinstance(built, (tuple, list)) and len(built) == 2 and all(isinstance(m, nn.Module) for m in built)):
+        raise GanError(f"model._target_={component.target!r} returned {type(built).__name__}; the contract is a pair (G, D) of torch.nn.Module (gan_cli/contracts.py).")
+    return built[0], built[1]
+
+
+def model_label(cfg) -> str:
+    """'model=dcgan', or 'model=tiny (my_pkg.nets.build)' for a user's model: how messages name it."""
+    return f"model={cfg.name}" + (f" ({cfg._target_})" if cfg.get("_target_") else "")
+
+
+def _unused_keys(group: str, cfg, component: Component) -> list[str]:
+    """'group.key=value' for every key `component` does not read that `cfg` sets away from the group's base default."""
+    base = base_values(group)
+    return [f"{group}.{k}={cfg[k]}" for k in base if k not in component.uses and k != "args" and cfg.get(k) != base[k]]
 
 
 def _check_variant_options(cfg, spec: DataSpec) -> None:
