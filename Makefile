@@ -7,15 +7,15 @@ ARGS   ?=
 # one pytest worker per core (at most 8): each worker and the `gan` runs it starts use one thread
 TEST_JOBS ?= $(shell n=$$(nproc 2>/dev/null || echo 2); [ $$n -gt 8 ] && n=8; echo $$n)
 
-.PHONY: install train test test-fast bench bench-sweep tensorboard clean
+.PHONY: install train test test-fast bench bench-sweep bench-dist tensorboard clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[dev,sweep]"
+	$(BIN)/python -m pip install --quiet -e ".[dev,sweep,cluster]"
 	touch $(STAMP)
 
-install: $(STAMP)  ## create .venv with gan, its sweep plugins (joblib launcher, Optuna sweeper) and its test tools
+install: $(STAMP)  ## create .venv with gan, its sweep plugins (joblib launcher, Optuna sweeper), the submitit launcher and its test tools
 
 train: $(STAMP)  ## train the default GAN (DCGAN, mnist5k) on this machine; extra overrides via ARGS="..."
 	$(BIN)/gan train $(ARGS)
@@ -31,6 +31,9 @@ bench: $(STAMP)  ## gan's training step vs the canonical DCGAN loop, side by sid
 
 bench-sweep: $(STAMP)  ## a 4-job sweep one job at a time vs two at a time (joblib), side by side; writes bench/RESULTS_sweep.md
 	$(BIN)/python -m bench.sweep_parallel $(ARGS)
+
+bench-dist: $(STAMP)  ## one run on 1 and on 2 processes (DDP, gloo, one thread each), side by side; writes bench/RESULTS_distributed.md
+	$(BIN)/python -m bench.distributed $(ARGS)
 
 tensorboard: $(STAMP)  ## TensorBoard over every run and sweep
 	$(BIN)/tensorboard --logdir . --port 6006

@@ -10,6 +10,9 @@ subprocess (RSS; on a GPU also CUDA's max allocated). Writes the tables to bench
     python -m bench.bench --speed train.compile=on --peak-tflops 989   # GPU: options, and % of peak
     python -m bench.bench --quality          # only the time-to-quality section (bench/quality.py)
 
+Last, one run on 1 and on 2 processes (DistributedDataParallel over gloo, bench/distributed.py, written to
+bench/RESULTS_distributed.md); --no-distributed skips it.
+
 After the throughput tables, `make bench` trains `gan train`'s default run and the canonical loop one
 after the other and reports the training wall time each needs to reach fid5k_lenet <= 30
 (bench/quality.py); --no-quality skips that part (about 10 minutes on a 2-core CPU).
@@ -197,6 +200,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--quality-every", type=int, default=None, metavar="STEPS", help="steps between scores (default 250; 50 with --quick)")
     p.add_argument("--quality-n", type=int, default=None, metavar="N", help="samples per score (default 5000: fid5k_lenet; 500 with --quick)")
     p.add_argument("--quality-threshold", type=float, default=30.0, metavar="FID", help="the FID to reach (default 30)")
+    p.add_argument("--no-distributed", action="store_true", help="skip the scaling over processes (bench/distributed.py)")
     p.add_argument("--out", type=Path, default=HERE / "RESULTS.md")
     p.add_argument("--rss-of", nargs=2, metavar=("CASE", "LOOP"), help=argparse.SUPPRESS)
     p.add_argument("--steps", type=int, default=6, help=argparse.SUPPRESS)
@@ -253,6 +257,10 @@ def main(argv: list[str] | None = None) -> None:
     print("\n".join(text))
     if not (args.no_quality or args.only_scaling):
         quality(args, argv)
+    if not (args.no_distributed or args.only_scaling):
+        from bench.distributed import main as scaling_over_processes
+
+        scaling_over_processes(["--steps", "40", "--repeats", "1"] if args.quick else [])  # bench/RESULTS_distributed.md
 
 
 def quality(args: argparse.Namespace, argv: list[str] | None) -> None:

@@ -14,6 +14,7 @@ from typing import Callable, Optional
 import torch
 import torch.nn.functional as F
 
+from gan_cli.distributed import per_sample
 from gan_cli.errors import GanError, one_of
 
 POLICIES = ("color", "translation", "cutout")  # applied in this order, whatever order the user wrote
@@ -36,14 +37,14 @@ def _uniform(x: torch.Tensor, gen: Optional[torch.Generator]) -> torch.Tensor:
     """One U(0,1) per sample, shaped (N,1,1,1), drawn on the generator's device so a CPU generator
     gives the same numbers whatever device the images live on."""
     device = gen.device if gen is not None else x.device
-    u = torch.rand(x.shape[0], 1, 1, 1, generator=gen, device=device)
+    u = per_sample(lambda n: torch.rand(n, 1, 1, 1, generator=gen, device=device), x.shape[0])
     return u.to(device=x.device, dtype=x.dtype)
 
 
 def _randint(low: int, high: int, n: int, x: torch.Tensor, gen: Optional[torch.Generator]) -> torch.Tensor:
     """n integers in [low, high), shaped (n,1,1), on x's device."""
     device = gen.device if gen is not None else x.device
-    return torch.randint(low, high, (n, 1, 1), generator=gen, device=device).to(x.device)
+    return per_sample(lambda m: torch.randint(low, high, (m, 1, 1), generator=gen, device=device), n).to(x.device)
 
 
 def color(x: torch.Tensor, strength: float, gen: Optional[torch.Generator] = None) -> torch.Tensor:

@@ -73,7 +73,10 @@ def _run_guarded(fn: Callable[[], object], log_file: bool = False, lower: str = 
                 raise
             raise out_of_memory(exc, lower) from exc
     except GanError as err:
-        report(err)
+        from gan_cli.distributed import process_rank
+
+        if process_rank() == 0:  # the ranks of a distributed run stop together, for the same reason: rank 0 says it
+            report(err)
         if log_file:
             logging.getLogger("gan_cli").error("%s", err, extra=FILE_ONLY)  # the console got it from report()
         hc = HydraConfig.get() if HydraConfig.initialized() else None
@@ -162,6 +165,30 @@ def config_dir_arguments(args: list[str]) -> list[str]:
         return args
     paths = ",".join(f"file://{Path(os.path.expanduser(d)).resolve()}" for d in dirs)
     return [*out, f"hydra.searchpath=[{paths}]"]
+
+
+def torchrun_arguments(args: list[str], multirun: bool) -> list[str]:
+    """`torchrun --nproc_per_node=N -m gan_cli train ...`: every rank trains in rank 0's run directory.
+
+    Each of the N processes composes the config itself, and a run directory named by the time and process id would
+    differ in each; so the ranks join the run's process group now, before Hydra starts, and take rank 0's name. Only
+    rank 0's Hydra writes .hydra/ there."""
+    from gan_cli.distributed import backend_for, broadcast_text, join, launched_world, shard_device
+    from gan_cli.rundir import override
+    from gan_cli.runtime import pick_device
+
+    world = launched_world()
+    if world is None or not world.distributed:
+        return args
+    if multirun:
+        raise GanError("torchrun starts one distributed run; a sweep (-m) runs its jobs through a Hydra launcher instead, e.g. "
+                       "gan train -m hydra/launcher=submitit_slurm hydra.launcher.tasks_per_node=8 ... (README \"Many GPUs and clusters\").")  # fmt: skip
+    cfg = compose_config("train", [a for a in args if not a.startswith("-")], with_hydra=True)
+    join(world, backend_for(str(cfg.dist.backend), shard_device(world, pick_device(str(cfg.device)))), float(cfg.dist.timeout))
+    chosen = next((a.split("=", 1)[1] for a in args if a.startswith("hydra.run.dir=")), None)  # resume=RUN names it for all
+    run_dir = broadcast_text(chosen or str(cfg.hydra.run.dir))
+    extra = [] if chosen else [override("hydra.run.dir", run_dir)]
+    return [*args, *extra, *([] if world.main else ["hydra.output_subdir=null"])]
 
 
 def resume_arguments(args: list[str]) -> list[str]:
@@ -392,6 +419,8 @@ def main(argv: list[str] | None = None) -> None:
                 return
             if command == "train" and not multirun and any(a.startswith("resume=") for a in rest):
                 rest = resume_arguments(rest)
+            if command == "train":
+                rest = torchrun_arguments(rest, multirun)
             precheck(command, rest)
             if command == "train" and multirun:
                 rest = search_arguments(rest)

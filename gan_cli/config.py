@@ -58,6 +58,7 @@ Switch = _choices("Switch", ("auto", "on", "off"))
 AmpMode = _choices("AmpMode", ("auto", "bf16", "fp16", "off"))
 AugmentPolicy = _choices("AugmentPolicy", ("color", "translation", "cutout"))
 Backbone = _choices("Backbone", ("lenet", "inception"))
+DistBackend = _choices("DistBackend", ("auto", "nccl", "gloo"))
 SampleMode = _choices("SampleMode", ("grid", "classes", "interp", "arithmetic", "codes", "mix"))
 
 
@@ -153,6 +154,14 @@ class TrainConfig:
 
 
 @dataclass
+class DistConfig:
+    nproc_per_node: int = MISSING
+    backend: DistBackend = MISSING  # type: ignore[valid-type]
+    sync_bn: Switch = MISSING  # type: ignore[valid-type]
+    timeout: float = MISSING
+
+
+@dataclass
 class MetricsConfig:
     metrics: Optional[List[str]] = MISSING
     n: Optional[int] = MISSING
@@ -175,6 +184,7 @@ class GanConfig:
     dataset: DatasetConfig = field(default_factory=DatasetConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: TrainEvalConfig = field(default_factory=TrainEvalConfig)
+    dist: DistConfig = field(default_factory=DistConfig)
     seed: int = MISSING
     device: str = MISSING
     resume: Optional[str] = MISSING

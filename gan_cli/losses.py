@@ -18,6 +18,7 @@ from torch import nn
 
 from gan_cli.components import Registry, target_args
 from gan_cli.contracts import Objective as ObjectiveContract, missing_members
+from gan_cli.distributed import per_sample
 from gan_cli.errors import GanError, one_of
 
 LOG4 = math.log(4.0)
@@ -135,7 +136,8 @@ def _input_grad_norms(d_fn: DFn, x: torch.Tensor) -> torch.Tensor:
 
 
 def _per_sample_uniform(x: torch.Tensor) -> torch.Tensor:
-    return torch.rand(len(x), *([1] * (x.ndim - 1)), device=x.device, dtype=x.dtype)
+    """One U(0, 1) per sample (per_sample: in a distributed run, this rank's slice of the global batch's draw)."""
+    return per_sample(lambda n: torch.rand(n, *([1] * (x.ndim - 1)), device=x.device, dtype=x.dtype), len(x))
 
 
 def gradient_penalty(d_fn: DFn, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
@@ -152,7 +154,8 @@ def dragan_penalty(d_fn: DFn, real: torch.Tensor, fake: torch.Tensor) -> torch.T
     tame around real samples is what the paper credits for fewer mode collapses.
     """
     real = real.detach()
-    perturbed = real + 0.5 * real.std() * torch.rand_like(real)
+    noise = per_sample(lambda n: torch.rand(n, *real.shape[1:], device=real.device, dtype=real.dtype), len(real))
+    perturbed = real + 0.5 * real.std() * noise
     alpha = _per_sample_uniform(real)
     return (_input_grad_norms(d_fn, real + alpha * (perturbed - real)) - 1).square().mean()
 

@@ -35,10 +35,11 @@ LOCK_FILE = ".lock"
 # keys that may change when a run is resumed: how long and how often, not what is trained
 # (and how fast: the speed paths other than AMP leave the math unchanged)
 # where the data lives may change (a run moved to another machine); train() then checks the data still has the
-# checkpoint's shape and classes
+# checkpoint's shape and classes; the number of processes (dist.*) may change too: the data position counts global
+# batches and every rank draws the single-process random numbers, so a run continues the same on any world size
 RESUMABLE_CHANGES = ("train.steps", "train.log_every", "train.sample_every", "train.ckpt_every", "train.num_workers", "train.threads", "device", "resume",
                      "train.channels_last", "train.compile", "train.data_on_device", "eval.", "dataset.root", "dataset.path",
-                     "dataset.download")  # fmt: skip
+                     "dataset.download", "dist.")  # fmt: skip
 
 
 class RunLock:

@@ -22,6 +22,7 @@ from tensorboard.plugins.hparams import api_pb2, metadata
 from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData, SessionEndInfo
 from torch.utils.tensorboard.summary import hparams
 
+from gan_cli.distributed import all_min_, all_sum_
 from gan_cli.errors import DIVERGED, GanError
 
 log = logging.getLogger("gan_cli")
@@ -71,10 +72,15 @@ class ScalarAccumulator:
         self.count += 1
 
     def read(self) -> tuple[dict[str, float], dict[str, int]]:
-        """(means since the last read, {key: first non-finite step}) — one device-to-host copy."""
+        """(means since the last read, {key: first non-finite step}) — one device-to-host copy. In a distributed run
+        the sums and counts are added over the ranks first (the means of the global batch) and the first non-finite
+        step is the earliest on any rank: every rank reads the same numbers, and stops together."""
         if self.sums is None or self.count == 0:
             return {}, {}
-        host = torch.stack([self.sums / self.counts, self.first_bad, self.counts]).cpu()
+        totals = all_sum_(torch.stack([self.sums, self.counts]))
+        first_bad = all_min_(torch.where(self.first_bad < 0, torch.full_like(self.first_bad, float("inf")), self.first_bad))
+        first_bad = torch.where(torch.isinf(first_bad), torch.full_like(first_bad, -1.0), first_bad)
+        host = torch.stack([totals[0] / totals[1], first_bad, totals[1]]).cpu()
         means = {k: float(v) for k, v, n in zip(self.keys, host[0], host[2]) if n > 0}  # n = 0: every step skipped
         bad = {k: int(s) for k, s in zip(self.keys, host[1]) if s >= 0}
         self.sums.zero_()
@@ -98,11 +104,14 @@ def session_end(status: int) -> Summary:
 
 
 class Tracker:
-    def __init__(self, run_dir: Path, total_steps: int, start_step: int) -> None:
-        self.run_dir = run_dir
-        self.writer = SummaryWriter(log_dir=str(run_dir))
+    """`writes=False` (ranks other than 0 of a distributed run): the scalars are reduced with the other ranks, and
+    nothing is written or shown."""
+
+    def __init__(self, run_dir: Path, total_steps: int, start_step: int, writes: bool = True) -> None:
+        self.run_dir, self.writes = run_dir, writes
+        self.writer = SummaryWriter(log_dir=str(run_dir)) if writes else None
         self.console = Console()
-        self.interactive = self.console.is_terminal
+        self.interactive = self.console.is_terminal and writes
         self.acc = ScalarAccumulator()
         self.latest: dict[str, float] = {}
         self.total_steps, self.start_step = total_steps, start_step
@@ -129,9 +138,11 @@ class Tracker:
             key = min(bad, key=bad.get)
             raise NonFiniteLoss(f"{key} became non-finite (nan or inf) at step {bad[key]}", exit_code=DIVERGED)
         means.update(extra or {})
+        self.latest.update(means)
+        if self.writer is None:
+            return means
         for k, v in means.items():
             self.writer.add_scalar(k, v, step)
-        self.latest.update(means)
         line = "  ".join(f"{k} {means[k]:.3f}" for k in SHOWN if k in means)
         rate = (step - self.start_step) / max(time.perf_counter() - self.t0, 1e-9)
         log.info("step %d/%d  %s  (%.1f steps/s)", step, self.total_steps, line, rate)
@@ -147,19 +158,24 @@ class Tracker:
 
     # -- pictures and text ---------------------------------------------------------------------
     def image(self, tag: str, grid: torch.Tensor, step: int) -> None:
-        self.writer.add_image(tag, grid, step)
+        if self.writer is not None:
+            self.writer.add_image(tag, grid, step)
 
     def figure(self, tag: str, fig, step: int) -> None:
-        self.writer.add_figure(tag, fig, step, close=False)
+        if self.writer is not None:
+            self.writer.add_figure(tag, fig, step, close=False)
 
     def text(self, tag: str, text: str) -> None:
-        self.writer.add_text(tag, text, 0)
+        if self.writer is not None:
+            self.writer.add_text(tag, text, 0)
 
     # -- the end -------------------------------------------------------------------------------
     def finish(self, hparam_values: dict[str, Any], step: int, status: str) -> None:
         """Hyper-parameters with the final scalars (HParams dashboard), a summary table, and close."""
         if self.progress is not None:
             self.progress.stop()
+        if self.writer is None:
+            return
         final = {f"final/{k}": v for k, v in self.latest.items()}
         try:
             if final:

@@ -14,6 +14,8 @@ everything, `_resume` loads a checkpoint into the `TrainingState` whose `state_d
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import logging
 import os
 import signal
@@ -30,6 +32,8 @@ from gan_cli.checkpoint import LAST, load_checkpoint, save_checkpoint
 from gan_cli.config import to_plain
 from gan_cli.contracts import check_models
 from gan_cli.data import DataSpec, load_dataset, make_batcher
+from gan_cli.distributed import (SINGLE, DistributedD, World, agree, backend_for, join, launched_world, leave, local_batch, per_sample, quiet_worker_logging,
+                                 shard_device, sync_batch_norm, unwrap, wrap)
 from gan_cli.data.datasets import planned_spec
 from gan_cli.errors import DIVERGED, INTERRUPTED, GanError, io_failure
 from gan_cli.logs import CONSOLE
@@ -71,13 +75,14 @@ def train_step(
     `step` (counted from 1) places the D steps on one global count, so a lazy penalty (`loss.penalty_every`)
     falls on the same D steps whether or not the run was resumed in between.
     """
-    obj, extra, layout = loss.objective, loss.extra, latent_layout(G)
+    G_net, D_judge = unwrap(G), (unwrap(D) if isinstance(D, DistributedD) else D)  # G's step judges with D outside DDP
+    obj, extra, layout = loss.objective, loss.extra, latent_layout(G_net)
     seen_by_d = augment or (lambda x: x)
     penalty = None
     for i in range(loss.n_critic):
         d_step = (step - 1) * loss.n_critic + i
         real, y = batcher.next()
-        z = sample_latent(G, len(real), device)
+        z = per_sample(lambda n: sample_latent(G_net, n, device), len(real))  # a distributed run: this rank's slice of the global draw
         last = i == loss.n_critic - 1
         opt_d.zero_grad(set_to_none=True)
         with amp.autocast():
@@ -87,7 +92,7 @@ def train_step(
             real_logits, real_ex = discriminate(D, real, y)
             fake_logits, fake_ex = discriminate(D, fake_d, y)
             d_loss = obj.d_loss(real_logits, fake_logits)
-            d_terms = extra.d_terms(D, layout, real_ex, fake_ex, y, z)  # ACGAN, InfoGAN, historical averaging
+            d_terms = extra.d_terms(unwrap(D), layout, real_ex, fake_ex, y, z)  # ACGAN, InfoGAN, historical averaging
             total = d_loss + sum(d_terms.values())
             if loss.penalty_due(d_step):
                 penalty = loss.penalty(amp.penalty_fn(lambda x: eager(D)(x, y)), real, fake_d)
@@ -102,12 +107,12 @@ def train_step(
     opt_g.zero_grad(set_to_none=True)
     D.requires_grad_(False)  # G's update needs no gradient for D's weights
     with amp.autocast():
-        g_logits, g_ex = discriminate(D, seen_by_d(fake), y)
+        g_logits, g_ex = discriminate(D_judge, seen_by_d(fake), y)
         if extra.feature_matching:  # real features from the D that G is judged by now, after its update
             with torch.no_grad():
-                _, real_ex = discriminate(D, real, y)
+                _, real_ex = discriminate(D_judge, real, y)
         g_loss = extra.g_adversarial(obj, g_logits, g_ex, real_ex)  # the objective's, or feature matching
-        g_terms = extra.g_terms(G, layout, g_ex, y, z)  # ACGAN, InfoGAN, historical averaging, orthogonal reg.
+        g_terms = extra.g_terms(G_net, layout, g_ex, y, z)  # ACGAN, InfoGAN, historical averaging, orthogonal reg.
     amp.backward("G", g_loss + sum(g_terms.values()))
     D.requires_grad_(True)
     amp.unscale("G", opt_g)
@@ -165,19 +170,27 @@ def write_samples(G: nn.Module, D: nn.Module, fixed_z: torch.Tensor, data, step:
 # the run
 # ---------------------------------------------------------------------------------------------
 class StopRequest:
-    """SIGINT/SIGTERM ask the loop to stop at the end of the current step (a second Ctrl-C stops at once)."""
+    """SIGINT/SIGTERM/SIGUSR2 ask the loop to stop at the end of the current step (a second Ctrl-C stops at once).
 
-    def __init__(self) -> None:
+    `patient`: a process of a distributed run, where Ctrl-C reaches every worker and then the launcher passes the
+    signal on again: the workers keep the first request, agree on a step to stop at, save once and exit (the launcher
+    kills them if that takes too long)."""
+
+    def __init__(self, patient: bool = False) -> None:
         self.signal: Optional[int] = None
+        self.patient = patient
         self._previous: dict[int, Any] = {}
 
     def _handle(self, signum, frame) -> None:
         if self.signal is not None:
+            if self.patient:
+                return
             raise KeyboardInterrupt
         self.signal = signum
 
     def __enter__(self) -> "StopRequest":
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        # SIGUSR2: what Slurm (through submitit's signal_delay_s) sends ahead of a job's time limit
+        for sig in (signal.SIGINT, signal.SIGTERM, *([signal.SIGUSR2] if hasattr(signal, "SIGUSR2") else [])):
             self._previous[sig] = signal.signal(sig, self._handle)
         return self
 
@@ -193,6 +206,7 @@ def check_options(cfg: DictConfig) -> None:
     """Every option that can be checked without reading the data, checked by building what it configures:
     the CLI calls this before Hydra makes a run directory, so a rejected command leaves nothing behind."""
     _check_train_settings(cfg.train)
+    _check_dist(cfg.dist, cfg.train.batch_size)
     loss = build_loss(cfg.loss)
     spec = planned_spec(cfg.dataset)
     _build_augment(cfg.train.augment, spec.is_image if spec is not None else True)
@@ -220,6 +234,14 @@ def _check_train_settings(cfg) -> None:
         raise GanError(f"train.threads={cfg.threads} must be a positive number of threads, or null (chosen for you).")
 
 
+def _check_dist(cfg, batch_size: int) -> None:
+    if cfg.nproc_per_node < 1:
+        raise GanError(f"dist.nproc_per_node={cfg.nproc_per_node} must be a positive number of processes (1 = one process, N = one per GPU).")
+    if not cfg.timeout > 0:
+        raise GanError(f"dist.timeout={cfg.timeout} must be a positive number of seconds.")
+    local_batch(batch_size, World(size=int(cfg.nproc_per_node)))
+
+
 def train(cfg: DictConfig, run_dir: Path, overrides: list[str], hparam_choices: dict[str, Any], parallel_jobs: int = 1) -> float:
     """Train as `cfg` says, writing everything into `run_dir`, which no other process may train in meanwhile.
     `parallel_jobs`: how many runs a sweep launcher trains side by side (they share the CPU cores).
@@ -228,12 +250,17 @@ def train(cfg: DictConfig, run_dir: Path, overrides: list[str], hparam_choices: 
     generator loss: the number a Hydra sweeper optimises. However it ends, `<run>/status.json` says how.
     """
     _check_train_settings(cfg.train)
-    with RunLock(run_dir):
+    _check_dist(cfg.dist, cfg.train.batch_size)
+    world = launched_world() or SINGLE
+    if not world.distributed and cfg.dist.nproc_per_node > 1:  # this process launches the workers and waits for them
+        return _launch_workers(cfg, run_dir, overrides, hparam_choices, parallel_jobs)
+    quiet_worker_logging(world)
+    with RunLock(run_dir) if world.main else contextlib.nullcontext():  # rank 0 holds the run directory for all
         t0 = time.perf_counter()
         earlier = float(read_status(run_dir).get("seconds", 0.0)) if cfg.resume else 0.0
         end = RunEnd(steps=int(cfg.train.steps))
         try:
-            result = _train(cfg, run_dir, overrides, hparam_choices, end, parallel_jobs)
+            result = _train(cfg, run_dir, overrides, hparam_choices, end, parallel_jobs, world)
             end.status, end.exit_code = "finished", 0
             return result
         except GanError as err:
@@ -248,10 +275,25 @@ def train(cfg: DictConfig, run_dir: Path, overrides: list[str], hparam_choices: 
             raise failure from err
         finally:
             end.seconds = round(earlier + time.perf_counter() - t0, 2)
+            leave()
             try:
-                write_status(run_dir, end)
+                if world.main:
+                    write_status(run_dir, end)
             except OSError as err:  # the disk that stopped the run may not take this file either
                 log.warning("could not write %s: %s", run_dir / "status.json", err)
+
+
+def _launch_workers(cfg: DictConfig, run_dir: Path, overrides: list[str], hparam_choices: dict[str, Any], parallel_jobs: int) -> float:
+    """`dist.nproc_per_node=N`: N workers on this machine, started by torch's elastic launcher, train in `run_dir`."""
+    from hydra.core.hydra_config import HydraConfig
+
+    from gan_cli.distributed import launch_local
+
+    logging_config = OmegaConf.to_container(HydraConfig.get().job_logging, resolve=True) if HydraConfig.initialized() else None
+    job = {"config": to_plain(cfg), "run_dir": str(run_dir), "overrides": list(overrides), "choices": dict(hparam_choices),
+           "parallel": parallel_jobs, "logging": logging_config}  # fmt: skip
+    log.info("starting %d processes (dist.nproc_per_node) in %s", cfg.dist.nproc_per_node, run_dir, extra=CONSOLE)
+    return launch_local(int(cfg.dist.nproc_per_node), run_dir, job, shutdown_timeout=120)
 
 
 def check_writable(run_dir: Path) -> None:
@@ -328,12 +370,15 @@ class TrainingState:
             raise NonFiniteLoss(f"the weights became non-finite (nan or inf) in the update of step {self.step}", exit_code=DIVERGED)
 
 
-def _set_up(cfg: DictConfig, run_dir: Path, parallel_jobs: int):
-    """(data, training state, the models the step runs (compiled or not), DiffAugment, the speed plan): every option
-    is built, and so checked, before the run directory's checkpoints/ is touched."""
-    device = pick_device(cfg.device)
-    _, why = set_threads(cfg.train.threads, parallel_jobs)
-    seed_everything(cfg.seed)
+def _set_up(cfg: DictConfig, run_dir: Path, parallel_jobs: int, world: World = SINGLE):
+    """(data, training state, the models the step runs (compiled, wrapped in DDP, or as built), DiffAugment, the speed plan):
+    every option is built, and so checked, before the run directory's checkpoints/ is touched."""
+    device = shard_device(world, pick_device(cfg.device))
+    _, why = set_threads(cfg.train.threads, parallel_jobs * world.local_size)
+    if world.distributed:
+        local_batch(cfg.train.batch_size, world)
+        join(world, backend_for(str(cfg.dist.backend), device), float(cfg.dist.timeout))
+    seed_everything(cfg.seed)  # the same stream on every rank: per_sample cuts the global draws into shards
     data = load_dataset(cfg.dataset, cfg.seed)
     if cfg.train.batch_size > len(data):  # also keeps a mistyped batch of 10^11 from paging memory in for minutes
         raise GanError(
@@ -345,6 +390,8 @@ def _set_up(cfg: DictConfig, run_dir: Path, parallel_jobs: int):
     D.to(device)
     check_models(G, D, data.spec, cfg.model.pack, model_label(cfg.model))  # image_folder's shape is known only now; on its own random stream
     plan = plan_speed(cfg.train, device, data.spec.is_image, data.x.nbytes if data.x is not None else 0)
+    if world.distributed and plan.compile:  # DDP's gradient hooks and compiled graphs: kept apart for now
+        plan = dataclasses.replace(plan, compile=False)
     enable_backend_speedups(device)
     runners = prepare_models(G, D, plan)
     amp = Precision(plan.amp, device)
@@ -357,9 +404,16 @@ def _set_up(cfg: DictConfig, run_dir: Path, parallel_jobs: int):
     sched_g, sched_d = build_schedulers(cfg.optimizer, cfg.train.steps, opt_g, opt_d)
     augment = _build_augment(cfg.train.augment, data.spec.is_image)
     ema = EMA(G, cfg.model.ema, cfg.model.ema_warmup) if cfg.model.ema != 0 else None  # EMA refuses a decay outside (0, 1)
+    if world.distributed:  # after the EMA's copy, which measures its BatchNorm statistics on rank 0 alone, so must not sync
+        (G, D), sync_bn = sync_batch_norm(str(cfg.dist.sync_bn), (G, D), device, world)  # the same weight tensors: optimizers keep them
+        runners = (wrap(G, device), DistributedD(D, device))
+        log.info("distributed: %d processes (%s), %d samples per process, sync_bn %s", world.size, backend_for(str(cfg.dist.backend), device),
+                 cfg.train.batch_size // world.size, sync_bn, extra=CONSOLE)  # fmt: skip
     # every option is checked by now: only a run that can start touches checkpoints/
-    check_writable(run_dir)
-    stale = remove_stale_temp_files(run_dir)  # safe: this process holds the run directory's lock
+    stale = []
+    if world.main:
+        check_writable(run_dir)
+        stale = remove_stale_temp_files(run_dir)  # safe: this process holds the run directory's lock
     if stale:
         log.info("removed %d temp file(s) a killed checkpoint write left in %s", len(stale), run_dir / "checkpoints")
     fixed_z = sample_latent(G, cfg.train.n_samples, device)
@@ -367,7 +421,7 @@ def _set_up(cfg: DictConfig, run_dir: Path, parallel_jobs: int):
     return data, state, runners, augment, plan
 
 
-def _resume(cfg: DictConfig, state: TrainingState, data, run_dir: Path, overrides: list[str], plain_cfg: dict[str, Any]) -> dict[str, Any]:
+def _resume(cfg: DictConfig, state: TrainingState, data, run_dir: Path, overrides: list[str], plain_cfg: dict[str, Any], main: bool = True) -> dict[str, Any]:
     """Load the checkpoint `resume` names into `state`; the checkpoint (its RNG is restored later, its eval state by the evaluator)."""
     ckpt, path = load_checkpoint(cfg.resume, map_location=state.device)
     check_resumable(ckpt, path, plain_cfg)  # the CLI checked this before Hydra started; this guards direct callers of train()
@@ -378,13 +432,13 @@ def _resume(cfg: DictConfig, state: TrainingState, data, run_dir: Path, override
         )
     state.load_state_dict(ckpt, path)
     log.info("resumed from %s at step %d", path, state.step)
-    record_resume(run_dir, overrides, plain_cfg, state.step)
+    if main:
+        record_resume(run_dir, overrides, plain_cfg, state.step)
     return ckpt
 
 
 def _save(state: TrainingState, run_dir: Path, batches_done: int, about_run: dict[str, Any], numbered: bool, best: bool, seed: int) -> None:
-    """last.pt, plus step_NNNNNN.pt when `numbered` and best.pt when `best`; refused for non-finite weights."""
-    state.check_finite()
+    """last.pt, plus step_NNNNNN.pt when `numbered` and best.pt when `best` (the weights checked finite before)."""
     state.sampler(seed)  # the saved EMA generator carries BatchNorm statistics of its own weights
     payload = {**state.state_dict(batches_done), **about_run}
     # last.pt goes last: a process killed while writing the others resumes before this step and writes them again
@@ -395,16 +449,18 @@ def _save(state: TrainingState, run_dir: Path, batches_done: int, about_run: dic
     save_checkpoint(payload, run_dir / "checkpoints" / LAST)
 
 
-def _train(cfg: DictConfig, run_dir: Path, overrides: list[str], hparam_choices: dict[str, Any], end: RunEnd, parallel_jobs: int) -> float:
-    data, state, (G_run, D_run), augment, plan = _set_up(cfg, run_dir, parallel_jobs)
+def _train(cfg: DictConfig, run_dir: Path, overrides: list[str], hparam_choices: dict[str, Any], end: RunEnd, parallel_jobs: int,
+           world: World = SINGLE) -> float:  # fmt: skip
+    data, state, (G_run, D_run), augment, plan = _set_up(cfg, run_dir, parallel_jobs, world)
     plain_cfg = to_plain(cfg)
-    ckpt = _resume(cfg, state, data, run_dir, overrides, plain_cfg) if cfg.resume else None
+    ckpt = _resume(cfg, state, data, run_dir, overrides, plain_cfg, world.main) if cfg.resume else None
     start_step = end.step = state.step
     batcher = make_batcher(data, cfg.train.batch_size, state.device, cfg.seed, cfg.train.num_workers, start_batch=state.batches_done,
-                           on_device=plan.data_on_device)  # fmt: skip
-    evaluator = TrainingEval(cfg.eval, cfg.dataset, data, run_dir, state.device, state.loss.objective.outputs_probability,
+                           on_device=plan.data_on_device, shard=(world.rank, world.size))  # fmt: skip
+    scores_cfg = cfg.eval if world.main else OmegaConf.merge(cfg.eval, {"every": 0})  # rank 0 scores; the others wait at the next step
+    evaluator = TrainingEval(scores_cfg, cfg.dataset, data, run_dir, state.device, state.loss.objective.outputs_probability,
                              ckpt.get("eval") if ckpt else None, classes=num_classes(state.G))  # fmt: skip
-    tracker = Tracker(run_dir, cfg.train.steps, start_step)
+    tracker = Tracker(run_dir, cfg.train.steps, start_step, writes=world.main)
     tracker.text("config", "```yaml\n" + OmegaConf.to_yaml(cfg) + "```")
     if ckpt is not None:  # last, so that nothing built above (the evaluator's classifier, say) draws from the restored stream
         state.restore_rng(ckpt)
@@ -412,7 +468,7 @@ def _train(cfg: DictConfig, run_dir: Path, overrides: list[str], hparam_choices:
     used_lrs = state.lrs()  # the learning rates of the step just done (the schedulers move on right after it)
     step, status, tc = start_step, "failed", cfg.train  # until the loop ends or a known stop names it
     try:
-        with StopRequest() as stop:
+        with StopRequest(patient=world.distributed) as stop:
             for step in range(start_step + 1, tc.steps + 1):
                 tracker.add(step, train_step(G_run, D_run, state.loss, state.opt_g, state.opt_d, batcher, state.device, state.amp, augment, step))
                 state.step, used_lrs = step, state.lrs()
@@ -421,25 +477,32 @@ def _train(cfg: DictConfig, run_dir: Path, overrides: list[str], hparam_choices:
                 if state.ema is not None:
                     state.ema.update(state.G)
                 is_last = step == tc.steps
-                if step % tc.log_every == 0 or is_last or stop.signal:
+                # every rank takes the same branches (the flushes are collectives); a distributed run agrees on a stop
+                # request when it logs, a single process stops at the end of the step the signal came in
+                logs = step % tc.log_every == 0 or is_last or (stop.signal is not None and not world.distributed)
+                if logs:
                     tracker.flush(step, used_lrs)
                 else:
                     tracker.advance(step)
-                if step % tc.sample_every == 0 or is_last:
+                stopping = (agree(stop.signal is not None, state.device) if logs else False) if world.distributed else stop.signal is not None
+                if (step % tc.sample_every == 0 or is_last) and world.main:
                     write_samples(state.sampler(cfg.seed), state.D, state.fixed_z, data, step, run_dir, tracker)
                 best = False
-                if evaluator.due(step, is_last):
+                if TrainingEval.is_due(int(cfg.eval.every), step, is_last):
                     tracker.flush(step, used_lrs)  # never score (or keep as best) weights that went NaN
-                    best = evaluator.run(step, state.sampler(cfg.seed), state.D, tracker)
-                if step % tc.ckpt_every == 0 or is_last or stop.signal or best:
+                    if evaluator.enabled:
+                        best = evaluator.run(step, state.sampler(cfg.seed), state.D, tracker)
+                if step % tc.ckpt_every == 0 or is_last or stopping or best:  # best: rank 0 only, whose flush just ran
                     tracker.flush(step, used_lrs)  # never write a checkpoint with NaN weights
-                    about_run = {"config": plain_cfg, "overrides": list(overrides), "data_spec": data.spec.to_dict(), "eval": evaluator.state()}
-                    _save(state, run_dir, batcher.batches_done, about_run, numbered=step % tc.ckpt_every == 0, best=best, seed=cfg.seed)
+                    state.check_finite()
+                    if world.main:
+                        about_run = {"config": plain_cfg, "overrides": list(overrides), "data_spec": data.spec.to_dict(), "eval": evaluator.state()}
+                        _save(state, run_dir, batcher.batches_done, about_run, numbered=step % tc.ckpt_every == 0, best=best, seed=cfg.seed)
                     last_saved = step
-                if stop.signal:
+                if stopping:
                     status = "interrupted"
                     raise GanError(
-                        f"{signal.Signals(stop.signal).name} received: stopped at step {step} of {tc.steps} and saved "
+                        f"{signal.Signals(stop.signal or signal.SIGTERM).name} received: stopped at step {step} of {tc.steps} and saved "
                         f"{run_dir / 'checkpoints' / LAST}. Continue with: {resume_command(run_dir)}",
                         exit_code=INTERRUPTED,
                     )

@@ -3,7 +3,8 @@
 Batch b is positions [b*B, (b+1)*B) of the concatenated permutations perm(seed, 0),
 perm(seed, 1), ... so every sample appears once per epoch, and the whole state of the data
 order is one integer (batches consumed): resuming at batch b gives the same batches as an
-uninterrupted run.
+uninterrupted run. In a distributed run B is the global batch and rank r of W takes the r-th of its W equal
+slices, so the count of global batches is still the whole state, whatever the number of processes.
 """
 
 from __future__ import annotations
@@ -20,8 +21,10 @@ class IndexStream:
     """`device`: where the indices are handed out; a GPU keeps each epoch's permutation resident, so a
     batch costs no host-to-device copy (the permutation itself is drawn on the CPU, identically everywhere)."""
 
-    def __init__(self, n: int, batch_size: int, seed: int, start_batch: int = 0, device: torch.device | str = "cpu") -> None:
+    def __init__(self, n: int, batch_size: int, seed: int, start_batch: int = 0, device: torch.device | str = "cpu",
+                 shard: tuple[int, int] = (0, 1)) -> None:  # fmt: skip
         self.n, self.batch_size, self.seed = n, batch_size, seed
+        self.rank, self.world = shard
         self.batches_done = start_batch
         self.device = torch.device(device)
         self._epoch, self._perm = -1, torch.empty(0, dtype=torch.long)
@@ -42,7 +45,11 @@ class IndexStream:
             need -= len(take)
             start += len(take)
         self.batches_done += 1
-        return parts[0] if len(parts) == 1 else torch.cat(parts)
+        batch = parts[0] if len(parts) == 1 else torch.cat(parts)
+        if self.world == 1:
+            return batch
+        size = self.batch_size // self.world
+        return batch[self.rank * size : (self.rank + 1) * size]
 
     def __iter__(self) -> Iterator[list[int]]:
         while True:
@@ -56,13 +63,14 @@ class TensorBatcher:
     host memory and each gathered batch is copied over (through pinned memory on CUDA), for sets too large for the GPU.
     """
 
-    def __init__(self, data: LoadedData, batch_size: int, device: torch.device, seed: int, start_batch: int = 0, on_device: bool = True) -> None:
+    def __init__(self, data: LoadedData, batch_size: int, device: torch.device, seed: int, start_batch: int = 0, on_device: bool = True,
+                 shard: tuple[int, int] = (0, 1)) -> None:  # fmt: skip
         assert data.x is not None
         home = device if on_device else torch.device("cpu")
         self.x = data.x.to(home)
         self.y = None if data.y is None else data.y.to(home)
         self.device = device
-        self.stream = IndexStream(len(self.x), batch_size, seed, start_batch, device=home)
+        self.stream = IndexStream(len(self.x), batch_size, seed, start_batch, device=home, shard=shard)
 
     def next(self) -> tuple[torch.Tensor, torch.Tensor | None]:
         idx = self.stream.next_indices()
@@ -80,8 +88,9 @@ class TensorBatcher:
 class LoaderBatcher:
     """Datasets read from disk: a DataLoader with workers and pinned memory, fed by the same index stream."""
 
-    def __init__(self, data: LoadedData, batch_size: int, device: torch.device, seed: int, num_workers: int, start_batch: int = 0) -> None:
-        self.stream = IndexStream(len(data), batch_size, seed, start_batch)
+    def __init__(self, data: LoadedData, batch_size: int, device: torch.device, seed: int, num_workers: int, start_batch: int = 0,
+                 shard: tuple[int, int] = (0, 1)) -> None:  # fmt: skip
+        self.stream = IndexStream(len(data), batch_size, seed, start_batch, shard=shard)
         self.device = device
         self.has_labels = data.spec.num_classes > 0
         loader = DataLoader(
@@ -107,7 +116,9 @@ class LoaderBatcher:
         return self._consumed
 
 
-def make_batcher(data: LoadedData, batch_size: int, device: torch.device, seed: int, num_workers: int, start_batch: int = 0, on_device: bool = True):
+def make_batcher(data: LoadedData, batch_size: int, device: torch.device, seed: int, num_workers: int, start_batch: int = 0, on_device: bool = True,
+                 shard: tuple[int, int] = (0, 1)):  # fmt: skip
+    """`batch_size` is the global batch; with `shard` = (rank, world) each batch is this rank's slice of it."""
     if data.x is not None:
-        return TensorBatcher(data, batch_size, device, seed, start_batch, on_device)
-    return LoaderBatcher(data, batch_size, device, seed, num_workers, start_batch)
+        return TensorBatcher(data, batch_size, device, seed, start_batch, on_device, shard)
+    return LoaderBatcher(data, batch_size, device, seed, num_workers, start_batch, shard)

@@ -58,7 +58,12 @@ class TrainingEval:
         return self.scorer is not None
 
     def due(self, step: int, is_last: bool) -> bool:
-        return self.enabled and (step % self.every == 0 or is_last)
+        return self.enabled and self.is_due(self.every, step, is_last)
+
+    @staticmethod
+    def is_due(every: int, step: int, is_last: bool) -> bool:
+        """Whether `eval.every` asks for scores at this step: known to every rank, even those that do not score."""
+        return every > 0 and (step % every == 0 or is_last)
 
     def run(self, step: int, G: nn.Module, D: nn.Module, tracker) -> bool:
         """Score G now; log and append the scores. True when this is the best score so far."""
