@@ -59,7 +59,7 @@ AmpMode = _choices("AmpMode", ("auto", "bf16", "fp16", "off"))
 AugmentPolicy = _choices("AugmentPolicy", ("color", "translation", "cutout"))
 Backbone = _choices("Backbone", ("lenet", "inception"))
 DistBackend = _choices("DistBackend", ("auto", "nccl", "gloo"))
-SampleMode = _choices("SampleMode", ("grid", "classes", "interp", "arithmetic", "codes", "mix"))
+SampleMode = _choices("SampleMode", ("grid", "classes", "interp", "arithmetic", "codes", "mix", "pyramid"))
 
 
 @dataclass
@@ -85,6 +85,7 @@ class ModelConfig:
     pack: int = MISSING
     g_act: GActivation = MISSING  # type: ignore[valid-type]
     style_mixing: float = MISSING
+    levels: int = MISSING
 
 
 @dataclass

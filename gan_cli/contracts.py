@@ -27,7 +27,7 @@ class Generator(Protocol):
     Images come out in [-1, 1] (tanh), toy points anywhere. y=None on a class-conditional G draws the classes
     0, 1, ..., k-1, 0, ... so fixed-noise grids show every class. Optional parts the loop reads when present:
     `input.layout` (InfoGAN codes in z, for the mutual-information term and `mode=codes`), `input.labels` or
-    `class_embed` (the number of classes, for `cond_acc` and `mode=classes`)."""
+    `class_embed`, or an integer `classes` (the number of classes, for `cond_acc` and `mode=classes`)."""
 
     z_dim: int
 

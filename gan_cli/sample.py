@@ -185,9 +185,24 @@ def _mix(cfg, G, gen, device: torch.device) -> tuple[torch.Tensor, int]:
     return torch.cat(rows), k + 1
 
 
+@torch.no_grad()
+def _pyramid(cfg, G, gen, device: torch.device) -> tuple[torch.Tensor, int]:
+    """LAPGAN: one row per sample (n of them, 8 at most), its image after each level from the coarsest to the final one,
+    each shown at full size (nearest-neighbour), so the detail every level adds can be seen."""
+    if not hasattr(G, "pyramid_outputs"):
+        raise GanError("mode=pyramid shows the levels of a Laplacian pyramid generator; this checkpoint's G has none. Train one with model=lapgan.")
+    rows = min(cfg.n, 8)
+    z = truncate(G, sample_latent(G, rows, "cpu", gen), cfg.truncation).to(device)
+    label = _one_label(cfg, G, rows) if cfg.labels is not None else None
+    outputs = G.pyramid_outputs(z, label.to(device) if label is not None else None)
+    side = outputs[-1].shape[-1]
+    levels = [F.interpolate(o.float(), size=side, mode="nearest").clamp(-1, 1).cpu() for o in outputs]
+    return torch.stack(levels, 1).flatten(0, 1), len(levels)
+
+
 # mode -> (cfg, G, generator, device) -> (images, images per row)
 MODES = {**{name: _rendered(f) for name, f in (("grid", _grid), ("classes", _classes), ("interp", _interp), ("arithmetic", _arithmetic),
-                                                  ("codes", _codes))}, "mix": _mix}  # fmt: skip
+                                                  ("codes", _codes))}, "mix": _mix, "pyramid": _pyramid}  # fmt: skip
 
 
 def sample(cfg) -> Path:

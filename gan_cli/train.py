@@ -50,6 +50,7 @@ from gan_cli.runtime import load_state, pick_device, seed_everything, set_thread
 from gan_cli.schedules import build_schedulers
 from gan_cli.speed import FP32, Precision, eager, enable_backend_speedups, plan_speed, prepare_models
 from gan_cli.tracking import NonFiniteLoss, Tracker
+from gan_cli.train_pyramid import check_pyramid_run, is_pyramid, pyramid_step
 
 log = logging.getLogger("gan_cli")
 
@@ -207,6 +208,7 @@ def check_options(cfg: DictConfig) -> None:
     the CLI calls this before Hydra makes a run directory, so a rejected command leaves nothing behind."""
     _check_train_settings(cfg.train)
     _check_dist(cfg.dist, cfg.train.batch_size)
+    check_pyramid_run(cfg)
     loss = build_loss(cfg.loss)
     spec = planned_spec(cfg.dataset)
     _build_augment(cfg.train.augment, spec.is_image if spec is not None else True)
@@ -373,6 +375,7 @@ class TrainingState:
 def _set_up(cfg: DictConfig, run_dir: Path, parallel_jobs: int, world: World = SINGLE):
     """(data, training state, the models the step runs (compiled, wrapped in DDP, or as built), DiffAugment, the speed plan):
     every option is built, and so checked, before the run directory's checkpoints/ is touched."""
+    check_pyramid_run(cfg, world.size)
     device = shard_device(world, pick_device(cfg.device))
     _, why = set_threads(cfg.train.threads, parallel_jobs * world.local_size)
     if world.distributed:
@@ -468,9 +471,10 @@ def _train(cfg: DictConfig, run_dir: Path, overrides: list[str], hparam_choices:
     used_lrs = state.lrs()  # the learning rates of the step just done (the schedulers move on right after it)
     step, status, tc = start_step, "failed", cfg.train  # until the loop ends or a known stop names it
     try:
+        step_fn = pyramid_step if is_pyramid(G_run) else train_step  # model=lapgan trains each level of its pyramid
         with StopRequest(patient=world.distributed) as stop:
             for step in range(start_step + 1, tc.steps + 1):
-                tracker.add(step, train_step(G_run, D_run, state.loss, state.opt_g, state.opt_d, batcher, state.device, state.amp, augment, step))
+                tracker.add(step, step_fn(G_run, D_run, state.loss, state.opt_g, state.opt_d, batcher, state.device, state.amp, augment, step))
                 state.step, used_lrs = step, state.lrs()
                 state.sched_g.step()
                 state.sched_d.step()

@@ -21,6 +21,7 @@ from gan_cli.data.spec import DataSpec
 from gan_cli.errors import GanError, one_of
 from gan_cli.models.dcgan import DCGANGenerator, dcgan_discriminator, resolutions
 from gan_cli.models.ema import EMA, ema_decay  # noqa: F401  (re-exported)
+from gan_cli.models.lapgan import build_lapgan
 from gan_cli.models.layers import CONDITIONINGS, MINIBATCH_LAYERS, HeadOptions, LatentInput, LatentLayout, apply_spectral_norm
 from gan_cli.models.mlp import G_ACTIVATIONS, MLPGenerator, mlp_discriminator
 from gan_cli.models.shift import LogisticDiscriminator, ShiftGenerator
@@ -55,6 +56,10 @@ def _style(cfg, spec: DataSpec) -> tuple[nn.Module, nn.Module]:
     return G, dcgan_discriminator(spec, cfg.d_width, cfg.d_norm, _head(cfg, spec), cfg.attention)
 
 
+def _lapgan(cfg, spec: DataSpec) -> tuple[nn.Module, nn.Module]:
+    return build_lapgan(spec, cfg.z_dim, cfg.g_width, cfg.d_width, cfg.levels, spec.num_classes if cfg.cond == "concat" else 0, cfg.dropout)
+
+
 def _shift(cfg, spec: DataSpec) -> tuple[nn.Module, nn.Module]:
     return ShiftGenerator(spec), LogisticDiscriminator(spec)
 
@@ -70,6 +75,7 @@ MODELS.add("mlp", _mlp, uses=(*_ARCH_KEYS, "dropout", "g_act"))
 MODELS.add("dcgan", _dcgan, uses=(*_ARCH_KEYS, "g_norm", "attention"))
 MODELS.add("style", _style, uses=(*_ARCH_KEYS, "attention", "style_mixing"))
 MODELS.add("shift", _shift, uses=("init_std",))
+MODELS.add("lapgan", _lapgan, uses=("z_dim", "g_width", "d_width", "dropout", "init_std", "g_spectral", "cond", "levels"))
 CONV_MODELS = ("dcgan", "style")  # the models with feature maps (where self-attention can sit)
 
 
@@ -193,6 +199,10 @@ def _check_variant_options(cfg, spec: DataSpec) -> None:
         )
     if cfg.g_norm == "virtual" and cfg.name != "dcgan":
         raise GanError(f"model.g_norm=virtual replaces the BatchNorm layers of DCGAN's generator; model={cfg.name} has none. Use model=dcgan or model.g_norm=batch.")
+    if cfg.levels < 0 or (cfg.levels and cfg.name != "lapgan"):
+        raise GanError(f"model.levels={cfg.levels} sets the pyramid levels of model=lapgan (>= 2, or 0 for as many as the image size allows); model={cfg.name} has none.")
+    if cfg.name == "lapgan":
+        _check_lapgan(cfg)
     if cfg.g_act not in G_ACTIVATIONS:
         raise one_of("model.g_act", cfg.g_act, G_ACTIVATIONS)
     if cfg.g_act != "leaky" and cfg.name != "mlp":
@@ -218,6 +228,17 @@ def _check_variant_options(cfg, spec: DataSpec) -> None:
         allowed = resolutions(spec)
         if cfg.attention not in allowed:
             raise GanError(f"model.attention={cfg.attention} is not a feature-map side of model={cfg.name} on dataset={spec.name}. Allowed: {', '.join(map(str, allowed))} (or 0 for none).")
+
+
+def _check_lapgan(cfg) -> None:
+    stray = _unused_keys("model", cfg, MODELS.get("lapgan"))
+    if stray:
+        raise GanError(f"{', '.join(stray)}: model=lapgan's levels are the paper's small MLP and conv nets, which read only "
+                       f"{', '.join('model.' + k for k in MODELS.get('lapgan').uses if k != 'name')}. Use model=dcgan or model=style for those options.")  # fmt: skip
+    if cfg.cond not in ("none", "concat"):
+        raise GanError(f"model.cond={cfg.cond}: model=lapgan conditions every level on the class by concatenation (model.cond=concat, or auto), or not at all (none).")
+    if cfg.pack > 1:
+        raise GanError(f"model.pack={cfg.pack}: model=lapgan's discriminators judge one pyramid level of one sample each; use model.pack=1.")
 
 
 def packed_spec(spec: DataSpec, m: int) -> DataSpec:
@@ -281,7 +302,9 @@ def num_classes(G: nn.Module) -> int:
     if embed is not None:
         return embed.num_embeddings
     labels = getattr(getattr(G, "input", None), "labels", None)
-    return labels.num_classes if labels is not None else 0
+    if labels is not None:
+        return labels.num_classes
+    return int(getattr(G, "classes", 0))  # a G that reads the labels itself (model=lapgan's levels) says how many
 
 
 def sample_latent(G: nn.Module, n: int, device: torch.device | str, generator: torch.Generator | None = None) -> torch.Tensor:
