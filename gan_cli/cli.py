@@ -16,7 +16,7 @@ import hydra
 import yaml
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from gan_cli.config import config_dir, register_schemas
 from gan_cli.errors import INTERRUPTED, GanError
@@ -219,7 +219,23 @@ def resume_arguments(args: list[str]) -> list[str]:
     searchpath = _saved_searchpath(run_dir)
     if searchpath and "hydra.searchpath" not in new_keys:  # the run's --config-dir: where its own components are
         kept.append(f"hydra.searchpath=[{','.join(searchpath)}]")
+    _check_saved_targets(kept, args, "hydra.searchpath" in new_keys, run_dir)
     return [*kept, *args, override("hydra.run.dir", str(run_dir)), "hydra.output_subdir=null"]
+
+
+def _check_saved_targets(kept: list[str], args: list[str], own_config_dir: bool, run_dir: Path) -> None:
+    """A resume composes the run's config from what the run directory saved (its overrides, its --config-dir), and a
+    run directory may come from anywhere: code it names (`_target_`) is imported only when this command vouches for it
+    (its own --config-dir) or GAN_ALLOW_TARGETS allows it. A `_target_` set by a saved override needs the variable always."""
+    from gan_cli.components import check_checkpoint_targets, targets_in
+
+    injected = [o for o in kept if "_target_" in _override_key(o) or ".args" in _override_key(o)]
+    if own_config_dir and not injected:
+        return
+    cfg = OmegaConf.to_container(compose_config("train", [a for a in [*kept, *args] if not a.startswith("-")]), resolve=False)
+    if not any(True for group in ("model", "loss", "optimizer", "dataset") for _ in targets_in(cfg.get(group), group)):  # type: ignore[union-attr]
+        return
+    check_checkpoint_targets(cfg, ("model", "loss", "optimizer", "dataset"), None, repr(str(run_dir)), resume=True)  # type: ignore[arg-type]
 
 
 def _saved_searchpath(run_dir: Path) -> list[str]:

@@ -132,7 +132,7 @@ def targets_in(config: Any, where: str = "") -> Iterator[tuple[str, str]]:
             yield from targets_in(value, f"{where}[{i}]")
 
 
-def check_checkpoint_targets(config: dict[str, Any], groups: Sequence[str], allow: Optional[Sequence[str]], source: str) -> None:
+def check_checkpoint_targets(config: dict[str, Any], groups: Sequence[str], allow: Optional[Sequence[str]], source: str, resume: bool = False) -> None:
     """Refuse, before anything is imported, a checkpoint whose config names code outside what the user allowed.
 
     Prefixes match whole module names: allowing `my_pkg` admits `my_pkg.nets.build`, not `my_pkg_evil.x`."""
@@ -141,8 +141,11 @@ def check_checkpoint_targets(config: dict[str, Any], groups: Sequence[str], allo
         for key, target in targets_in(config.get(group), group):
             if not any(target == p or target.startswith(p + ".") for p in prefixes):
                 module = target.rpartition(".")[0] or target
+                way_out = (f"To resume a run of your own, give its --config-dir again (gan train --config-dir DIR resume=...), or set {ALLOW_ENV}={module} "
+                           f"if you trust where it came from." if resume else
+                           f"If you trust where this checkpoint came from, add allow_targets=[{module}] or set {ALLOW_ENV}={module}.")  # fmt: skip
                 raise GanError(
-                    f"The checkpoint {source} names {key}={target!r}: code gan would have to import and call to rebuild it. "
-                    f"gan runs a checkpoint's own components only from modules you allow{' (allowed now: ' + ', '.join(prefixes) + ')' if prefixes else ''}. "
-                    f"If you trust where this checkpoint came from, add allow_targets=[{module}] or set {ALLOW_ENV}={module}."
+                    f"The {'run' if resume else 'checkpoint'} {source} names {key}={target!r}: code gan would have to import and call to rebuild it. "
+                    f"gan runs the components a {'run directory' if resume else 'checkpoint'} names only from modules you allow"
+                    f"{' (allowed now: ' + ', '.join(prefixes) + ')' if prefixes else ''}. {way_out}"
                 )

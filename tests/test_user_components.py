@@ -37,7 +37,7 @@ def with_fast(args: list[str], run: Path | None = None) -> list[str]:
     return [a.replace("RUN", str(run)) for a in args if a.split("=")[0] not in keys]
 
 
-def test_the_readmes_own_model_trains_resumes_samples_and_scores_from_its_config_dir(workdir: Path, lenet_cache: Path) -> None:
+def test_the_readmes_own_model_trains_resumes_samples_and_scores_from_its_config_dir(workdir: Path, lenet_cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     train, resume, sample, evaluate, helped = readme_example(workdir)
     assert train[:3] == ["train", "--config-dir", "my_conf"] and "model=tiny" in train
 
@@ -53,16 +53,23 @@ def test_the_readmes_own_model_trains_resumes_samples_and_scores_from_its_config
     assert "G_ema" in ckpt["models"]  # model.ema applies to a user's G too
     assert ckpt["optimizers"]["G"]["param_groups"][0]["weight_decay"] == 0.01  # optimizer.args reached AdamW
 
-    # resume without --config-dir: the run remembers where its components live
-    assert resume[0] == "train" and resume[1] == "resume=RUN"
+    # a resume imports the run's code only when the command vouches for it: its --config-dir named again ...
+    refused_resume = run_gan("train", f"resume={run}", "train.steps=60", cwd=workdir)
+    assert refused_resume.returncode == 2 and "give its --config-dir again" in refused_resume.stderr
+    assert resume[:4] == ["train", "--config-dir", "my_conf", "resume=RUN"]
     again = run_gan(*with_fast(resume, run), "train.steps=60", "train.threads=1", cwd=workdir)
     assert again.returncode == 0, again.stderr
     assert json.loads((run / "status.json").read_text())["step"] == 60
+    # ... or GAN_ALLOW_TARGETS: then the run's saved search path finds its YAML files without the flag
+    monkeypatch.setenv("GAN_ALLOW_TARGETS", "my_gan,torch.optim")
+    assert run_gan("train", f"resume={run}", "train.steps=70", "train.threads=1", cwd=workdir).returncode == 0
+    assert json.loads((run / "status.json").read_text())["step"] == 70
+    monkeypatch.delenv("GAN_ALLOW_TARGETS")
 
     refused = run_gan("sample", f"ckpt={run}", cwd=workdir)
     assert refused.returncode == 2 and "allow_targets=[my_gan" in refused.stderr and "Traceback" not in refused.stderr
     out = workdir / "grid.png"
-    drawn = run_gan(*with_fast(sample, run), f"out={out}", "n=16", cwd=workdir)
+    drawn = run_gan(*with_fast(sample, run), f"out={out}", "n=16", cwd=workdir)  # allow_targets=[my_gan]: the model only
     assert drawn.returncode == 0, drawn.stderr
     assert out.stat().st_size > 0
 
