@@ -220,7 +220,7 @@ def launch_local(nproc: int, run_dir: Path, job: dict[str, Any], shutdown_timeou
 
     config = LaunchConfig(
         min_nodes=1, max_nodes=1, nproc_per_node=nproc, run_id=f"gan-{uuid.uuid4().hex[:8]}", rdzv_backend="c10d",
-        rdzv_endpoint=f"127.0.0.1:{free_port()}", max_restarts=0, monitor_interval=0.2, start_method="spawn",
+        rdzv_endpoint=f"127.0.0.1:{free_port()}", local_addr="127.0.0.1", max_restarts=0, monitor_interval=0.2, start_method="spawn",
         logs_specs=DefaultLogsSpecs(log_dir=str(run_dir / ".ranks")), shutdown_timeout=shutdown_timeout,
     )  # fmt: skip
     try:
