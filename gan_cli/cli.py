@@ -18,7 +18,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from gan_cli.config import config_dir, register_schemas
+from gan_cli.config import GROUPS, config_dir, register_schemas
 from gan_cli.errors import INTERRUPTED, GanError
 from gan_cli.logs import FILE_ONLY
 
@@ -227,15 +227,13 @@ def _check_saved_targets(kept: list[str], args: list[str], own_config_dir: bool,
     """A resume composes the run's config from what the run directory saved (its overrides, its --config-dir), and a
     run directory may come from anywhere: code it names (`_target_`) is imported only when this command vouches for it
     (its own --config-dir) or GAN_ALLOW_TARGETS allows it. A `_target_` set by a saved override needs the variable always."""
-    from gan_cli.components import check_checkpoint_targets, targets_in
+    from gan_cli.components import check_checkpoint_targets
 
     injected = [o for o in kept if "_target_" in _override_key(o) or ".args" in _override_key(o)]
     if own_config_dir and not injected:
         return
     cfg = OmegaConf.to_container(compose_config("train", [a for a in [*kept, *args] if not a.startswith("-")]), resolve=False)
-    if not any(True for group in ("model", "loss", "optimizer", "dataset") for _ in targets_in(cfg.get(group), group)):  # type: ignore[union-attr]
-        return
-    check_checkpoint_targets(cfg, ("model", "loss", "optimizer", "dataset"), None, repr(str(run_dir)), resume=True)  # type: ignore[arg-type]
+    check_checkpoint_targets(cfg, GROUPS, None, repr(str(run_dir)), resume=True)  # type: ignore[arg-type]
 
 
 def _saved_searchpath(run_dir: Path) -> list[str]:
@@ -328,7 +326,7 @@ def refuse_added_keys(command: str, args: list[str]) -> None:
     known = list(flatten(OmegaConf.to_container(OmegaConf.structured(schema))))  # type: ignore[arg-type]
     for o in parsed:
         key = o.key_or_group
-        user_args = any(key.startswith(f"{group}.args.") for group in ("model", "loss", "optimizer", "dataset"))  # a _target_'s own keywords
+        user_args = any(key.startswith(f"{group}.args.") for group in GROUPS)  # a _target_'s own keywords
         if not (o.is_add() or o.is_force_add()) or key in known or user_args or key.startswith("hydra") or Path(CONF, key).is_dir():
             continue
         close = difflib.get_close_matches(key, known, n=1)

@@ -126,30 +126,34 @@ def local_batch(batch_size: int, world: World) -> int:
     return batch_size // world.size
 
 
+def _multiprocess() -> bool:
+    return dist.is_initialized() and dist.get_world_size() > 1
+
+
 def per_sample(draw: Callable[[int], torch.Tensor], n: int) -> torch.Tensor:
     """draw(n) in one process; in a distributed run draw(n * world size), the same global draw on every rank (their
     training streams are seeded alike), cut to this rank's slice: the global batch gets what one process would draw."""
-    if not dist.is_initialized() or dist.get_world_size() == 1:
+    if not _multiprocess():
         return draw(n)
     rank = dist.get_rank()
     return draw(n * dist.get_world_size())[rank * n : (rank + 1) * n]
 
 
 def all_sum_(t: torch.Tensor) -> torch.Tensor:
-    if dist.is_initialized() and dist.get_world_size() > 1:
+    if _multiprocess():
         dist.all_reduce(t, op=dist.ReduceOp.SUM)
     return t
 
 
 def all_min_(t: torch.Tensor) -> torch.Tensor:
-    if dist.is_initialized() and dist.get_world_size() > 1:
+    if _multiprocess():
         dist.all_reduce(t, op=dist.ReduceOp.MIN)
     return t
 
 
 def agree(flag: bool, device: torch.device) -> bool:
     """True on every rank when any rank says True (a stop request that reached some processes first)."""
-    if not dist.is_initialized() or dist.get_world_size() == 1:
+    if not _multiprocess():
         return flag
     return bool(all_sum_(torch.tensor([1.0 if flag else 0.0], device=device)).item() > 0)
 

@@ -62,10 +62,11 @@ def _shown(value: object) -> str:
     return yaml.safe_dump(value, default_flow_style=True, width=1000, sort_keys=False).strip().removesuffix("...").strip()
 
 
-def _row(key: str, node: DictConfig, comment: str) -> str:
+def _rows(node: DictConfig, keys: list[str], comments: dict[str, str]) -> list[str]:
+    """One line per key: its value in this composition, then its comment."""
     plain = OmegaConf.to_container(node, enum_to_str=True)
-    text = f"{key}: {_shown(plain[key])}"  # type: ignore[index]
-    return f"  {text:<30} # {comment}" if comment else f"  {text}"
+    texts = [f"{k}: {_shown(plain[k])}" for k in keys]  # type: ignore[index]
+    return [f"  {t:<30} # {comments[k]}" if comments.get(k) else f"  {t}" for k, t in zip(keys, texts)]
 
 
 def train_help(cfg: DictConfig) -> str:
@@ -91,13 +92,12 @@ def train_help(cfg: DictConfig) -> str:
         chosen = next((d / group / f"{choices[group]}.yaml" for d in dirs if (d / group / f"{choices[group]}.yaml").is_file()), None)
         own = yaml_comments(chosen) if chosen else {}
         lines += ["", f"{group}={choices[group]}  ({what}; options: {', '.join(_options(group, dirs))})"]
-        lines += [_row(k, node, own.get(k) or base.get(k, "")) for k in node.keys() if k in keys]
+        lines += _rows(node, [k for k in node.keys() if k in keys], {**base, **own})
     train_yaml = config_dir() / "train.yaml"
     for section in ("train", "eval"):
-        comments = yaml_comments(train_yaml, section)
-        lines += ["", f"{section}:"] + [_row(k, cfg[section], comments.get(k, "")) for k in cfg[section].keys()]
-    top = yaml_comments(train_yaml)
-    lines += ["", "run:"] + [_row(k, cfg, top.get(k, "")) for k in ("seed", "device", "resume")]
+        lines += ["", f"{section}:", *_rows(cfg[section], list(cfg[section].keys()), yaml_comments(train_yaml, section))]
+    run = OmegaConf.masked_copy(cfg, ["seed", "device", "resume"])  # without the hydra node
+    lines += ["", "run:", *_rows(run, list(run.keys()), yaml_comments(train_yaml))]
     lines += [
         "",
         f"experiment presets (experiment=NAME, paper settings across groups): {', '.join(_options('experiment', dirs))}",

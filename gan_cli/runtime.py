@@ -70,6 +70,12 @@ def render(G: torch.nn.Module, z: torch.Tensor, labels: Optional[torch.Tensor], 
     return torch.cat(chunks)
 
 
+def grad_norm(module: nn.Module) -> torch.Tensor:
+    """The L2 norm of all of a module's gradients, in one multi-tensor kernel (0 when none were computed)."""
+    grads = [p.grad for p in module.parameters() if p.grad is not None]
+    return torch.nn.utils.get_total_norm(grads) if grads else torch.zeros(())
+
+
 def usable_cores() -> int:
     """The cores this process may run on (a container's or taskset's share, not the whole machine)."""
     try:

@@ -46,18 +46,13 @@ from gan_cli.plots import image_grid, points_figure, save_figure
 from gan_cli.rng import seeded_global_rng
 from gan_cli.rundir import (RunEnd, RunLock, check_resumable, flatten, read_status, record_resume, remove_stale_temp_files, resume_command,
                             write_status)
-from gan_cli.runtime import load_state, pick_device, seed_everything, set_threads
+from gan_cli.runtime import grad_norm, load_state, pick_device, seed_everything, set_threads
 from gan_cli.schedules import build_schedulers
 from gan_cli.speed import FP32, Precision, eager, enable_backend_speedups, plan_speed, prepare_models
 from gan_cli.tracking import NonFiniteLoss, Tracker
 from gan_cli.train_pyramid import check_pyramid_run, is_pyramid, pyramid_step
 
 log = logging.getLogger("gan_cli")
-
-
-def grad_norm(module: nn.Module) -> torch.Tensor:
-    grads = [p.grad for p in module.parameters() if p.grad is not None]
-    return torch.nn.utils.get_total_norm(grads) if grads else torch.zeros(())  # one multi-tensor kernel
 
 
 # ---------------------------------------------------------------------------------------------
@@ -76,7 +71,7 @@ def train_step(
     `step` (counted from 1) places the D steps on one global count, so a lazy penalty (`loss.penalty_every`)
     falls on the same D steps whether or not the run was resumed in between.
     """
-    G_net, D_judge = unwrap(G), (unwrap(D) if isinstance(D, DistributedD) else D)  # G's step judges with D outside DDP
+    G_net, D_judge = unwrap(G), unwrap(D)  # G's step judges with D outside DDP (a compiled D stays compiled)
     obj, extra, layout = loss.objective, loss.extra, latent_layout(G_net)
     seen_by_d = augment or (lambda x: x)
     penalty = None
@@ -488,7 +483,7 @@ def _train(cfg: DictConfig, run_dir: Path, overrides: list[str], hparam_choices:
                     tracker.flush(step, used_lrs)
                 else:
                     tracker.advance(step)
-                stopping = (agree(stop.signal is not None, state.device) if logs else False) if world.distributed else stop.signal is not None
+                stopping = logs and agree(stop.signal is not None, state.device)  # one process: logs whenever a signal came
                 if (step % tc.sample_every == 0 or is_last) and world.main:
                     write_samples(state.sampler(cfg.seed), state.D, state.fixed_z, data, step, run_dir, tracker)
                 best = False

@@ -20,6 +20,7 @@ from gan_cli.errors import GanError
 from gan_cli.losses import GanLoss
 from gan_cli.models import sample_latent
 from gan_cli.models.lapgan import LapDiscriminator, LapGenerator, laplacian_pyramid, up
+from gan_cli.runtime import grad_norm
 from gan_cli.speed import FP32, Precision, eager
 
 
@@ -70,7 +71,7 @@ def pyramid_step(
         amp.backward("D", total)
         if last:
             amp.unscale("D", opt_d)
-        d_grad = torch.nn.utils.get_total_norm([p.grad for p in D.parameters() if p.grad is not None]) if last else None
+        d_grad = grad_norm(D) if last else None
         amp.step("D", opt_d)
         loss.clip_weights(D)
 
@@ -83,7 +84,7 @@ def pyramid_step(
     amp.backward("G", g_total)
     D.requires_grad_(True)
     amp.unscale("G", opt_g)
-    g_grad = torch.nn.utils.get_total_norm([p.grad for p in G.parameters() if p.grad is not None])
+    g_grad = grad_norm(G)
     amp.step("G", opt_g)
 
     stats: dict[str, torch.Tensor] = {}
