@@ -86,6 +86,8 @@ class ModelConfig:
     g_act: GActivation = MISSING  # type: ignore[valid-type]
     style_mixing: float = MISSING
     levels: int = MISSING
+    fade_steps: int = MISSING
+    stable_steps: int = MISSING
 
 
 @dataclass
@@ -105,6 +107,7 @@ class LossConfig:
     aux_weight: float = MISSING
     aux_on_fake: bool = MISSING
     info_weight: float = MISSING
+    drift: float = MISSING
 
 
 @dataclass
@@ -205,6 +208,7 @@ class SampleConfig:
     ema: bool = MISSING
     truncation: Optional[float] = MISSING
     allow_targets: List[str] = MISSING
+    upscale: bool = MISSING
 
 
 @dataclass

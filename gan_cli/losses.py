@@ -119,7 +119,7 @@ def _from_target(make: Callable[..., Objective]) -> Callable[..., Objective]:
 
 # the keys every objective reads: the penalty, constraint and extra terms wrap whatever game is played
 _LOSS_KEYS = ("objective", "n_critic", "penalty", "penalty_weight", "penalty_every", "clip", "feature_matching", "hist_weight",
-              "ortho_weight", "aux_weight", "aux_on_fake", "info_weight")  # fmt: skip
+              "ortho_weight", "aux_weight", "aux_on_fake", "info_weight", "drift")  # fmt: skip
 OBJECTIVES = Registry("loss", "objective", shared=_LOSS_KEYS, target_uses=("_target_", "args", "label_smoothing"), adapt=_from_target)
 for _objective in (Minimax, NonSaturating, Wasserstein, LeastSquares, Hinge):
     # one-sided label smoothing needs a real target, which the BCE family and LSGAN have
@@ -221,14 +221,17 @@ class ExtraTerms:
     hist_weight: float = 0.0
     ortho_weight: float = 0.0
     aux_on_fake: bool = False
+    drift: float = 0.0
     history: dict = field(default_factory=dict)
 
     def check_fits(self, D: nn.Module) -> None:
         if self.feature_matching and not hasattr(D, "forward_with_extras"):
             raise GanError("loss.feature_matching=true needs a discriminator with intermediate features; model=shift has none. Use model=mlp, dcgan or style.")
 
-    def d_terms(self, D: nn.Module, layout, real_ex: Extras, fake_ex: Extras, y, z: torch.Tensor) -> dict[str, torch.Tensor]:
+    def d_terms(self, D: nn.Module, layout, real_ex: Extras, fake_ex: Extras, y, z: torch.Tensor, real_logits: torch.Tensor) -> dict[str, torch.Tensor]:
         terms: dict[str, torch.Tensor] = {}
+        if self.drift:  # ProGAN: a small pull of D(x) towards 0, so a Wasserstein critic's outputs cannot drift off
+            terms["loss/drift"] = self.drift * real_logits.float().square().mean()
         if "class_logits" in real_ex:  # ACGAN: D's class head learns the classes
             ce = F.cross_entropy(real_ex["class_logits"], y)
             if self.aux_on_fake:  # the paper's loss; the head may then learn whatever mark G puts on its fakes
@@ -346,12 +349,12 @@ def build_loss(cfg) -> GanLoss:
                 f"loss.objective={cfg.objective} has none. Set loss.label_smoothing=0."
             )
         objective.real_target = 1.0 - float(cfg.label_smoothing)
-    for key in ("hist_weight", "ortho_weight", "aux_weight", "info_weight"):
+    for key in ("hist_weight", "ortho_weight", "aux_weight", "info_weight", "drift"):
         if cfg[key] < 0:
             raise GanError(f"loss.{key}={cfg[key]} must be >= 0 (0 turns the term off).")
     extra = ExtraTerms(
         bool(cfg.feature_matching), float(cfg.aux_weight), float(cfg.info_weight), float(cfg.hist_weight), float(cfg.ortho_weight),
-        bool(cfg.aux_on_fake),
+        bool(cfg.aux_on_fake), float(cfg.drift),
     )
     return GanLoss(
         objective, cfg.n_critic, PENALTIES[cfg.penalty], float(cfg.penalty_weight), cfg.clip, extra, int(cfg.penalty_every)

@@ -21,6 +21,7 @@ from gan_cli.data.toys import TOY_NAMES, make_toy
 from gan_cli.components import check_checkpoint_targets
 from gan_cli.errors import GanError, io_failure, one_of, shown
 from gan_cli.models import build_models, latent_layout, num_classes, sample_latent, truncate
+from gan_cli.models.progan import Growing, downscale
 from gan_cli.plots import image_grid, points_figure, save_figure
 from gan_cli.rng import seeded_global_rng
 from gan_cli.runtime import load_state, pick_device, render
@@ -225,12 +226,15 @@ def sample(cfg) -> Path:
     _check_writable_file(out)  # before the generator runs: a bad out= costs nothing
     gen = torch.Generator().manual_seed(cfg.seed)
     x, nrow = MODES[cfg.mode](cfg, G, gen, device)
+    if isinstance(G, Growing) and not cfg.upscale:  # a progressive G saved before its last stage: its own side
+        x = downscale(x, G.side)
     suffix = out.suffix.lower()
     try:
         _write(out, suffix, x, nrow, spec, ckpt)
     except OSError as err:
         raise io_failure(err, f"Writing the samples to {str(out)!r}", "Pick another out= (a writable folder with free space).") from err
-    print(f"wrote {len(x)} samples ({spec.name}, step {ckpt['step']}, mode={cfg.mode}) to {out}")
+    size = f", {x.shape[-1]}x{x.shape[-2]} px" if spec.is_image else ""
+    print(f"wrote {len(x)} samples ({spec.name}, step {ckpt['step']}, mode={cfg.mode}{size}) to {out}")
     return out
 
 

@@ -50,6 +50,7 @@ from gan_cli.runtime import grad_norm, load_state, pick_device, seed_everything,
 from gan_cli.schedules import build_schedulers
 from gan_cli.speed import FP32, Precision, eager, enable_backend_speedups, plan_speed, prepare_models
 from gan_cli.tracking import NonFiniteLoss, Tracker
+from gan_cli.growth import GrowingBatches, check_growth_run, growth_of, set_growth
 from gan_cli.train_pyramid import check_pyramid_run, is_pyramid, pyramid_step
 
 log = logging.getLogger("gan_cli")
@@ -88,7 +89,7 @@ def train_step(
             real_logits, real_ex = discriminate(D, real, y)
             fake_logits, fake_ex = discriminate(D, fake_d, y)
             d_loss = obj.d_loss(real_logits, fake_logits)
-            d_terms = extra.d_terms(unwrap(D), layout, real_ex, fake_ex, y, z)  # ACGAN, InfoGAN, historical averaging
+            d_terms = extra.d_terms(unwrap(D), layout, real_ex, fake_ex, y, z, real_logits)  # ACGAN, InfoGAN, historical averaging, drift
             total = d_loss + sum(d_terms.values())
             if loss.penalty_due(d_step):
                 penalty = loss.penalty(amp.penalty_fn(lambda x: eager(D)(x, y)), real, fake_d)
@@ -204,6 +205,7 @@ def check_options(cfg: DictConfig) -> None:
     _check_train_settings(cfg.train)
     _check_dist(cfg.dist, cfg.train.batch_size)
     check_pyramid_run(cfg)
+    check_growth_run(cfg)
     loss = build_loss(cfg.loss)
     spec = planned_spec(cfg.dataset)
     _build_augment(cfg.train.augment, spec.is_image if spec is not None else True)
@@ -371,6 +373,7 @@ def _set_up(cfg: DictConfig, run_dir: Path, parallel_jobs: int, world: World = S
     """(data, training state, the models the step runs (compiled, wrapped in DDP, or as built), DiffAugment, the speed plan):
     every option is built, and so checked, before the run directory's checkpoints/ is touched."""
     check_pyramid_run(cfg, world.size)
+    check_growth_run(cfg, world.size)
     device = shard_device(world, pick_device(cfg.device))
     _, why = set_threads(cfg.train.threads, parallel_jobs * world.local_size)
     if world.distributed:
@@ -388,7 +391,7 @@ def _set_up(cfg: DictConfig, run_dir: Path, parallel_jobs: int, world: World = S
     D.to(device)
     check_models(G, D, data.spec, cfg.model.pack, model_label(cfg.model))  # image_folder's shape is known only now; on its own random stream
     plan = plan_speed(cfg.train, device, data.spec.is_image, data.x.nbytes if data.x is not None else 0)
-    if world.distributed and plan.compile:  # DDP's gradient hooks and compiled graphs: kept apart for now
+    if plan.compile and (world.distributed or growth_of(cfg, G)):  # DDP's gradient hooks, a G whose graph changes every step: eager
         plan = dataclasses.replace(plan, compile=False)
     enable_backend_speedups(device)
     runners = prepare_models(G, D, plan)
@@ -463,14 +466,20 @@ def _train(cfg: DictConfig, run_dir: Path, overrides: list[str], hparam_choices:
     if ckpt is not None:  # last, so that nothing built above (the evaluator's classifier, say) draws from the restored stream
         state.restore_rng(ckpt)
     last_saved = start_step if ckpt else None
-    used_lrs = state.lrs()  # the learning rates of the step just done (the schedulers move on right after it)
+    growth = growth_of(cfg, state.G)  # model=progan: the stage and alpha of each step, and real batches at its side
+    if growth is not None:
+        batcher = GrowingBatches(batcher, state.D)
+    progress: dict[str, float] = {}
+    step_values = state.lrs()  # logged as they are: the learning rates of the step just done (the schedulers move on right after it), progress/*
     step, status, tc = start_step, "failed", cfg.train  # until the loop ends or a known stop names it
     try:
         step_fn = pyramid_step if is_pyramid(G_run) else train_step  # model=lapgan trains each level of its pyramid
         with StopRequest(patient=world.distributed) as stop:
             for step in range(start_step + 1, tc.steps + 1):
+                if growth is not None:
+                    progress = set_growth(growth, step, state.G, state.D, *([state.ema.module] if state.ema else []))
                 tracker.add(step, step_fn(G_run, D_run, state.loss, state.opt_g, state.opt_d, batcher, state.device, state.amp, augment, step))
-                state.step, used_lrs = step, state.lrs()
+                state.step, step_values = step, {**state.lrs(), **progress}
                 state.sched_g.step()
                 state.sched_d.step()
                 if state.ema is not None:
@@ -480,7 +489,7 @@ def _train(cfg: DictConfig, run_dir: Path, overrides: list[str], hparam_choices:
                 # request when it logs, a single process stops at the end of the step the signal came in
                 logs = step % tc.log_every == 0 or is_last or (stop.signal is not None and not world.distributed)
                 if logs:
-                    tracker.flush(step, used_lrs)
+                    tracker.flush(step, step_values)
                 else:
                     tracker.advance(step)
                 stopping = logs and agree(stop.signal is not None, state.device)  # one process: logs whenever a signal came
@@ -488,11 +497,11 @@ def _train(cfg: DictConfig, run_dir: Path, overrides: list[str], hparam_choices:
                     write_samples(state.sampler(cfg.seed), state.D, state.fixed_z, data, step, run_dir, tracker)
                 best = False
                 if TrainingEval.is_due(int(cfg.eval.every), step, is_last):
-                    tracker.flush(step, used_lrs)  # never score (or keep as best) weights that went NaN
+                    tracker.flush(step, step_values)  # never score (or keep as best) weights that went NaN
                     if evaluator.enabled:
                         best = evaluator.run(step, state.sampler(cfg.seed), state.D, tracker)
                 if step % tc.ckpt_every == 0 or is_last or stopping or best:  # best: rank 0 only, whose flush just ran
-                    tracker.flush(step, used_lrs)  # never write a checkpoint with NaN weights
+                    tracker.flush(step, step_values)  # never write a checkpoint with NaN weights
                     state.check_finite()
                     if world.main:
                         about_run = {"config": plain_cfg, "overrides": list(overrides), "data_spec": data.spec.to_dict(), "eval": evaluator.state()}

@@ -32,7 +32,7 @@ def check_pyramid_run(cfg, world_size: int = 1) -> None:
     """What this step does not do for a pyramid, refused by name rather than skipped in silence."""
     if cfg.model.name != "lapgan":
         return
-    extras = [f"loss.{k}={cfg.loss[k]}" for k, off in (("feature_matching", False), ("hist_weight", 0.0), ("ortho_weight", 0.0)) if cfg.loss[k] != off]
+    extras = [f"loss.{k}={cfg.loss[k]}" for k, off in (("feature_matching", False), ("hist_weight", 0.0), ("ortho_weight", 0.0), ("drift", 0.0)) if cfg.loss[k] != off]
     if extras or cfg.train.augment:
         what = ", ".join(extras + ([f"train.augment=[{','.join(map(str, cfg.train.augment))}]"] if cfg.train.augment else []))
         raise GanError(f"{what}: model=lapgan trains each pyramid level with the objective, its penalty and n_critic only; drop these options for it.")

@@ -489,6 +489,6 @@ def test_acgan_class_head_learns_from_fakes_only_when_asked(on_fake: bool) -> No
     loss = build_loss(compose_train("model.cond=acgan", f"loss.aux_on_fake={str(on_fake).lower()}", "loss.aux_weight=0.5").loss)
     y = torch.tensor([0, 1, 2])
     real, fake = {"class_logits": torch.randn(3, 10)}, {"class_logits": torch.randn(3, 10)}
-    terms = loss.extra.d_terms(nn.Linear(1, 1), None, real, fake, y, torch.zeros(3, 1))
+    terms = loss.extra.d_terms(nn.Linear(1, 1), None, real, fake, y, torch.zeros(3, 1), torch.zeros(3))
     expected = F.cross_entropy(real["class_logits"], y) + (F.cross_entropy(fake["class_logits"], y) if on_fake else 0)
     torch.testing.assert_close(terms["loss/ac"], 0.5 * expected)

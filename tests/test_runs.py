@@ -49,7 +49,7 @@ def assert_same_training_state(a: dict, b: dict) -> None:
     assert a["models"].keys() == b["models"].keys()
     for net in a["models"]:
         for key, value in a["models"][net].items():
-            assert torch.equal(value, b["models"][net][key]), f"{net}.{key} differs"
+            assert_same_values(value, b["models"][net][key], f"{net}.{key}")  # tensors, and a growing model's stage and alpha
     for net in ("G", "D"):
         sa, sb = a["optimizers"][net]["state"], b["optimizers"][net]["state"]
         assert sa.keys() == sb.keys()

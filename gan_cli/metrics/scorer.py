@@ -206,13 +206,13 @@ class Scorer:
               labels: Optional[torch.Tensor] = None) -> dict[str, float]:  # fmt: skip
         """Scores of `fake` (n samples, in data space); `d_prob` maps points to D's probability (for dstar);
         `labels`: the class each sample was generated with (for cond)."""
-        from gan_cli.metrics import features as F  # torchmetrics takes seconds to import: only when scoring
-
         if "cond" in self.metrics and labels is None:
             raise GanError(COND_NEEDS_LABELS)
         out: dict[str, float] = {}
         fake = fake.detach().float().cpu()
         if any(METRICS[m].on_features for m in self.metrics):
+            from gan_cli.metrics import features as F  # torchmetrics takes seconds to import: only when scoring images
+
             feats, logits = self.backbone.features(fake, self.device)
         for m in self.metrics:
             if m == "fid":

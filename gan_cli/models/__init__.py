@@ -23,6 +23,7 @@ from gan_cli.models.dcgan import DCGANGenerator, dcgan_discriminator, resolution
 from gan_cli.models.ema import EMA, ema_decay  # noqa: F401  (re-exported)
 from gan_cli.models.lapgan import build_lapgan
 from gan_cli.models.layers import CONDITIONINGS, MINIBATCH_LAYERS, HeadOptions, LatentInput, LatentLayout, apply_spectral_norm
+from gan_cli.models.progan import build_progan
 from gan_cli.models.mlp import G_ACTIVATIONS, MLPGenerator, mlp_discriminator
 from gan_cli.models.shift import LogisticDiscriminator, ShiftGenerator
 from gan_cli.models.style import StyleGenerator
@@ -60,6 +61,10 @@ def _lapgan(cfg, spec: DataSpec) -> tuple[nn.Module, nn.Module]:
     return build_lapgan(spec, cfg.z_dim, cfg.g_width, cfg.d_width, cfg.levels, spec.num_classes if cfg.cond == "concat" else 0, cfg.dropout)
 
 
+def _progan(cfg, spec: DataSpec) -> tuple[nn.Module, nn.Module]:
+    return build_progan(spec, cfg.z_dim, cfg.g_width, cfg.d_width, spec.num_classes if cfg.cond == "projection" else 0)
+
+
 def _shift(cfg, spec: DataSpec) -> tuple[nn.Module, nn.Module]:
     return ShiftGenerator(spec), LogisticDiscriminator(spec)
 
@@ -76,6 +81,8 @@ MODELS.add("dcgan", _dcgan, uses=(*_ARCH_KEYS, "g_norm", "attention"))
 MODELS.add("style", _style, uses=(*_ARCH_KEYS, "attention", "style_mixing"))
 MODELS.add("shift", _shift, uses=("init_std",))
 MODELS.add("lapgan", _lapgan, uses=("z_dim", "g_width", "d_width", "dropout", "init_std", "g_spectral", "cond", "levels"))
+MODELS.add("progan", _progan, uses=("z_dim", "g_width", "d_width", "cond", "fade_steps", "stable_steps"))
+_GROWTH_KEYS = ("fade_steps", "stable_steps")
 CONV_MODELS = ("dcgan", "style")  # the models with feature maps (where self-attention can sit)
 
 
@@ -203,6 +210,12 @@ def _check_variant_options(cfg, spec: DataSpec) -> None:
         raise GanError(f"model.levels={cfg.levels} sets the pyramid levels of model=lapgan (>= 2, or 0 for as many as the image size allows); model={cfg.name} has none.")
     if cfg.name == "lapgan":
         _check_lapgan(cfg)
+    if cfg.name == "progan":
+        _check_progan(cfg)
+    else:
+        grown = [f"model.{k}={cfg[k]}" for k in _GROWTH_KEYS if cfg[k] != base_values("model")[k]]
+        if grown:
+            raise GanError(f"{', '.join(grown)} sets how model=progan grows; model={cfg.name} does not grow. Use model=progan, or leave the key at its default.")
     if cfg.g_act not in G_ACTIVATIONS:
         raise one_of("model.g_act", cfg.g_act, G_ACTIVATIONS)
     if cfg.g_act != "leaky" and cfg.name != "mlp":
@@ -239,6 +252,20 @@ def _check_lapgan(cfg) -> None:
         raise GanError(f"model.cond={cfg.cond}: model=lapgan conditions every level on the class by concatenation (model.cond=concat, or auto), or not at all (none).")
     if cfg.pack > 1:
         raise GanError(f"model.pack={cfg.pack}: model=lapgan's discriminators judge one pyramid level of one sample each; use model.pack=1.")
+
+
+def _check_progan(cfg) -> None:
+    from gan_cli.growth import check_growth_options
+
+    label = MODELS.get("progan")
+    stray = _unused_keys("model", cfg, label)
+    if stray:
+        raise GanError(f"{', '.join(stray)}: model=progan is the paper's network (equalized learning rate, pixel norm, minibatch std-dev, "
+                       f"no BatchNorm), which reads only {', '.join('model.' + k for k in label.uses if k != 'name')}. Use model=dcgan or model=style for those options.")  # fmt: skip
+    if cfg.cond not in ("none", "projection"):
+        raise GanError(f"model.cond={cfg.cond}: model=progan is unconditional (model.cond=none, the paper's) or takes the class through a projection D "
+                       f"and a class embedding appended to z (model.cond=projection).")  # fmt: skip
+    check_growth_options(cfg)
 
 
 def packed_spec(spec: DataSpec, m: int) -> DataSpec:
