@@ -37,30 +37,34 @@ def test_alpha_rises_linearly_over_the_fade_then_holds() -> None:
     assert Growth(3, 0, 5).at(6) == (1, 1.0)  # no fade: the block is switched in whole
 
 
+@pytest.mark.parametrize("classes", [0, 10], ids=["unconditional", "projection"])
 @pytest.mark.parametrize("stage", [1, 2])
-def test_a_new_block_at_alpha_zero_changes_neither_network(stage: int) -> None:
+def test_a_new_block_at_alpha_zero_changes_neither_network(stage: int, classes: int) -> None:
     """G: the new stage at alpha 0 draws the previous stage's image, upscaled. D: its score of an image at the new side is
     the previous D's score of the image halved."""
     torch.manual_seed(0)
-    G, D = build_progan(MNIST, 16, 4, 4, 0)
+    G, D = build_progan(MNIST, 16, 4, 4, classes)
     z = torch.randn(6, 16)
+    y = torch.arange(6) if classes else None
     G.set_progress(stage - 1, 1.0)
-    before = G(z)
+    before = G(z, y)
     G.set_progress(stage, 0.0)
-    after = G(z)
+    after = G(z, y)
     side = stage_sides(28)[stage]
     assert before.shape[-1] == side // 2 and after.shape[-1] == side
     assert torch.equal(after, upscale(before, side))
     G.set_progress(stage, 0.5)
-    assert not torch.allclose(G(z), after)  # the new block does show once alpha rises
+    assert not torch.allclose(G(z, y), after)  # the new block does show once alpha rises
 
     x = torch.rand(6, 1, side, side) * 2 - 1
     D.set_progress(stage, 0.0)
-    new = D(x)
+    new = D(x, y)
     D.set_progress(stage - 1, 1.0)
-    torch.testing.assert_close(new, D(F.avg_pool2d(x, 2)), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(new, D(F.avg_pool2d(x, 2), y), rtol=1e-5, atol=1e-5)
     D.set_progress(stage, 0.0)
-    torch.testing.assert_close(D(upscale(x, 28)), new, rtol=1e-5, atol=1e-5)  # a full-size image is pooled to the stage's side
+    torch.testing.assert_close(D(upscale(x, 28), y), new, rtol=1e-5, atol=1e-5)  # a full-size image is pooled to the stage's side
+    if classes:  # the projection term: the same image judged as another class scores differently
+        assert not torch.allclose(D(x, (y + 1) % classes), new)
 
 
 def test_in_eval_mode_g_upscales_to_the_data_side_and_real_batches_fade_like_g() -> None:
@@ -143,7 +147,7 @@ def test_a_run_grows_logs_its_progress_resumes_mid_fade_exactly_and_samples_any_
     ("args", "message"),
     [
         (["model=progan", "dataset=ring8"], "model=progan grows convolutional G and D over image sides"),
-        (["model=progan", "model.cond=concat"], "model.cond=concat: model=progan is unconditional"),
+        (["model=progan", "model.cond=concat"], "model.cond=concat: model=progan takes the class through a projection D"),
         (["model=progan", "model.d_norm=spectral"], "model.d_norm=spectral: model=progan is the paper's network"),
         (["model=dcgan", "model.fade_steps=10"], "model.fade_steps=10 sets how model=progan grows"),
         (["model=progan", "model.fade_steps=0", "model.stable_steps=0"], "must be >= 0 and not both 0"),

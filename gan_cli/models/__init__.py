@@ -106,9 +106,9 @@ def init_weights(module: nn.Module, std: float) -> None:
             nn.init.zeros_(m.bias)
 
 
-def resolve_cond(cond: str, spec: DataSpec) -> str:
-    """model.cond=auto: a conditional GAN (label concatenated to G's z and D's input) when the dataset has class
-    labels, an unconditional one otherwise.
+def resolve_cond(cond: str, spec: DataSpec, model: str = "dcgan") -> str:
+    """model.cond=auto: a conditional GAN (label concatenated to G's z and D's input; model=progan: the projection D,
+    the one conditioning it has) when the dataset has class labels, an unconditional one otherwise.
 
     Labels are the strongest signal a small image GAN can get: on mnist5k the conditional DCGAN reaches in 3,000
     steps a fid5k_lenet the unconditional one stays four to eight times above (README "Quality"). Concatenation
@@ -116,7 +116,9 @@ def resolve_cond(cond: str, spec: DataSpec) -> str:
     """
     if cond != "auto":
         return cond
-    return "concat" if spec.num_classes >= 2 else "none"
+    if spec.num_classes < 2:
+        return "none"
+    return "projection" if model == "progan" else "concat"
 
 
 def build_models(cfg, spec: DataSpec) -> tuple[nn.Module, nn.Module]:
@@ -125,7 +127,7 @@ def build_models(cfg, spec: DataSpec) -> tuple[nn.Module, nn.Module]:
     if component.target is not None:
         return _user_models(component, cfg, spec)
     if cfg.get("cond") == "auto":
-        cfg = OmegaConf.merge(cfg, {"cond": resolve_cond(cfg.cond, spec)})
+        cfg = OmegaConf.merge(cfg, {"cond": resolve_cond(cfg.cond, spec, cfg.name)})
     if cfg.d_norm not in D_NORMS:
         raise one_of("model.d_norm", cfg.d_norm, D_NORMS)
     for key in ("z_dim", "g_width", "d_width"):
@@ -263,8 +265,8 @@ def _check_progan(cfg) -> None:
         raise GanError(f"{', '.join(stray)}: model=progan is the paper's network (equalized learning rate, pixel norm, minibatch std-dev, "
                        f"no BatchNorm), which reads only {', '.join('model.' + k for k in label.uses if k != 'name')}. Use model=dcgan or model=style for those options.")  # fmt: skip
     if cfg.cond not in ("none", "projection"):
-        raise GanError(f"model.cond={cfg.cond}: model=progan is unconditional (model.cond=none, the paper's) or takes the class through a projection D "
-                       f"and a class embedding appended to z (model.cond=projection).")  # fmt: skip
+        raise GanError(f"model.cond={cfg.cond}: model=progan takes the class through a projection D and a class embedding appended to z "
+                       f"(model.cond=projection, or auto on labelled data) or is unconditional (model.cond=none, the paper's).")  # fmt: skip
     check_growth_options(cfg)
 
 
