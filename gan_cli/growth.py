@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from gan_cli.errors import GanError
-from gan_cli.models.progan import Growing, Growth, ProDiscriminator
+from gan_cli.models.progan import Growing, Growth, ProDiscriminator, check_growth_options
 
 
 def growing_parts(module: nn.Module) -> list[Growing]:
@@ -28,17 +28,8 @@ def growth_of(cfg, G: nn.Module) -> Optional[Growth]:
     parts = growing_parts(G)
     if not parts:
         return None
-    check_growth_options(cfg.model)
+    check_growth_options(cfg.model.fade_steps, cfg.model.stable_steps)
     return Growth(len(parts[0].sides), int(cfg.model.fade_steps), int(cfg.model.stable_steps))
-
-
-def check_growth_options(model_cfg) -> None:
-    fade, stable = model_cfg.fade_steps, model_cfg.stable_steps
-    if fade < 0 or stable < 0 or fade + stable < 1:
-        raise GanError(
-            f"model.fade_steps={fade} and model.stable_steps={stable} must be >= 0 and not both 0: each new block fades in over "
-            f"fade_steps generator steps, then trains stable_steps at its side (the paper: 800k images each)."
-        )
 
 
 def check_growth_run(cfg, world_size: int = 1) -> None:

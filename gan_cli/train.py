@@ -36,6 +36,7 @@ from gan_cli.distributed import (SINGLE, DistributedD, World, agree, backend_for
                                  shard_device, sync_batch_norm, unwrap, wrap)
 from gan_cli.data.datasets import planned_spec
 from gan_cli.errors import DIVERGED, INTERRUPTED, GanError, io_failure
+from gan_cli.growth import GrowingBatches, check_growth_run, growth_of, set_growth
 from gan_cli.logs import CONSOLE
 from gan_cli.losses import GanLoss, build_loss, mutual_info_bound
 from gan_cli.metrics.in_training import TrainingEval
@@ -50,7 +51,6 @@ from gan_cli.runtime import grad_norm, load_state, pick_device, seed_everything,
 from gan_cli.schedules import build_schedulers
 from gan_cli.speed import FP32, Precision, eager, enable_backend_speedups, plan_speed, prepare_models
 from gan_cli.tracking import NonFiniteLoss, Tracker
-from gan_cli.growth import GrowingBatches, check_growth_run, growth_of, set_growth
 from gan_cli.train_pyramid import check_pyramid_run, is_pyramid, pyramid_step
 
 log = logging.getLogger("gan_cli")

@@ -23,8 +23,8 @@ from gan_cli.models.dcgan import DCGANGenerator, dcgan_discriminator, resolution
 from gan_cli.models.ema import EMA, ema_decay  # noqa: F401  (re-exported)
 from gan_cli.models.lapgan import build_lapgan
 from gan_cli.models.layers import CONDITIONINGS, MINIBATCH_LAYERS, HeadOptions, LatentInput, LatentLayout, apply_spectral_norm
-from gan_cli.models.progan import build_progan
 from gan_cli.models.mlp import G_ACTIVATIONS, MLPGenerator, mlp_discriminator
+from gan_cli.models.progan import build_progan, check_growth_options
 from gan_cli.models.shift import LogisticDiscriminator, ShiftGenerator
 from gan_cli.models.style import StyleGenerator
 
@@ -257,8 +257,6 @@ def _check_lapgan(cfg) -> None:
 
 
 def _check_progan(cfg) -> None:
-    from gan_cli.growth import check_growth_options
-
     label = MODELS.get("progan")
     stray = _unused_keys("model", cfg, label)
     if stray:
@@ -267,7 +265,7 @@ def _check_progan(cfg) -> None:
     if cfg.cond not in ("none", "projection"):
         raise GanError(f"model.cond={cfg.cond}: model=progan takes the class through a projection D and a class embedding appended to z "
                        f"(model.cond=projection, or auto on labelled data) or is unconditional (model.cond=none, the paper's).")  # fmt: skip
-    check_growth_options(cfg)
+    check_growth_options(cfg.fade_steps, cfg.stable_steps)
 
 
 def packed_spec(spec: DataSpec, m: int) -> DataSpec:

@@ -76,6 +76,14 @@ class Growth:
         return (self.stages - 1) * (self.fade + self.stable) + 1
 
 
+def check_growth_options(fade: int, stable: int) -> None:
+    if fade < 0 or stable < 0 or fade + stable < 1:
+        raise GanError(
+            f"model.fade_steps={fade} and model.stable_steps={stable} must be >= 0 and not both 0: each new block fades in over "
+            f"fade_steps generator steps, then trains stable_steps at its side (the paper: 800k images each)."
+        )
+
+
 class EqualizedConv2d(nn.Module):
     """A conv whose weights are stored ~ N(0, 1) and multiplied by gain / sqrt(fan_in) in every forward."""
 
