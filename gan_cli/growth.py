@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from gan_cli.errors import GanError
-from gan_cli.models.progan import Growing, Growth, ProDiscriminator, check_growth_options
+from gan_cli.models.progan import Growing, Growth, ProDiscriminator
 
 
 def growing_parts(module: nn.Module) -> list[Growing]:
@@ -24,11 +24,10 @@ def growing_parts(module: nn.Module) -> list[Growing]:
 
 
 def growth_of(cfg, G: nn.Module) -> Optional[Growth]:
-    """The schedule of a growing model (None for every other model), its options checked."""
+    """The schedule of a growing model (None for every other model); build_models checked its options."""
     parts = growing_parts(G)
     if not parts:
         return None
-    check_growth_options(cfg.model.fade_steps, cfg.model.stable_steps)
     return Growth(len(parts[0].sides), int(cfg.model.fade_steps), int(cfg.model.stable_steps))
 
 

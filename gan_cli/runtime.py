@@ -76,6 +76,18 @@ def grad_norm(module: nn.Module) -> torch.Tensor:
     return torch.nn.utils.get_total_norm(grads) if grads else torch.zeros(())
 
 
+def update(amp, net: str, opt: torch.optim.Optimizer, loss: torch.Tensor, module: nn.Module, measure: bool = True) -> Optional[torch.Tensor]:
+    """One optimizer step of G or D (`net`) under `amp`'s loss scaling; with `measure`, the gradients are unscaled first and
+    their norm returned (what `grad_norm/D`, `grad_norm/G` log), else None."""
+    amp.backward(net, loss)
+    norm = None
+    if measure:
+        amp.unscale(net, opt)
+        norm = grad_norm(module)
+    amp.step(net, opt)
+    return norm
+
+
 def usable_cores() -> int:
     """The cores this process may run on (a container's or taskset's share, not the whole machine)."""
     try:

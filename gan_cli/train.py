@@ -47,7 +47,7 @@ from gan_cli.plots import image_grid, points_figure, save_figure
 from gan_cli.rng import seeded_global_rng
 from gan_cli.rundir import (RunEnd, RunLock, check_resumable, flatten, read_status, record_resume, remove_stale_temp_files, resume_command,
                             write_status)
-from gan_cli.runtime import grad_norm, load_state, pick_device, seed_everything, set_threads
+from gan_cli.runtime import load_state, pick_device, seed_everything, set_threads, update
 from gan_cli.schedules import build_schedulers
 from gan_cli.speed import FP32, Precision, eager, enable_backend_speedups, plan_speed, prepare_models
 from gan_cli.tracking import NonFiniteLoss, Tracker
@@ -94,11 +94,7 @@ def train_step(
             if loss.penalty_due(d_step):
                 penalty = loss.penalty(amp.penalty_fn(lambda x: eager(D)(x, y)), real, fake_d)
                 total = total + loss.penalty_every * loss.penalty_weight * penalty
-        amp.backward("D", total)
-        if last:
-            amp.unscale("D", opt_d)
-        d_grad = grad_norm(D) if last else None
-        amp.step("D", opt_d)
+        d_grad = update(amp, "D", opt_d, total, D, measure=last)
         loss.clip_weights(D)
 
     opt_g.zero_grad(set_to_none=True)
@@ -110,11 +106,8 @@ def train_step(
                 _, real_ex = discriminate(D_judge, real, y)
         g_loss = extra.g_adversarial(obj, g_logits, g_ex, real_ex)  # the objective's, or feature matching
         g_terms = extra.g_terms(G_net, layout, g_ex, y, z)  # ACGAN, InfoGAN, historical averaging, orthogonal reg.
-    amp.backward("G", g_loss + sum(g_terms.values()))
+    g_grad = update(amp, "G", opt_g, g_loss + sum(g_terms.values()), G)
     D.requires_grad_(True)
-    amp.unscale("G", opt_g)
-    g_grad = grad_norm(G)
-    amp.step("G", opt_g)
 
     stats = {
         "loss/D": total.detach(),

@@ -20,7 +20,7 @@ from gan_cli.errors import GanError
 from gan_cli.losses import GanLoss
 from gan_cli.models import sample_latent
 from gan_cli.models.lapgan import LapDiscriminator, LapGenerator, laplacian_pyramid, up
-from gan_cli.runtime import grad_norm
+from gan_cli.runtime import update
 from gan_cli.speed import FP32, Precision, eager
 
 
@@ -68,11 +68,7 @@ def pyramid_step(
                 penalties = [loss.penalty(amp.penalty_fn(lambda x, k=k: D.level(k, x, conds[k], y)), targets[k], fakes[k].detach()) for k in range(levels)]
                 penalty = torch.stack(penalties).mean()
                 total = total + loss.penalty_every * loss.penalty_weight * torch.stack(penalties).sum()
-        amp.backward("D", total)
-        if last:
-            amp.unscale("D", opt_d)
-        d_grad = grad_norm(D) if last else None
-        amp.step("D", opt_d)
+        d_grad = update(amp, "D", opt_d, total, D, measure=last)
         loss.clip_weights(D)
 
     opt_g.zero_grad(set_to_none=True)
@@ -81,11 +77,8 @@ def pyramid_step(
         g_logits = [D.level(k, fakes[k], conds[k], y) for k in range(levels)]
         g_losses = [obj.g_loss(g) for g in g_logits]
         g_total = torch.stack(g_losses).sum()
-    amp.backward("G", g_total)
+    g_grad = update(amp, "G", opt_g, g_total, G)
     D.requires_grad_(True)
-    amp.unscale("G", opt_g)
-    g_grad = grad_norm(G)
-    amp.step("G", opt_g)
 
     stats: dict[str, torch.Tensor] = {}
     per_level = {"loss/D": [d.detach() for d in d_losses], "loss/G": [g.detach() for g in g_losses],
