@@ -7,7 +7,7 @@ ARGS   ?=
 # one pytest worker per core (at most 8): each worker and the `gan` runs it starts use one thread
 TEST_JOBS ?= $(shell n=$$(nproc 2>/dev/null || echo 2); [ $$n -gt 8 ] && n=8; echo $$n)
 
-.PHONY: install train test test-fast bench bench-sweep bench-dist tensorboard clean
+.PHONY: install train test test-fast bench bench-sweep bench-dpass bench-dist tensorboard clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,9 @@ bench: $(STAMP)  ## gan's training step vs the canonical DCGAN loop, side by sid
 
 bench-sweep: $(STAMP)  ## a 4-job sweep one job at a time vs two at a time (joblib), side by side; writes bench/RESULTS_sweep.md
 	$(BIN)/python -m bench.sweep_parallel $(ARGS)
+
+bench-dpass: $(STAMP)  ## train.d_pass=separate vs joint (one pass of D over [real; fake]), side by side; writes bench/RESULTS_d_pass.md
+	$(BIN)/python -m bench.d_pass $(ARGS)
 
 bench-dist: $(STAMP)  ## one run on 1 and on 2 processes (DDP, gloo, one thread each), side by side; writes bench/RESULTS_distributed.md
 	$(BIN)/python -m bench.distributed $(ARGS)

@@ -76,6 +76,7 @@ class GanLoop:
     def __init__(self, cfg: DictConfig, data: LoadedData, G: nn.Module, D: nn.Module, seed_order: Optional[Iterable[int]] = None) -> None:
         self.device = device_of(cfg)
         self.batch_size = cfg.train.batch_size
+        self.joint = cfg.train.d_pass == "joint"
         self.loss = build_loss(cfg.loss)
         self.G, self.D = G.to(self.device), D.to(self.device)
         plan = plan_speed(cfg.train, self.device, data.spec.is_image, data.x.nbytes)
@@ -91,7 +92,7 @@ class GanLoop:
         return self.batch_size * self.loss.n_critic
 
     def step(self) -> dict[str, torch.Tensor]:
-        return train_step(self.G_run, self.D_run, self.loss, self.opt_g, self.opt_d, self.batcher, self.device, self.amp)
+        return train_step(self.G_run, self.D_run, self.loss, self.opt_g, self.opt_d, self.batcher, self.device, self.amp, joint=self.joint)
 
     def sync(self) -> None:
         if self.device.type == "cuda":

@@ -57,6 +57,7 @@ Schedule = _choices("Schedule", ("constant", "linear", "cosine"))
 Switch = _choices("Switch", ("auto", "on", "off"))
 AmpMode = _choices("AmpMode", ("auto", "bf16", "fp16", "off"))
 AugmentPolicy = _choices("AugmentPolicy", ("color", "translation", "cutout"))
+DPass = _choices("DPass", ("separate", "joint"))
 Backbone = _choices("Backbone", ("lenet", "inception"))
 DistBackend = _choices("DistBackend", ("auto", "nccl", "gloo"))
 SampleMode = _choices("SampleMode", ("grid", "classes", "interp", "arithmetic", "codes", "mix", "pyramid"))
@@ -155,6 +156,7 @@ class TrainConfig:
     compile: Switch = MISSING  # type: ignore[valid-type]
     data_on_device: Switch = MISSING  # type: ignore[valid-type]
     augment: List[AugmentPolicy] = MISSING  # type: ignore[valid-type]
+    d_pass: DPass = MISSING  # type: ignore[valid-type]
 
 
 @dataclass

@@ -132,6 +132,10 @@ def _input_grad_norms(d_fn: DFn, x: torch.Tensor) -> torch.Tensor:
     """||grad_x D(x)||_2 per sample, differentiable so the penalty can be minimised."""
     x = x.detach().requires_grad_(True)
     (grad,) = torch.autograd.grad(d_fn(x).sum(), x, create_graph=True)
+    return _per_sample_norms(grad)
+
+
+def _per_sample_norms(grad: torch.Tensor) -> torch.Tensor:
     return grad.flatten(1).norm(2, dim=1)
 
 
@@ -163,6 +167,11 @@ def dragan_penalty(d_fn: DFn, real: torch.Tensor, fake: torch.Tensor) -> torch.T
 def r1_penalty(d_fn: DFn, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
     """R1 (Mescheder et al. 2018): E ||grad_x D(x)||^2 on real data only; loss.penalty_weight is gamma / 2."""
     return _input_grad_norms(d_fn, real).square().mean()
+
+
+def r1_from_grad(real_grad: torch.Tensor) -> torch.Tensor:
+    """R1 from D's input gradient at the real batch, taken from a pass D has already run (train.d_pass=joint)."""
+    return _per_sample_norms(real_grad).square().mean()
 
 
 PENALTIES: dict[str, Optional[Callable[[DFn, torch.Tensor, torch.Tensor], torch.Tensor]]] = {
@@ -296,6 +305,12 @@ class GanLoss:
         """Lazy regularisation (StyleGAN2, Karras et al. 2020): the penalty, the costly double backward, runs on
         every `penalty_every`-th D step only, weighted by `penalty_every` so its average pull stays the same."""
         return self.penalty is not None and d_step % self.penalty_every == 0
+
+    @property
+    def penalty_from_pass(self) -> bool:
+        """R1 reads D's input gradient at the real samples, which a joint pass over [real; fake] has already run D
+        on: it can be taken from that pass (r1_from_grad). The other penalties score points of their own."""
+        return self.penalty is r1_penalty
 
     def clip_weights(self, D: nn.Module) -> None:
         """WGAN's crude Lipschitz constraint, applied after every critic step."""

@@ -38,7 +38,7 @@ LOCK_FILE = ".lock"
 # checkpoint's shape and classes; the number of processes (dist.*) may change too: the data position counts global
 # batches and every rank draws the single-process random numbers, so a run continues the same on any world size
 RESUMABLE_CHANGES = ("train.steps", "train.log_every", "train.sample_every", "train.ckpt_every", "train.num_workers", "train.threads", "device", "resume",
-                     "train.channels_last", "train.compile", "train.data_on_device", "eval.", "dataset.root", "dataset.path",
+                     "train.channels_last", "train.compile", "train.data_on_device", "train.d_pass", "eval.", "dataset.root", "dataset.path",
                      "dataset.download", "dist.")  # fmt: skip
 
 

@@ -182,6 +182,15 @@ class Precision:
 
         return scaled
 
+    def input_grad(self, outputs: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """d sum(outputs) / dx, differentiable (for a penalty on a pass already made, where `penalty_fn` cannot wrap D):
+        under fp16, taken on the scaled outputs and unscaled after, as PyTorch's AMP gradient-penalty recipe does."""
+        scaler = self.scalers["D"]
+        if not scaler.is_enabled():
+            return torch.autograd.grad(outputs.sum(), x, create_graph=True)[0]
+        scale = scaler.scale(torch.ones((), device=x.device))  # a device tensor: no host sync
+        return torch.autograd.grad(outputs.float().sum() * scale, x, create_graph=True)[0] / scale
+
     def overflow_flag(self, *grad_norms: torch.Tensor) -> dict[str, torch.Tensor]:
         """Under fp16, {SKIPPED: 1.0} when an (unscaled) gradient norm is not finite, which is exactly when
         the scaler skips the update; the tracker then leaves that step out of the means. {} otherwise."""

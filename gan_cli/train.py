@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import logging
 import os
 import signal
@@ -38,10 +39,10 @@ from gan_cli.data.datasets import planned_spec
 from gan_cli.errors import DIVERGED, INTERRUPTED, GanError, io_failure
 from gan_cli.growth import GrowingBatches, check_growth_run, growth_of, set_growth
 from gan_cli.logs import CONSOLE
-from gan_cli.losses import GanLoss, build_loss, mutual_info_bound
+from gan_cli.losses import GanLoss, build_loss, mutual_info_bound, r1_from_grad
 from gan_cli.metrics.in_training import TrainingEval
 from gan_cli.models import EMA, build_models, model_label, latent_layout, num_classes, sample_latent
-from gan_cli.models.layers import discriminate
+from gan_cli.models.layers import batch_coupled, discriminate, discriminate_pair
 from gan_cli.optimizers import build_optimizers
 from gan_cli.plots import image_grid, points_figure, save_figure
 from gan_cli.rng import seeded_global_rng
@@ -61,7 +62,7 @@ log = logging.getLogger("gan_cli")
 # ---------------------------------------------------------------------------------------------
 def train_step(
     G: nn.Module, D: nn.Module, loss: GanLoss, opt_g, opt_d, batcher, device: torch.device, amp: Precision = FP32,
-    augment: Optional[Callable[[torch.Tensor], torch.Tensor]] = None, step: int = 1,
+    augment: Optional[Callable[[torch.Tensor], torch.Tensor]] = None, step: int = 1, joint: bool = False,
 ) -> dict[str, torch.Tensor]:
     """One generator step; G and D may be torch.compile wrappers (the penalty then runs on the eager D,
     since compiled code cannot differentiate twice). `amp` adds autocast and fp16 loss scaling.
@@ -71,6 +72,9 @@ def train_step(
 
     `step` (counted from 1) places the D steps on one global count, so a lazy penalty (`loss.penalty_every`)
     falls on the same D steps whether or not the run was resumed in between.
+
+    `joint` (train.d_pass=joint): D scores [real; fake] in one pass, and R1 comes from that pass (check_d_pass
+    has made sure D scores each sample on its own, so only the order of float sums differs from two passes).
     """
     G_net, D_judge = unwrap(G), unwrap(D)  # G's step judges with D outside DDP (a compiled D stays compiled)
     obj, extra, layout = loss.objective, loss.extra, latent_layout(G_net)
@@ -81,18 +85,26 @@ def train_step(
         real, y = batcher.next()
         z = per_sample(lambda n: sample_latent(G_net, n, device), len(real))  # a distributed run: this rank's slice of the global draw
         last = i == loss.n_critic - 1
+        due = loss.penalty_due(d_step)
+        r1_in_pass = joint and due and loss.penalty_from_pass and eager(D) is D  # a compiled D cannot differentiate twice
         opt_d.zero_grad(set_to_none=True)
         with amp.autocast():
             with torch.set_grad_enabled(last):  # the last fake batch is kept, with its graph, for the G step
                 fake = G(z, y)
             real, fake_d = seen_by_d(real), seen_by_d(fake.detach())
-            real_logits, real_ex = discriminate(D, real, y)
-            fake_logits, fake_ex = discriminate(D, fake_d, y)
+            if joint:
+                (real_logits, real_ex), (fake_logits, fake_ex), both = discriminate_pair(D, real, fake_d, y, input_grad=r1_in_pass)
+            else:
+                real_logits, real_ex = discriminate(D, real, y)
+                fake_logits, fake_ex = discriminate(D, fake_d, y)
             d_loss = obj.d_loss(real_logits, fake_logits)
             d_terms = extra.d_terms(unwrap(D), layout, real_ex, fake_ex, y, z, real_logits)  # ACGAN, InfoGAN, historical averaging, drift
             total = d_loss + sum(d_terms.values())
-            if loss.penalty_due(d_step):
-                penalty = loss.penalty(amp.penalty_fn(lambda x: eager(D)(x, y)), real, fake_d)
+            if due:
+                if r1_in_pass:
+                    penalty = r1_from_grad(amp.input_grad(real_logits, both)[: len(real)])
+                else:
+                    penalty = loss.penalty(amp.penalty_fn(lambda x: eager(D)(x, y)), real, fake_d)
                 total = total + loss.penalty_every * loss.penalty_weight * penalty
         d_grad = update(amp, "D", opt_d, total, D, measure=last)
         loss.clip_weights(D)
@@ -206,6 +218,7 @@ def check_options(cfg: DictConfig) -> None:
         return
     G, D = build_models(cfg.model, spec)
     check_models(G, D, spec, cfg.model.pack, model_label(cfg.model))
+    check_d_pass(cfg.train.d_pass, D)
     loss.extra.check_fits(D)
     opt_g, opt_d = build_optimizers(cfg.optimizer, G, D)
     build_schedulers(cfg.optimizer, cfg.train.steps, opt_g, opt_d)
@@ -224,6 +237,18 @@ def _check_train_settings(cfg) -> None:
         raise GanError(f"train.num_workers={cfg.num_workers} must be >= 0.")
     if cfg.threads is not None and cfg.threads < 1:
         raise GanError(f"train.threads={cfg.threads} must be a positive number of threads, or null (chosen for you).")
+
+
+def check_d_pass(d_pass: str, D: nn.Module) -> None:
+    """train.d_pass=joint gives the logits of two passes only if D scores each sample on its own."""
+    coupled = batch_coupled(D) if d_pass == "joint" else []
+    if coupled:
+        raise GanError(
+            f"train.d_pass=joint scores [real; fake] in one pass of D, which equals two passes only when D scores each sample on "
+            f"its own; this D has {', '.join(coupled)}, whose output for a sample depends on the rest of its batch "
+            f"(model.d_norm=batch, model.minibatch=mbdisc|mbstd, model=progan's minibatch std-dev). Use train.d_pass=separate, "
+            f"or a per-sample D (model.d_norm=layer|spectral|none, model.minibatch=none)."
+        )
 
 
 def _check_dist(cfg, batch_size: int) -> None:
@@ -383,6 +408,7 @@ def _set_up(cfg: DictConfig, run_dir: Path, parallel_jobs: int, world: World = S
     G.to(device)
     D.to(device)
     check_models(G, D, data.spec, cfg.model.pack, model_label(cfg.model))  # image_folder's shape is known only now; on its own random stream
+    check_d_pass(cfg.train.d_pass, D)
     plan = plan_speed(cfg.train, device, data.spec.is_image, data.x.nbytes if data.x is not None else 0)
     if plan.compile and (world.distributed or growth_of(cfg, G)):  # DDP's gradient hooks, a G whose graph changes every step: eager
         plan = dataclasses.replace(plan, compile=False)
@@ -466,7 +492,8 @@ def _train(cfg: DictConfig, run_dir: Path, overrides: list[str], hparam_choices:
     step_values = state.lrs()  # logged as they are: the learning rates of the step just done (the schedulers move on right after it), progress/*
     step, status, tc = start_step, "failed", cfg.train  # until the loop ends or a known stop names it
     try:
-        step_fn = pyramid_step if is_pyramid(G_run) else train_step  # model=lapgan trains each level of its pyramid
+        # model=lapgan trains each level of its pyramid (check_pyramid_run refused d_pass=joint for it)
+        step_fn = pyramid_step if is_pyramid(G_run) else functools.partial(train_step, joint=tc.d_pass == "joint")
         with StopRequest(patient=world.distributed) as stop:
             for step in range(start_step + 1, tc.steps + 1):
                 if growth is not None:

@@ -33,9 +33,13 @@ def check_pyramid_run(cfg, world_size: int = 1) -> None:
     if cfg.model.name != "lapgan":
         return
     extras = [f"loss.{k}={cfg.loss[k]}" for k, off in (("feature_matching", False), ("hist_weight", 0.0), ("ortho_weight", 0.0), ("drift", 0.0)) if cfg.loss[k] != off]
-    if extras or cfg.train.augment:
-        what = ", ".join(extras + ([f"train.augment=[{','.join(map(str, cfg.train.augment))}]"] if cfg.train.augment else []))
-        raise GanError(f"{what}: model=lapgan trains each pyramid level with the objective, its penalty and n_critic only; drop these options for it.")
+    extras += [f"train.augment=[{','.join(map(str, cfg.train.augment))}]"] if cfg.train.augment else []
+    extras += ["train.d_pass=joint"] if cfg.train.d_pass == "joint" else []
+    if extras:
+        raise GanError(
+            f"{', '.join(extras)}: model=lapgan trains each pyramid level with the objective, its penalty and n_critic only, in "
+            f"passes of its own per level; drop these options for it."
+        )
     if max(world_size, int(cfg.dist.nproc_per_node)) > 1:
         raise GanError("model=lapgan trains its levels in one process for now (its step calls each level's D outside DDP); use dist.nproc_per_node=1.")
 

@@ -151,6 +151,8 @@ class MinibatchDiscrimination(nn.Module):
     A collapsed generator makes near-identical samples; D sees the closeness and rejects them.
     """
 
+    couples_batch = True  # models.layers.batch_coupled
+
     def __init__(self, in_features: int, kernels: int = 32, kernel_dim: int = 8) -> None:
         super().__init__()
         self.T = nn.Parameter(torch.randn(in_features, kernels * kernel_dim) * 0.1)
@@ -166,6 +168,8 @@ class MinibatchDiscrimination(nn.Module):
 
 class MinibatchStdDev(nn.Module):
     """The simpler variant (Karras et al. 2018): one feature, the batch's mean per-feature standard deviation."""
+
+    couples_batch = True
 
     def __init__(self, in_features: int) -> None:
         super().__init__()
@@ -278,6 +282,32 @@ def discriminate(D: nn.Module, x: torch.Tensor, y: Optional[torch.Tensor]) -> tu
     if with_extras is not None:
         return with_extras(x, y)
     return D(x, y), {}
+
+
+Scored = tuple[torch.Tensor, dict[str, torch.Tensor]]
+
+
+def discriminate_pair(D: nn.Module, real: torch.Tensor, fake: torch.Tensor, y: Optional[torch.Tensor],
+                      input_grad: bool = False) -> tuple[Scored, Scored, torch.Tensor]:  # fmt: skip
+    """D on real and fake in one pass over [real; fake] (the labels twice): for a D that scores each sample on
+    its own (`batch_coupled(D)` empty) the logits and extras of two passes, from one forward and one backward
+    through D with twice the rows, which small networks run much faster than two of each.
+
+    Returns ((real logits, extras), (fake logits, extras), the joint input); with `input_grad` that input
+    requires grad, so R1 can be taken from this very pass instead of a pass of its own."""
+    x = torch.cat([real, fake])
+    if input_grad:
+        x.requires_grad_(True)
+    logits, extras = discriminate(D, x, None if y is None else torch.cat([y, y]))
+    half = len(logits) // 2  # a packed D (PacGAN) returns one logit per pack: real packs first, then fake ones
+    return (logits[:half], {k: v[:half] for k, v in extras.items()}), (logits[half:], {k: v[half:] for k, v in extras.items()}), x
+
+
+def batch_coupled(D: nn.Module) -> list[str]:
+    """The kinds of layer in D whose output for a sample depends on the other samples of its batch: BatchNorm
+    (in training mode), minibatch discrimination, minibatch std-dev (layers that say so by `couples_batch`).
+    Such a D judges [real; fake] differently from real and fake apart, so it cannot share one pass."""
+    return sorted({type(m).__name__ for m in D.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) or getattr(m, "couples_batch", False)})
 
 
 class LatentInput(nn.Module):

@@ -198,6 +198,8 @@ class ProDiscriminator(Growing):
     """fromRGB (1x1) at the stage's side -> one block (two 3x3 convs, average-pool /2) per stage above the first -> the
     final block: minibatch std-dev plane, 3x3 conv, dense, dense to the logit (plus the projection term when conditional)."""
 
+    couples_batch = True  # the minibatch std-dev plane (models.layers.batch_coupled)
+
     def __init__(self, spec: DataSpec, width: int, classes: int = 0) -> None:
         super().__init__(spec.shape[1])
         self.full = spec.shape[1]
