@@ -128,11 +128,15 @@ for _objective in (Minimax, NonSaturating, Wasserstein, LeastSquares, Hinge):
 DFn = Callable[[torch.Tensor], torch.Tensor]
 
 
-def _input_grad_norms(d_fn: DFn, x: torch.Tensor) -> torch.Tensor:
-    """||grad_x D(x)||_2 per sample, differentiable so the penalty can be minimised."""
+def _input_grad(d_fn: DFn, x: torch.Tensor) -> torch.Tensor:
+    """grad_x D(x), differentiable so a penalty on it can be minimised."""
     x = x.detach().requires_grad_(True)
-    (grad,) = torch.autograd.grad(d_fn(x).sum(), x, create_graph=True)
-    return _per_sample_norms(grad)
+    return torch.autograd.grad(d_fn(x).sum(), x, create_graph=True)[0]
+
+
+def _input_grad_norms(d_fn: DFn, x: torch.Tensor) -> torch.Tensor:
+    """||grad_x D(x)||_2 per sample."""
+    return _per_sample_norms(_input_grad(d_fn, x))
 
 
 def _per_sample_norms(grad: torch.Tensor) -> torch.Tensor:
@@ -166,11 +170,11 @@ def dragan_penalty(d_fn: DFn, real: torch.Tensor, fake: torch.Tensor) -> torch.T
 
 def r1_penalty(d_fn: DFn, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
     """R1 (Mescheder et al. 2018): E ||grad_x D(x)||^2 on real data only; loss.penalty_weight is gamma / 2."""
-    return _input_grad_norms(d_fn, real).square().mean()
+    return r1_from_grad(_input_grad(d_fn, real))
 
 
 def r1_from_grad(real_grad: torch.Tensor) -> torch.Tensor:
-    """R1 from D's input gradient at the real batch, taken from a pass D has already run (train.d_pass=joint)."""
+    """R1 from D's input gradient at the real batch: r1_penalty's own pass, or one D has already run (train.d_pass=joint)."""
     return _per_sample_norms(real_grad).square().mean()
 
 
