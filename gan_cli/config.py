@@ -108,6 +108,7 @@ class LossConfig:
     aux_weight: float = MISSING
     aux_on_fake: bool = MISSING
     info_weight: float = MISSING
+    info_schedule: Schedule = MISSING  # type: ignore[valid-type]
     drift: float = MISSING
 
 

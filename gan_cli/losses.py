@@ -20,6 +20,7 @@ from gan_cli.components import Registry, target_args
 from gan_cli.contracts import Objective as ObjectiveContract, missing_members
 from gan_cli.distributed import per_sample
 from gan_cli.errors import GanError, one_of
+from gan_cli.schedules import SCHEDULES, lr_factor
 
 LOG4 = math.log(4.0)
 
@@ -235,7 +236,22 @@ class ExtraTerms:
     ortho_weight: float = 0.0
     aux_on_fake: bool = False
     drift: float = 0.0
+    info_schedule: str = "constant"
+    info_scale: float = 1.0  # the info schedule's multiplier of info_weight at the current step (set by at_step)
     history: dict = field(default_factory=dict)
+
+    def at_step(self, step: int, total: int) -> None:
+        """Move the scheduled weights to generator step `step` (counted from 1) of `total`.
+
+        InfoGAN's term spreads G's clusters apart while they find their modes; at the end the same pull keeps
+        two codes that share a mode beside each other, off the mode. loss.info_schedule decays it to 0 at the
+        last step, by the shape of the lr schedules. A pure function of the step: a resumed run gets the same.
+        """
+        self.info_scale = lr_factor(self.info_schedule, step - 1, total)
+
+    def scheduled(self) -> dict[str, float]:
+        """The weights that move with the step, for TensorBoard (nothing while none does)."""
+        return {"weight/info": self.info_weight * self.info_scale} if self.info_schedule != "constant" else {}
 
     def check_fits(self, D: nn.Module) -> None:
         if self.feature_matching and not hasattr(D, "forward_with_extras"):
@@ -251,7 +267,7 @@ class ExtraTerms:
                 ce = ce + F.cross_entropy(fake_ex["class_logits"], y)
             terms["loss/ac"] = self.aux_weight * ce
         if "q_cat" in fake_ex:  # InfoGAN: Q (on D's body) learns to recover the codes
-            terms["loss/info"] = self.info_weight * info_loss(fake_ex, z, layout)
+            terms["loss/info"] = self.info_weight * self.info_scale * info_loss(fake_ex, z, layout)
         if self.hist_weight:
             terms["loss/hist_D"] = self.hist_weight * self._historical(D, "D")
         return terms
@@ -267,7 +283,7 @@ class ExtraTerms:
         if "class_logits" in g_ex:
             terms["loss/ac_G"] = self.aux_weight * F.cross_entropy(g_ex["class_logits"], y)
         if "q_cat" in g_ex:
-            terms["loss/info_G"] = self.info_weight * info_loss(g_ex, z, layout)
+            terms["loss/info_G"] = self.info_weight * self.info_scale * info_loss(g_ex, z, layout)
         if self.hist_weight:
             terms["loss/hist_G"] = self.hist_weight * self._historical(G, "G")
         if self.ortho_weight:
@@ -371,9 +387,11 @@ def build_loss(cfg) -> GanLoss:
     for key in ("hist_weight", "ortho_weight", "aux_weight", "info_weight", "drift"):
         if cfg[key] < 0:
             raise GanError(f"loss.{key}={cfg[key]} must be >= 0 (0 turns the term off).")
+    if cfg.info_schedule not in SCHEDULES:
+        raise one_of("loss.info_schedule", cfg.info_schedule, SCHEDULES)
     extra = ExtraTerms(
         bool(cfg.feature_matching), float(cfg.aux_weight), float(cfg.info_weight), float(cfg.hist_weight), float(cfg.ortho_weight),
-        bool(cfg.aux_on_fake), float(cfg.drift),
+        bool(cfg.aux_on_fake), float(cfg.drift), str(cfg.info_schedule),
     )
     return GanLoss(
         objective, cfg.n_critic, PENALTIES[cfg.penalty], float(cfg.penalty_weight), cfg.clip, extra, int(cfg.penalty_every)

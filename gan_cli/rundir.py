@@ -116,11 +116,12 @@ def resume_changes(saved: dict[str, Any], now: dict[str, Any]) -> list[str]:
         for k in sorted(set(flat_saved) | set(flat_now))
         if flat_saved.get(k) != flat_now.get(k) and not k.startswith(RESUMABLE_CHANGES)
     ]
-    schedule, saved_steps, steps = flat_now.get("optimizer.schedule"), flat_saved.get("train.steps"), flat_now.get("train.steps")
-    if schedule not in (None, "constant") and saved_steps != steps:
+    saved_steps, steps = flat_saved.get("train.steps"), flat_now.get("train.steps")
+    decaying = [f"{key}={flat_now[key]}" for key in ("optimizer.schedule", "loss.info_schedule") if flat_now.get(key) not in (None, "constant")]
+    if decaying and saved_steps != steps:
         changed.append(
-            f"train.steps: {saved_steps} -> {steps} (optimizer.schedule={schedule} decays the lr to 0 at train.steps, so the steps already "
-            f"taken would no longer fit it; only a run with optimizer.schedule=constant can be extended)"
+            f"train.steps: {saved_steps} -> {steps} ({' and '.join(decaying)} decays to 0 at train.steps, so the steps already "
+            f"taken would no longer fit it; only a run whose schedules are constant can be extended)"
         )
     return changed
 

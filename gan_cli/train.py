@@ -498,8 +498,9 @@ def _train(cfg: DictConfig, run_dir: Path, overrides: list[str], hparam_choices:
             for step in range(start_step + 1, tc.steps + 1):
                 if growth is not None:
                     progress = set_growth(growth, step, state.G, state.D, *([state.ema.module] if state.ema else []))
+                state.loss.extra.at_step(step, tc.steps)  # loss.info_schedule
                 tracker.add(step, step_fn(G_run, D_run, state.loss, state.opt_g, state.opt_d, batcher, state.device, state.amp, augment, step))
-                state.step, step_values = step, {**state.lrs(), **progress}
+                state.step, step_values = step, {**state.lrs(), **state.loss.extra.scheduled(), **progress}
                 state.sched_g.step()
                 state.sched_d.step()
                 if state.ema is not None:
