@@ -120,7 +120,7 @@ def _from_target(make: Callable[..., Objective]) -> Callable[..., Objective]:
 
 # the keys every objective reads: the penalty, constraint and extra terms wrap whatever game is played
 _LOSS_KEYS = ("objective", "n_critic", "penalty", "penalty_weight", "penalty_every", "clip", "feature_matching", "hist_weight",
-              "ortho_weight", "aux_weight", "aux_on_fake", "info_weight", "drift")  # fmt: skip
+              "ortho_weight", "aux_weight", "aux_on_fake", "info_weight", "info_schedule", "drift")  # fmt: skip
 OBJECTIVES = Registry("loss", "objective", shared=_LOSS_KEYS, target_uses=("_target_", "args", "label_smoothing"), adapt=_from_target)
 for _objective in (Minimax, NonSaturating, Wasserstein, LeastSquares, Hinge):
     # one-sided label smoothing needs a real target, which the BCE family and LSGAN have
