@@ -84,7 +84,7 @@ def test_toy_preset_covers_every_mode_with_high_quality_samples(tmp_path, preset
     """`experiment=ring8` exactly as a user runs it (seed 0), on one thread so the rest of the suite may share the
     two cores: every mode, at least 95 % of 2,500 samples within 3 std of a mode (the README's per-seed table has
     the exact figures, 99 % and more), and modes neither collapsed to points nor bled into each other (spread
-    within [0.2, 1.5] of the data's) shared out evenly. `grid25` (120-129 s on two threads) is left to the README's
+    within [0.2, 1.5] of the data's) shared out evenly. `grid25` (89-100 s on two threads) is left to the README's
     table: in CI's time budget one preset proves the path."""
     env = {**gan_env(), "OMP_NUM_THREADS": "1"}
     run = tmp_path / preset
