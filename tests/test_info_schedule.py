@@ -7,7 +7,6 @@ bit for bit.
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest
@@ -15,7 +14,7 @@ import torch
 from omegaconf import OmegaConf
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from conftest import compose_train, load_last, only_run_dir, run_gan
+from conftest import compose_train, only_run_dir, run_gan
 from gan_cli.data import DataSpec
 from gan_cli.errors import GanError
 from gan_cli.losses import build_loss
@@ -23,7 +22,7 @@ from gan_cli.models import build_models, latent_layout, sample_latent
 from gan_cli.models.layers import discriminate
 from gan_cli.rundir import resume_changes
 from gan_cli.schedules import lr_factor
-from test_quality_options import same_tree
+from test_quality_options import resume_from_midway, same_tree
 
 TOY = ["model=mlp", "dataset=grid25", "model.g_width=8", "model.d_width=8", "model.z_dim=4", "model.info_cat=5", "loss.info_weight=0.5",
        "train.batch_size=32", "train.num_workers=0"]  # fmt: skip
@@ -87,20 +86,12 @@ def test_a_decaying_info_weight_forbids_extending_the_run() -> None:
 def test_cli_logs_the_weight_and_resumes_exactly(tmp_path: Path) -> None:
     """weight/info at step s is info_weight * lr_factor(linear, s - 1, 8); stopped at step 4 and resumed, every
     weight, optimizer state and the RNG equal the straight run's."""
-    args = [*TOY, "loss.info_schedule=linear", "train.steps=8", "train.log_every=1", "train.ckpt_every=4"]
-    run_gan("train", *args, cwd=tmp_path, check=True)
-    straight = only_run_dir(tmp_path)
-    acc = EventAccumulator(str(straight), size_guidance={"scalars": 0})
+    a, b = resume_from_midway(tmp_path, [*TOY, "loss.info_schedule=linear", "train.log_every=1", "train.ckpt_every=4"])
+    for part in ("models", "optimizers", "schedulers", "fixed_z", "rng"):
+        same_tree(a[part], b[part], part)
+    acc = EventAccumulator(str(only_run_dir(tmp_path)), size_guidance={"scalars": 0})  # the straight run
     acc.Reload()
     logged = {e.step: e.value for e in acc.Scalars("weight/info")}
     assert sorted(logged) == list(range(1, 9))
     for step, value in logged.items():
         assert value == pytest.approx(0.5 * lr_factor("linear", step - 1, 8), rel=1e-6), step
-    resumed = tmp_path / "resumed"
-    shutil.copytree(straight, resumed)
-    (resumed / "checkpoints" / "last.pt").unlink()
-    run_gan("train", f"resume={resumed / 'checkpoints' / 'step_000004.pt'}", cwd=tmp_path, check=True)
-    a, b = load_last(straight), load_last(resumed)
-    assert a["step"] == b["step"] == 8
-    for part in ("models", "optimizers", "schedulers", "fixed_z", "rng"):
-        same_tree(a[part], b[part], part)
