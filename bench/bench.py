@@ -30,6 +30,7 @@ import sys
 import time
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
@@ -77,20 +78,27 @@ def step_flops(loop) -> float:
         return float("nan")
 
 
+def alternate(loops: dict[str, Any], rounds: int, chunk: int, warmup: int) -> tuple[dict[str, float], dict[str, int]]:
+    """(seconds, CUDA peak bytes) of each loop over `rounds` chunks of `chunk` steps, after `warmup` steps each: the
+    loops take turns, the order flipping every round, so a shared machine's changing load slows them alike."""
+    for loop in loops.values():
+        timed(loop, warmup)
+    seconds, cuda_peak = dict.fromkeys(loops, 0.0), dict.fromkeys(loops, 0)
+    for r in range(rounds):
+        for name in list(loops) if r % 2 == 0 else list(loops)[::-1]:
+            device = loops[name].device
+            if device.type == "cuda":
+                torch.cuda.reset_peak_memory_stats(device)
+            seconds[name] += timed(loops[name], chunk)
+            if device.type == "cuda":
+                cuda_peak[name] = max(cuda_peak[name], torch.cuda.max_memory_allocated(device))
+    return seconds, cuda_peak
+
+
 def race(case: Case, rounds: int, chunk: int, warmup: int) -> dict:
     """images/s of both loops, measured in alternating chunks (the order flips every round)."""
     gan, base = build_pair(case)
-    for loop in (gan, base):
-        timed(loop, warmup)
-    seconds = {"gan": 0.0, "baseline": 0.0}
-    cuda_peak = {"gan": 0, "baseline": 0}
-    for r in range(rounds):
-        for loop in (gan, base) if r % 2 == 0 else (base, gan):
-            if gan.device.type == "cuda":
-                torch.cuda.reset_peak_memory_stats(gan.device)
-            seconds[loop.name] += timed(loop, chunk)
-            if gan.device.type == "cuda":
-                cuda_peak[loop.name] = max(cuda_peak[loop.name], torch.cuda.max_memory_allocated(gan.device))
+    seconds, cuda_peak = alternate({"gan": gan, "baseline": base}, rounds, chunk, warmup)
     images = rounds * chunk * gan.images_per_step
     flops = step_flops(gan)
     out = {

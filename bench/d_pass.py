@@ -15,7 +15,7 @@ import argparse
 import copy
 from pathlib import Path
 
-from bench.bench import machine, timed
+from bench.bench import alternate, machine
 from bench.loops import Case, GanLoop, _build
 
 HERE = Path(__file__).resolve().parent
@@ -35,12 +35,7 @@ def race(case: Case, rounds: int, chunk: int, warmup: int) -> dict:
         cfg_pass = copy.deepcopy(cfg)
         cfg_pass.train.d_pass = d_pass
         loops[d_pass] = GanLoop(cfg_pass, data, copy.deepcopy(G), copy.deepcopy(D))
-    for loop in loops.values():
-        timed(loop, warmup)
-    seconds = dict.fromkeys(loops, 0.0)
-    for r in range(rounds):
-        for name in list(loops) if r % 2 == 0 else list(loops)[::-1]:
-            seconds[name] += timed(loops[name], chunk)
+    seconds, _ = alternate(loops, rounds, chunk, warmup)
     steps = rounds * chunk
     return {"case": case.name, "separate": steps / seconds["separate"], "joint": steps / seconds["joint"]}
 
