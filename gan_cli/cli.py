@@ -21,6 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 from gan_cli.config import GROUPS, config_dir, register_schemas
 from gan_cli.errors import INTERRUPTED, GanError
 from gan_cli.logs import FILE_ONLY
+from gan_cli.saved_overrides import check_hydra_unchanged, check_saved_overrides, check_saved_searchpath
 
 register_schemas()
 CONF = str(config_dir())
@@ -211,16 +212,35 @@ def resume_arguments(args: list[str]) -> list[str]:
     args = [*args[:at], override("resume", target), *args[at + 1 :]]
     saved_file = run_dir / ".hydra" / "overrides.yaml"
     if saved_file.is_file():
-        saved = yaml.safe_load(saved_file.read_text()) or []
+        try:
+            saved, where = yaml.safe_load(saved_file.read_text()) or [], ".hydra/overrides.yaml"
+        except yaml.YAMLError as exc:
+            raise GanError(f"The run {str(run_dir)!r} has a .hydra/overrides.yaml that is not valid YAML ({str(exc).splitlines()[0]}); "
+                           "it cannot be resumed as it is.") from None  # fmt: skip
     else:
-        saved = load_checkpoint(ckpt_path)[0].get("overrides", [])
+        saved, where = load_checkpoint(ckpt_path)[0].get("overrides", []), "its checkpoint"
+    saved = check_saved_overrides(saved, run_dir, where, _schema_keys("train"), _selectable_groups())
     new_keys = {_override_key(a) for a in args if "=" in a}
-    kept = [o for o in saved if _override_key(o) not in new_keys and _override_key(o) != "resume" and not o.startswith("hydra.")]
-    searchpath = _saved_searchpath(run_dir)
+    kept = [o for o in saved if _override_key(o) not in new_keys and _override_key(o) != "resume"]
+    searchpath = check_saved_searchpath(_saved_searchpath(run_dir), run_dir)
     if searchpath and "hydra.searchpath" not in new_keys:  # the run's --config-dir: where its own components are
         kept.append(f"hydra.searchpath=[{','.join(searchpath)}]")
     _check_saved_targets(kept, args, "hydra.searchpath" in new_keys, run_dir)
     return [*kept, *args, override("hydra.run.dir", str(run_dir)), "hydra.output_subdir=null"]
+
+
+def _schema_keys(command: str) -> list[str]:
+    """Every option key of `gan <command>` (dotted), from its typed schema."""
+    from gan_cli.config import EvalConfig, GanConfig, SampleConfig
+    from gan_cli.rundir import flatten
+
+    schema = {"train": GanConfig, "sample": SampleConfig, "eval": EvalConfig}[command]
+    return list(flatten(OmegaConf.to_container(OmegaConf.structured(schema))))  # type: ignore[arg-type]
+
+
+def _selectable_groups() -> list[str]:
+    """The config groups a user selects (model=..., +experiment=...): gan's own folders of options, not Hydra's."""
+    return [*GROUPS, *(p.name for p in Path(CONF).iterdir() if p.is_dir() and p.name not in ("hydra", "base", *GROUPS))]
 
 
 def _check_saved_targets(kept: list[str], args: list[str], own_config_dir: bool, run_dir: Path) -> None:
@@ -229,10 +249,15 @@ def _check_saved_targets(kept: list[str], args: list[str], own_config_dir: bool,
     (its own --config-dir) or GAN_ALLOW_TARGETS allows it. A `_target_` set by a saved override needs the variable always."""
     from gan_cli.components import check_checkpoint_targets
 
+    own_args = [a for a in args if not a.startswith("-")]
+    own = compose_config("train", own_args, with_hydra=True)
+    resumed = compose_config("train", [*kept, *own_args], with_hydra=True)
+    check_hydra_unchanged(OmegaConf.to_container(own.hydra, resolve=False), OmegaConf.to_container(resumed.hydra, resolve=False), run_dir)  # type: ignore[arg-type]
     injected = [o for o in kept if "_target_" in _override_key(o) or ".args" in _override_key(o)]
     if own_config_dir and not injected:
         return
-    cfg = OmegaConf.to_container(compose_config("train", [a for a in [*kept, *args] if not a.startswith("-")]), resolve=False)
+    cfg = OmegaConf.to_container(resumed, resolve=False)
+    cfg.pop("hydra", None)  # type: ignore[union-attr]
     check_checkpoint_targets(cfg, GROUPS, None, repr(str(run_dir)), resume=True)  # type: ignore[arg-type]
 
 
@@ -313,17 +338,12 @@ def refuse_added_keys(command: str, args: list[str]) -> None:
     import difflib
 
     from hydra.core.override_parser.overrides_parser import OverridesParser
-    from omegaconf import OmegaConf
-
-    from gan_cli.config import EvalConfig, GanConfig, SampleConfig
-    from gan_cli.rundir import flatten
 
     try:
         parsed = OverridesParser.create().parse_overrides(args)
     except Exception as exc:
         raise GanError(explain_config_error(exc)) from exc
-    schema = {"train": GanConfig, "sample": SampleConfig, "eval": EvalConfig}[command]
-    known = list(flatten(OmegaConf.to_container(OmegaConf.structured(schema))))  # type: ignore[arg-type]
+    known = _schema_keys(command)
     for o in parsed:
         key = o.key_or_group
         user_args = any(key.startswith(f"{group}.args.") for group in GROUPS)  # a _target_'s own keywords
