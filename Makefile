@@ -7,7 +7,7 @@ ARGS   ?=
 # one pytest worker per core (at most 8): each worker and the `gan` runs it starts use one thread
 TEST_JOBS ?= $(shell n=$$(nproc 2>/dev/null || echo 2); [ $$n -gt 8 ] && n=8; echo $$n)
 
-.PHONY: install train test test-fast bench bench-sweep bench-dpass bench-dist tensorboard clean
+.PHONY: install train lint test test-fast bench bench-sweep bench-dpass bench-dist tensorboard clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,10 +20,14 @@ install: $(STAMP)  ## create .venv with gan, its sweep plugins (joblib launcher,
 train: $(STAMP)  ## train the default GAN (DCGAN, mnist5k) on this machine; extra overrides via ARGS="..."
 	$(BIN)/gan train $(ARGS)
 
-test: $(STAMP)  ## the whole test suite (CPU, offline)
+lint: $(STAMP)  ## ruff (lint and format check)
+	$(BIN)/ruff check gan_cli tests bench
+	$(BIN)/ruff format --check gan_cli tests bench
+
+test: lint  ## lint, then the whole test suite (CPU, offline)
 	$(BIN)/python -m pytest -q -n $(TEST_JOBS) --dist worksteal
 
-test-fast: $(STAMP)  ## everything but the slow learning tests
+test-fast: lint  ## lint, then everything but the slow learning tests
 	$(BIN)/python -m pytest -q -n $(TEST_JOBS) --dist worksteal -m "not slow"
 
 bench: $(STAMP)  ## gan's training step vs the canonical DCGAN loop, side by side, then the time each needs to reach fid5k_lenet <= 30; writes bench/RESULTS.md (ARGS="--quick" for a smoke run, "--quality" for that section only)

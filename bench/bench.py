@@ -43,7 +43,12 @@ CASES = [
     Case("dcgan mnist5k 28x28x1 b256", ["model=dcgan", "dataset=mnist5k"], batch_size=256),
     Case("dcgan random 32x32x3 b64", ["model=dcgan", "dataset=mnist5k"], data="random", batch_size=64),
     Case("dcgan random 32x32x3 b256", ["model=dcgan", "dataset=mnist5k"], data="random", batch_size=256),
-    Case("mlp wgan_gp ring8 b64 (5 critic steps)", ["model=mlp", "experiment=wgan_gp", "dataset=ring8"], data="ring8", batch_size=64),
+    Case(
+        "mlp wgan_gp ring8 b64 (5 critic steps)",
+        ["model=mlp", "experiment=wgan_gp", "dataset=ring8"],
+        data="ring8",
+        batch_size=64,
+    ),
 ]
 SCALING_BATCHES = (64, 256, 1024)
 SCALING_SIZES = ((28, 1), (32, 3), (64, 3))
@@ -52,7 +57,14 @@ SCALING_SIZES = ((28, 1), (32, 3), (64, 3))
 def scaling_cases() -> list[Case]:
     by_batch = [Case(f"dcgan 28x28x1 b{b}", ["model=dcgan", "dataset=mnist5k"], batch_size=b) for b in SCALING_BATCHES]
     by_size = [
-        Case(f"dcgan {s}x{s}x{c} b64", ["model=dcgan", "dataset=mnist5k"], data="random", image_size=s, channels=c, batch_size=64)
+        Case(
+            f"dcgan {s}x{s}x{c} b64",
+            ["model=dcgan", "dataset=mnist5k"],
+            data="random",
+            image_size=s,
+            channels=c,
+            batch_size=64,
+        )
         for s, c in SCALING_SIZES
         if s != 28  # 28x28x1 at batch 64 is the first line of the batch-size sweep
     ]
@@ -161,7 +173,11 @@ def machine() -> str:
         return f"{torch.cuda.get_device_name()} (CUDA {torch.version.cuda}), torch {torch.__version__}"
     cpu = platform.processor() or platform.machine()
     try:
-        cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name"))
+        cpu = next(
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        )
     except (OSError, StopIteration):
         pass
     return f"CPU: {cpu}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads, torch {torch.__version__}"
@@ -198,17 +214,44 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--quick", action="store_true", help="fewer and shorter rounds (a smoke run, not for the record)")
     p.add_argument("--rounds", type=int, default=8, help="alternations of the two loops per case")
     p.add_argument("--chunk", type=int, default=5, help="steps per loop per round")
-    p.add_argument("--speed", nargs="*", default=[], help="train.* overrides for gan's side, e.g. train.compile=on train.amp=bf16")
-    p.add_argument("--peak-tflops", type=float, default=None, help="the device's peak TFLOP/s at the precision used, to report the fraction reached")
+    p.add_argument(
+        "--speed", nargs="*", default=[], help="train.* overrides for gan's side, e.g. train.compile=on train.amp=bf16"
+    )
+    p.add_argument(
+        "--peak-tflops",
+        type=float,
+        default=None,
+        help="the device's peak TFLOP/s at the precision used, to report the fraction reached",
+    )
     p.add_argument("--no-scaling", action="store_true", help="skip the batch-size / image-size table")
     p.add_argument("--only-scaling", action="store_true", help="only the batch-size / image-size table")
     p.add_argument("--quality", action="store_true", help="only the time-to-quality section (bench/quality.py)")
     p.add_argument("--no-quality", action="store_true", help="skip the time-to-quality section")
-    p.add_argument("--quality-budget", type=float, default=None, metavar="SECONDS", help="training seconds per loop (default 300; 20 with --quick)")
-    p.add_argument("--quality-every", type=int, default=None, metavar="STEPS", help="steps between scores (default 250; 50 with --quick)")
-    p.add_argument("--quality-n", type=int, default=None, metavar="N", help="samples per score (default 5000: fid5k_lenet; 500 with --quick)")
+    p.add_argument(
+        "--quality-budget",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="training seconds per loop (default 300; 20 with --quick)",
+    )
+    p.add_argument(
+        "--quality-every",
+        type=int,
+        default=None,
+        metavar="STEPS",
+        help="steps between scores (default 250; 50 with --quick)",
+    )
+    p.add_argument(
+        "--quality-n",
+        type=int,
+        default=None,
+        metavar="N",
+        help="samples per score (default 5000: fid5k_lenet; 500 with --quick)",
+    )
     p.add_argument("--quality-threshold", type=float, default=30.0, metavar="FID", help="the FID to reach (default 30)")
-    p.add_argument("--no-distributed", action="store_true", help="skip the scaling over processes (bench/distributed.py)")
+    p.add_argument(
+        "--no-distributed", action="store_true", help="skip the scaling over processes (bench/distributed.py)"
+    )
     p.add_argument("--out", type=Path, default=HERE / "RESULTS.md")
     p.add_argument("--rss-of", nargs=2, metavar=("CASE", "LOOP"), help=argparse.SUPPRESS)
     p.add_argument("--steps", type=int, default=6, help=argparse.SUPPRESS)
@@ -260,7 +303,12 @@ def main(argv: list[str] | None = None) -> None:
         *(table(rows, rss, args.peak_tflops) if rows else []),
     ]
     if scaling:
-        text += ["", "## Scaling: images/s against batch size and image size", "", *table(scaling, {}, args.peak_tflops)]
+        text += [
+            "",
+            "## Scaling: images/s against batch size and image size",
+            "",
+            *table(scaling, {}, args.peak_tflops),
+        ]
     args.out.write_text("\n".join(text) + "\n")
     print("\n".join(text))
     if not (args.no_quality or args.only_scaling):
@@ -268,7 +316,9 @@ def main(argv: list[str] | None = None) -> None:
     if not (args.no_distributed or args.only_scaling):
         from bench.distributed import main as scaling_over_processes
 
-        scaling_over_processes(["--steps", "40", "--repeats", "1"] if args.quick else [])  # bench/RESULTS_distributed.md
+        scaling_over_processes(
+            ["--steps", "40", "--repeats", "1"] if args.quick else []
+        )  # bench/RESULTS_distributed.md
 
 
 def quality(args: argparse.Namespace, argv: list[str] | None) -> None:

@@ -22,8 +22,17 @@ HERE = Path(__file__).resolve().parent
 CASES = [
     Case("grid25 preset (MLP, R1, InfoGAN code) b256", ["experiment=grid25"], data="grid25", batch_size=256),
     Case("ring8 preset (MLP, R1, InfoGAN code) b256", ["experiment=ring8"], data="ring8", batch_size=256),
-    Case("mlp wgan_gp ring8 b64 (5 critic steps, GP on its own points)", ["model=mlp", "experiment=wgan_gp", "dataset=ring8"], data="ring8", batch_size=64),
-    Case("sngan mnist5k b64 (conv D, spectral norm, hinge)", ["experiment=sngan", "dataset=mnist5k", "model.cond=none"], batch_size=64),
+    Case(
+        "mlp wgan_gp ring8 b64 (5 critic steps, GP on its own points)",
+        ["model=mlp", "experiment=wgan_gp", "dataset=ring8"],
+        data="ring8",
+        batch_size=64,
+    ),
+    Case(
+        "sngan mnist5k b64 (conv D, spectral norm, hinge)",
+        ["experiment=sngan", "dataset=mnist5k", "model.cond=none"],
+        batch_size=64,
+    ),
 ]
 
 
@@ -59,7 +68,9 @@ def main(argv: list[str] | None = None) -> None:
     ]
     for case in CASES:
         row = race(case, rounds, chunk, warmup)
-        lines.append(f"| {row['case']} | {row['separate']:.1f} | {row['joint']:.1f} | {row['joint'] / row['separate']:.2f}x |")
+        lines.append(
+            f"| {row['case']} | {row['separate']:.1f} | {row['joint']:.1f} | {row['joint'] / row['separate']:.2f}x |"
+        )
         print(lines[-1], flush=True)
     args.out.write_text("\n".join(lines) + "\n")
     print(f"wrote {args.out}")

@@ -32,8 +32,21 @@ def train_seconds(args: list[str], world: int, steps: int, cwd: Path) -> float:
     env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
     env["PYTHONPATH"] = str(HERE.parent) + os.pathsep + env.get("PYTHONPATH", "")
     run = cwd / f"w{world}_{time.monotonic_ns()}"
-    command = [sys.executable, "-m", "gan_cli", "train", *args, f"train.steps={steps}", f"train.log_every={steps}", f"train.sample_every={steps}",
-               f"train.ckpt_every={steps}", "train.threads=1", "eval.every=0", f"dist.nproc_per_node={world}", f"hydra.run.dir={run}"]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "gan_cli",
+        "train",
+        *args,
+        f"train.steps={steps}",
+        f"train.log_every={steps}",
+        f"train.sample_every={steps}",
+        f"train.ckpt_every={steps}",
+        "train.threads=1",
+        "eval.every=0",
+        f"dist.nproc_per_node={world}",
+        f"hydra.run.dir={run}",
+    ]
     proc = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True)
     found = FINISHED.search((run / "train.log").read_text()) if (run / "train.log").is_file() else None
     if proc.returncode != 0 or found is None:
@@ -45,7 +58,9 @@ def main(argv: list[str] | None = None) -> list[str]:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=400)
     parser.add_argument("--world", type=int, default=2, help="processes of the distributed side")
-    parser.add_argument("--repeats", type=int, default=2, help="alternations of 1 and N processes per case (the best of each is kept)")
+    parser.add_argument(
+        "--repeats", type=int, default=2, help="alternations of 1 and N processes per case (the best of each is kept)"
+    )
     parser.add_argument("--out", type=Path, default=HERE / "RESULTS_distributed.md")
     args = parser.parse_args(argv)
     started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())

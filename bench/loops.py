@@ -49,7 +49,13 @@ class Case:
 def compose_config(case: Case) -> DictConfig:
     register_schemas()
     # the canonical loop is pytorch/examples' unconditional DCGAN: the throughput race compares the same networks
-    overrides = ["model.cond=none", *case.overrides, f"train.batch_size={case.batch_size}", "device=cpu" if not torch.cuda.is_available() else "device=cuda", *case.speed]
+    overrides = [
+        "model.cond=none",
+        *case.overrides,
+        f"train.batch_size={case.batch_size}",
+        "device=cpu" if not torch.cuda.is_available() else "device=cuda",
+        *case.speed,
+    ]
     with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
         return compose(config_name="train", overrides=overrides)
 
@@ -59,7 +65,9 @@ def load_case_data(case: Case, cfg: DictConfig) -> LoadedData:
     if case.data != "random":
         return load_dataset(cfg.dataset, cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
-    u8 = torch.randint(0, 256, (case.n, case.channels, case.image_size, case.image_size), generator=gen, dtype=torch.uint8)
+    u8 = torch.randint(
+        0, 256, (case.n, case.channels, case.image_size, case.image_size), generator=gen, dtype=torch.uint8
+    )
     return LoadedData(DataSpec("random", tuple(u8.shape[1:]), 0), u8.float().div(127.5).sub(1.0))
 
 
@@ -73,7 +81,9 @@ def device_of(cfg: DictConfig) -> torch.device:
 class GanLoop:
     name = "gan"
 
-    def __init__(self, cfg: DictConfig, data: LoadedData, G: nn.Module, D: nn.Module, seed_order: Optional[Iterable[int]] = None) -> None:
+    def __init__(
+        self, cfg: DictConfig, data: LoadedData, G: nn.Module, D: nn.Module, seed_order: Optional[Iterable[int]] = None
+    ) -> None:
         self.device = device_of(cfg)
         self.batch_size = cfg.train.batch_size
         self.joint = cfg.train.d_pass == "joint"
@@ -92,7 +102,17 @@ class GanLoop:
         return self.batch_size * self.loss.n_critic
 
     def step(self) -> dict[str, torch.Tensor]:
-        return train_step(self.G_run, self.D_run, self.loss, self.opt_g, self.opt_d, self.batcher, self.device, self.amp, joint=self.joint)
+        return train_step(
+            self.G_run,
+            self.D_run,
+            self.loss,
+            self.opt_g,
+            self.opt_d,
+            self.batcher,
+            self.device,
+            self.amp,
+            joint=self.joint,
+        )
 
     def sync(self) -> None:
         if self.device.type == "cuda":
@@ -137,14 +157,18 @@ def canonical_dataset(data: LoadedData) -> Dataset:
         return PerSamplePoints(data.x)
     c, size, _ = data.spec.shape
     u8 = data.x.add(1.0).mul(127.5).round().to(torch.uint8)  # back to the bytes an image file holds
-    transform = transforms.Compose([transforms.Resize(size), transforms.ToTensor(), transforms.Normalize((0.5,) * c, (0.5,) * c)])
+    transform = transforms.Compose(
+        [transforms.Resize(size), transforms.ToTensor(), transforms.Normalize((0.5,) * c, (0.5,) * c)]
+    )
     return PerSampleImages(u8, transform)
 
 
 class CanonicalLoop:
     name = "baseline"
 
-    def __init__(self, cfg: DictConfig, data: LoadedData, G: nn.Module, D: nn.Module, sampler=None, workers: int = 2) -> None:
+    def __init__(
+        self, cfg: DictConfig, data: LoadedData, G: nn.Module, D: nn.Module, sampler=None, workers: int = 2
+    ) -> None:
         """`sampler`: an index order (the equal-math test passes gan's); None shuffles as main.py does."""
         self.device = device_of(cfg)
         self.batch_size = cfg.train.batch_size
@@ -156,12 +180,22 @@ class CanonicalLoop:
         self.netD = D.to(self.device) if self.wgan else nn.Sequential(D, nn.Sigmoid()).to(self.device)
         self.criterion = nn.BCELoss()
         o = cfg.optimizer
-        self.optimizerD = torch.optim.Adam(self.netD.parameters(), lr=o.lr_d or o.lr, betas=tuple(o.betas), foreach=False)
-        self.optimizerG = torch.optim.Adam(self.netG.parameters(), lr=o.lr_g or o.lr, betas=tuple(o.betas), foreach=False)
+        self.optimizerD = torch.optim.Adam(
+            self.netD.parameters(), lr=o.lr_d or o.lr, betas=tuple(o.betas), foreach=False
+        )
+        self.optimizerG = torch.optim.Adam(
+            self.netG.parameters(), lr=o.lr_g or o.lr, betas=tuple(o.betas), foreach=False
+        )
         self.dataloader = DataLoader(
-            canonical_dataset(data), batch_size=self.batch_size, shuffle=sampler is None, sampler=sampler, drop_last=True,
-            num_workers=workers, persistent_workers=workers > 0, pin_memory=self.device.type == "cuda",
-        )  # fmt: skip
+            canonical_dataset(data),
+            batch_size=self.batch_size,
+            shuffle=sampler is None,
+            sampler=sampler,
+            drop_last=True,
+            num_workers=workers,
+            persistent_workers=workers > 0,
+            pin_memory=self.device.type == "cuda",
+        )
         self._it = iter(self.dataloader)
         self.log: list[tuple[float, float]] = []
 
@@ -217,7 +251,11 @@ class CanonicalLoop:
         interpolates = (alpha * real + (1 - alpha) * fake).requires_grad_(True)
         disc_interpolates = self.netD(interpolates)
         gradients = torch.autograd.grad(
-            outputs=disc_interpolates, inputs=interpolates, grad_outputs=torch.ones_like(disc_interpolates), create_graph=True, retain_graph=True
+            outputs=disc_interpolates,
+            inputs=interpolates,
+            grad_outputs=torch.ones_like(disc_interpolates),
+            create_graph=True,
+            retain_graph=True,
         )[0]
         return ((gradients.view(gradients.size(0), -1).norm(2, dim=1) - 1) ** 2).mean()
 
@@ -225,7 +263,7 @@ class CanonicalLoop:
         netD, netG = self.netD, self.netG
         for p in netD.parameters():
             p.requires_grad = True
-        for i in range(self.n_critic):
+        for _ in range(self.n_critic):
             real = self._next_real()
             noise = torch.randn(self.batch_size, self.z_dim, device=self.device)
             fake = netG(noise)

@@ -44,11 +44,28 @@ THRESHOLD = 30.0
 # pytorch/examples dcgan/main.py: nz=100, ngf=ndf=64, BatchNorm in G and D, N(0, 0.02) init, Adam(lr=2e-4, betas=(0.5, 0.999)),
 # batchSize=64, BCELoss on a Sigmoid; pinned so that retuning gan's defaults never moves the baseline
 CANONICAL = [
-    "model=dcgan", "loss=ns", "optimizer=adam", "optimizer.lr=2e-4", "optimizer.lr_g=null", "optimizer.lr_d=null",
-    "optimizer.betas=[0.5,0.999]", "train.batch_size=64", "model.z_dim=100", "model.g_width=64", "model.d_width=64",
-    "model.d_norm=batch", "model.g_norm=batch", "model.g_spectral=false", "model.init_std=0.02", "model.cond=none",
-    "model.attention=0", "model.minibatch=none", "model.info_cat=0", "model.info_cont=0", "model.ema=0",
-]  # fmt: skip
+    "model=dcgan",
+    "loss=ns",
+    "optimizer=adam",
+    "optimizer.lr=2e-4",
+    "optimizer.lr_g=null",
+    "optimizer.lr_d=null",
+    "optimizer.betas=[0.5,0.999]",
+    "train.batch_size=64",
+    "model.z_dim=100",
+    "model.g_width=64",
+    "model.d_width=64",
+    "model.d_norm=batch",
+    "model.g_norm=batch",
+    "model.g_spectral=false",
+    "model.init_std=0.02",
+    "model.cond=none",
+    "model.attention=0",
+    "model.minibatch=none",
+    "model.info_cat=0",
+    "model.info_cont=0",
+    "model.ema=0",
+]
 
 
 @dataclass
@@ -89,12 +106,19 @@ def eval_overrides(every: int, n: int) -> list[str]:
 
 def describe(cfg: DictConfig) -> str:
     o, m, t = cfg.optimizer, cfg.model, cfg.train
-    lr = f"lr {o.lr:g}" + (f" (G {o.lr_g:g})" if o.get("lr_g") is not None else "") + (f" (D {o.lr_d:g})" if o.get("lr_d") is not None else "")
+    lr = (
+        f"lr {o.lr:g}"
+        + (f" (G {o.lr_g:g})" if o.get("lr_g") is not None else "")
+        + (f" (D {o.lr_d:g})" if o.get("lr_d") is not None else "")
+    )
     parts = [
         f"{m.name} (z {m.z_dim}, widths {m.g_width}/{m.d_width}, D norm {m.d_norm}"
-        + (f", conditioning {m.cond}" if m.get("cond", "none") != "none" else "") + ")",
+        + (f", conditioning {m.cond}" if m.get("cond", "none") != "none" else "")
+        + ")",
         f"loss {cfg.loss.objective}" + (f" + {cfg.loss.penalty}" if cfg.loss.get("penalty", "none") != "none" else ""),
-        f"{o.name} {lr}" + (f" betas {list(o.betas)}" if o.name == "adam" else "") + (f", {o.schedule} schedule" if o.get("schedule", "constant") != "constant" else ""),
+        f"{o.name} {lr}"
+        + (f" betas {list(o.betas)}" if o.name == "adam" else "")
+        + (f", {o.schedule} schedule" if o.get("schedule", "constant") != "constant" else ""),
         f"batch {t.batch_size}",
     ]
     if m.get("ema", 0):
@@ -124,12 +148,23 @@ def _read_points(path: Path, metric: str) -> list[Point]:
     return points
 
 
-def train_gan(run_dir: Path, every: int, n: int, budget: float, extra: list[str], max_steps: Optional[int], threads: int, log=print) -> Curve:
+def train_gan(
+    run_dir: Path,
+    every: int,
+    n: int,
+    budget: float,
+    extra: list[str],
+    max_steps: Optional[int],
+    threads: int,
+    log=print,
+) -> Curve:
     overrides = [*eval_overrides(every, n), *([f"train.steps={max_steps}"] if max_steps else []), *extra]
     cfg = compose_train(overrides)
     curve = Curve("gan", f"`gan train` defaults: {describe(cfg)}, {cfg.train.steps} steps")
     metric = _metric_name(n)
-    env = dict(os.environ, OMP_NUM_THREADS=str(threads), PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    env = dict(
+        os.environ, OMP_NUM_THREADS=str(threads), PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")
+    )
     cmd = [sys.executable, "-m", "gan_cli", "train", *overrides, f"hydra.run.dir={run_dir}"]
     log(f"[quality] gan: {' '.join(cmd[2:])}")
     jsonl = run_dir / "metrics.jsonl"
@@ -153,15 +188,23 @@ def train_gan(run_dir: Path, every: int, n: int, budget: float, extra: list[str]
         raise RuntimeError(f"gan train exited {proc.returncode}:\n{tail}")
     points = _read_points(jsonl, metric)
     past = next((i for i, p in enumerate(points) if p.seconds >= budget), None)
-    curve.points = points if past is None else points[: past + 1]  # up to the first score past the budget, as for the canonical loop
-    curve.ended = f"stopped at the budget (step {curve.points[-1].step})" if stopped else f"its train.steps={cfg.train.steps} done"
+    curve.points = (
+        points if past is None else points[: past + 1]
+    )  # up to the first score past the budget, as for the canonical loop
+    curve.ended = (
+        f"stopped at the budget (step {curve.points[-1].step})"
+        if stopped
+        else f"its train.steps={cfg.train.steps} done"
+    )
     return curve
 
 
 # ---------------------------------------------------------------------------------------------
 # canonical: pytorch/examples dcgan/main.py's loop and settings, in this process
 # ---------------------------------------------------------------------------------------------
-def train_canonical(every: int, n: int, budget: float, extra: list[str], max_steps: Optional[int], workers: int, log=print) -> Curve:
+def train_canonical(
+    every: int, n: int, budget: float, extra: list[str], max_steps: Optional[int], workers: int, log=print
+) -> Curve:
     from bench.bench import timed
     from bench.loops import CanonicalLoop
     from gan_cli.data import load_dataset
@@ -175,12 +218,17 @@ def train_canonical(every: int, n: int, budget: float, extra: list[str], max_ste
     with open_dict(cfg):
         cfg.dataset = gan_cfg.dataset  # exactly gan's data (and so the same real set)
         cfg.seed = gan_cfg.seed
-    curve = Curve("canonical", f"pytorch/examples `dcgan/main.py` loop and settings: {describe(cfg)}, {workers} DataLoader workers, no step limit")
+    curve = Curve(
+        "canonical",
+        f"pytorch/examples `dcgan/main.py` loop and settings: {describe(cfg)}, {workers} DataLoader workers, no step limit",
+    )
     torch.manual_seed(cfg.seed)
     data = load_dataset(cfg.dataset, cfg.seed)
     G, D = build_models(cfg.model, data.spec)
     e = gan_cfg.eval
-    scorer = Scorer(data, cfg.dataset, ["fid"], e.n, e.backbone, torch.device(cfg.device), int(e.seed), e.inception_weights)
+    scorer = Scorer(
+        data, cfg.dataset, ["fid"], e.n, e.backbone, torch.device(cfg.device), int(e.seed), e.inception_weights
+    )
     metric = scorer.name_of("fid")
     assert metric == _metric_name(n)
     loop = CanonicalLoop(cfg, data, G, D, workers=workers)
@@ -223,9 +271,18 @@ def default_threads() -> int:
         return os.cpu_count() or 1
 
 
-def time_to_quality(budget: float = 300.0, every: int = 250, n: int = 5000, threshold: float = THRESHOLD, extra: Optional[list[str]] = None,
-                    max_steps: Optional[int] = None, workers: int = 2, threads: Optional[int] = None, workdir: Optional[Path] = None,
-                    log=print) -> dict:  # fmt: skip
+def time_to_quality(
+    budget: float = 300.0,
+    every: int = 250,
+    n: int = 5000,
+    threshold: float = THRESHOLD,
+    extra: Optional[list[str]] = None,
+    max_steps: Optional[int] = None,
+    workers: int = 2,
+    threads: Optional[int] = None,
+    workdir: Optional[Path] = None,
+    log=print,
+) -> dict:
     """Train gan's default run, then the canonical loop, each scored every `every` steps; the curves and the ratio.
 
     `extra`: overrides for both sides (tests shrink the networks and data with them); `max_steps`: a step limit
@@ -245,8 +302,16 @@ def time_to_quality(budget: float = 300.0, every: int = 250, n: int = 5000, thre
         torch.set_num_threads(previous)
         if not workdir:
             shutil.rmtree(work, ignore_errors=True)
-    result = {"metric": _metric_name(n), "threshold": threshold, "budget": budget, "every": every, "n": n, "threads": threads,
-              "gan": asdict(gan), "canonical": asdict(canonical)}  # fmt: skip
+    result = {
+        "metric": _metric_name(n),
+        "threshold": threshold,
+        "budget": budget,
+        "every": every,
+        "n": n,
+        "threads": threads,
+        "gan": asdict(gan),
+        "canonical": asdict(canonical),
+    }
     result.update(ratio(gan, canonical, threshold))
     return result
 
@@ -259,10 +324,16 @@ def ratio(gan: Curve, canonical: Curve, threshold: float) -> dict:
         return {"ratio": value, "ratio_text": f"{value:.2f}x"}
     if g and canonical.points:
         bound = canonical.points[-1].seconds / g.seconds
-        return {"ratio": None, "ratio_text": f"> {bound:.2f}x (the canonical loop did not get there in {canonical.points[-1].seconds:.0f} s)"}
+        return {
+            "ratio": None,
+            "ratio_text": f"> {bound:.2f}x (the canonical loop did not get there in {canonical.points[-1].seconds:.0f} s)",
+        }
     if c and gan.points:
         bound = c.seconds / gan.points[-1].seconds
-        return {"ratio": None, "ratio_text": f"< {bound:.2f}x (gan did not get there in {gan.points[-1].seconds:.0f} s)"}
+        return {
+            "ratio": None,
+            "ratio_text": f"< {bound:.2f}x (gan did not get there in {gan.points[-1].seconds:.0f} s)",
+        }
     return {"ratio": None, "ratio_text": "n/a (neither got there)"}
 
 

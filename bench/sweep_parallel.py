@@ -25,7 +25,13 @@ def sweep(args: list[str], launcher: list[str], cwd: Path) -> float:
     env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}  # gan picks the threads, as for a user
     env["PYTHONPATH"] = str(HERE.parent) + os.pathsep + env.get("PYTHONPATH", "")
     t0 = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "gan_cli", "train", "-m", *launcher, *args], cwd=cwd, env=env, capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "gan_cli", "train", "-m", *launcher, *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     seconds = time.perf_counter() - t0
     if proc.returncode != 0:
         raise SystemExit(f"sweep failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
@@ -40,7 +46,10 @@ def main() -> None:
     parser.add_argument("--args", nargs="*", default=["experiment=ring8", "eval.every=0"])
     opts = parser.parse_args()
     args = [*opts.args, f"train.steps={opts.steps}", "seed=0,1,2,3"]
-    launchers = {"basic (one job at a time)": [], f"joblib n_jobs={opts.jobs}": ["hydra/launcher=joblib", f"hydra.launcher.n_jobs={opts.jobs}"]}
+    launchers = {
+        "basic (one job at a time)": [],
+        f"joblib n_jobs={opts.jobs}": ["hydra/launcher=joblib", f"hydra.launcher.n_jobs={opts.jobs}"],
+    }
     times: dict[str, list[float]] = {name: [] for name in launchers}
     with tempfile.TemporaryDirectory() as tmp:
         for _ in range(opts.repeats):

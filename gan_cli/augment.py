@@ -23,7 +23,7 @@ CUTOUT_RATIO = 0.5  # side of the erased square, as a fraction of the image side
 
 
 def parse_policy(text: str) -> tuple[str, ...]:
-    """"color,translation" -> ("color", "translation"); "none" or "" -> () (augmentation off)."""
+    """ "color,translation" -> ("color", "translation"); "none" or "" -> () (augmentation off)."""
     names = [n.strip() for n in text.split(",") if n.strip()]
     if names == ["none"]:
         return ()

@@ -51,7 +51,9 @@ def usable_path(target: str | os.PathLike) -> Path:
     try:
         p.exists()
     except OSError as err:
-        raise GanError(f"The checkpoint path {shown(p)} cannot be used: {err.strerror or err}. Pass a run directory of `gan train` or a .pt file.") from err
+        raise GanError(
+            f"The checkpoint path {shown(p)} cannot be used: {err.strerror or err}. Pass a run directory of `gan train` or a .pt file."
+        ) from err
     return p
 
 
@@ -62,9 +64,13 @@ def resolve_checkpoint(target: str | os.PathLike) -> Path:
         for candidate in (p / "checkpoints" / LAST, p / LAST):
             if candidate.is_file():
                 return candidate
-        raise GanError(f"No checkpoint in {str(p)!r}: expected {p / 'checkpoints' / LAST}. Pass a run directory of `gan train` or a .pt file.")
+        raise GanError(
+            f"No checkpoint in {str(p)!r}: expected {p / 'checkpoints' / LAST}. Pass a run directory of `gan train` or a .pt file."
+        )
     if not p.is_file():
-        raise GanError(f"Checkpoint {str(p)!r} does not exist. Pass a run directory of `gan train` (e.g. outputs/DATE/TIME_PID) or a .pt file in its checkpoints/ folder.")
+        raise GanError(
+            f"Checkpoint {str(p)!r} does not exist. Pass a run directory of `gan train` (e.g. outputs/DATE/TIME_PID) or a .pt file in its checkpoints/ folder."
+        )
     return p
 
 
@@ -79,20 +85,32 @@ def load_checkpoint(target: str | os.PathLike, map_location: str | torch.device 
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
-        found = re.search(r"Unsupported global: GLOBAL [\w.]+", str(exc))  # the pickle names a function or class to import
+        found = re.search(
+            r"Unsupported global: GLOBAL [\w.]+", str(exc)
+        )  # the pickle names a function or class to import
         if found is None:  # garbage that happens to fail in the unpickler: not a checkpoint at all
-            raise GanError(f"Checkpoint {str(path)!r} is corrupted or not a PyTorch file (its bytes do not unpickle).") from exc
+            raise GanError(
+                f"Checkpoint {str(path)!r} is corrupted or not a PyTorch file (its bytes do not unpickle)."
+            ) from exc
         raise GanError(
             f"Checkpoint {str(path)!r} holds objects other than tensors and plain data ({found.group(0)}), so it was not loaded: "
             f"gan only reads checkpoints with torch.load(weights_only=True), which cannot run code. Use a checkpoint written by `gan train`."
         ) from exc
     except Exception as exc:  # torch's reader fails on arbitrary bytes in many ways (zip, EOF, index, value errors)
         detail = (str(exc).splitlines() or [""])[0][:200]
-        raise GanError(f"Checkpoint {str(path)!r} is corrupted or not a PyTorch file ({type(exc).__name__}{': ' + detail if detail else ''}).") from exc
+        raise GanError(
+            f"Checkpoint {str(path)!r} is corrupted or not a PyTorch file ({type(exc).__name__}{': ' + detail if detail else ''})."
+        ) from exc
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
-        raise GanError(f"{str(path)!r} is a PyTorch file but not a gan checkpoint (expected format {FORMAT!r}). Pass a checkpoint written by `gan train`.")
-    missing = [k for k in REQUIRED_KEYS if k not in ckpt] + (["models.G"] if isinstance(ckpt.get("models"), dict) and "G" not in ckpt["models"] else [])
+        raise GanError(
+            f"{str(path)!r} is a PyTorch file but not a gan checkpoint (expected format {FORMAT!r}). Pass a checkpoint written by `gan train`."
+        )
+    missing = [k for k in REQUIRED_KEYS if k not in ckpt] + (
+        ["models.G"] if isinstance(ckpt.get("models"), dict) and "G" not in ckpt["models"] else []
+    )
     if missing:
-        raise GanError(f"Checkpoint {str(path)!r} is incomplete: it lacks {', '.join(missing)}. It was edited or cut short; use another checkpoint of the run (checkpoints/step_*.pt).")
+        raise GanError(
+            f"Checkpoint {str(path)!r} is incomplete: it lacks {', '.join(missing)}. It was edited or cut short; use another checkpoint of the run (checkpoints/step_*.pt)."
+        )
     ckpt["config"] = upgrade_saved_config(ckpt["config"])
     return ckpt, path

@@ -53,7 +53,9 @@ def is_out_of_memory(exc: BaseException) -> bool:
 
 def out_of_memory(exc: BaseException, lower: str) -> GanError:
     first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-    first = first.split("DefaultCPUAllocator: ")[-1]  # torch's "[enforce fail at alloc_cpu.cpp:127] err == 0." prefix says nothing
+    first = first.split("DefaultCPUAllocator: ")[
+        -1
+    ]  # torch's "[enforce fail at alloc_cpu.cpp:127] err == 0." prefix says nothing
     return GanError(f"Out of memory ({first[:200]}). What was asked for does not fit on this device: lower {lower}.")
 
 
@@ -95,7 +97,11 @@ def train_app(cfg: DictConfig) -> object:
     run_dir = Path(hc.runtime.output_dir)
     lower = f"train.batch_size (now {cfg.train.batch_size}), the model widths (model.g_width, model.d_width) or dataset.image_size"
     parallel = parallel_jobs(hc.launcher.get("n_jobs")) if hc.mode == RunMode.MULTIRUN else 1  # joblib's n_jobs
-    return _run_guarded(lambda: train(cfg, run_dir, list(hc.overrides.task), dict(hc.runtime.choices), parallel), log_file=True, lower=lower)
+    return _run_guarded(
+        lambda: train(cfg, run_dir, list(hc.overrides.task), dict(hc.runtime.choices), parallel),
+        log_file=True,
+        lower=lower,
+    )
 
 
 @hydra.main(config_path=CONF, config_name="sample", version_base="1.3")
@@ -150,7 +156,9 @@ def config_dir_arguments(args: list[str]) -> list[str]:
         a = args[i]
         if a in CONFIG_DIR_FLAGS:
             if i + 1 >= len(args):
-                raise GanError(f"{a} needs a folder: gan train {a} my_conf model=my_model (the folder holds model/my_model.yaml).")
+                raise GanError(
+                    f"{a} needs a folder: gan train {a} my_conf model=my_model (the folder holds model/my_model.yaml)."
+                )
             dirs.append(args[i + 1])
             i += 2
             continue
@@ -161,7 +169,9 @@ def config_dir_arguments(args: list[str]) -> list[str]:
         i += 1
     for d in dirs:
         if not Path(os.path.expanduser(d)).is_dir():
-            raise GanError(f"--config-dir {d!r} is not a folder. Point it at the folder that holds your model/, loss/, dataset/ or optimizer/ YAML files.")
+            raise GanError(
+                f"--config-dir {d!r} is not a folder. Point it at the folder that holds your model/, loss/, dataset/ or optimizer/ YAML files."
+            )
     if not dirs:
         return args
     paths = ",".join(f"file://{Path(os.path.expanduser(d)).resolve()}" for d in dirs)
@@ -182,11 +192,19 @@ def torchrun_arguments(args: list[str], multirun: bool) -> list[str]:
     if world is None or not world.distributed:
         return args
     if multirun:
-        raise GanError("torchrun starts one distributed run; a sweep (-m) runs its jobs through a Hydra launcher instead, e.g. "
-                       "gan train -m hydra/launcher=submitit_slurm hydra.launcher.tasks_per_node=8 ... (README \"Many GPUs and clusters\").")  # fmt: skip
+        raise GanError(
+            "torchrun starts one distributed run; a sweep (-m) runs its jobs through a Hydra launcher instead, e.g. "
+            'gan train -m hydra/launcher=submitit_slurm hydra.launcher.tasks_per_node=8 ... (README "Many GPUs and clusters").'
+        )
     cfg = compose_config("train", [a for a in args if not a.startswith("-")], with_hydra=True)
-    join(world, backend_for(str(cfg.dist.backend), shard_device(world, pick_device(str(cfg.device)))), float(cfg.dist.timeout))
-    chosen = next((a.split("=", 1)[1] for a in args if a.startswith("hydra.run.dir=")), None)  # resume=RUN names it for all
+    join(
+        world,
+        backend_for(str(cfg.dist.backend), shard_device(world, pick_device(str(cfg.device)))),
+        float(cfg.dist.timeout),
+    )
+    chosen = next(
+        (a.split("=", 1)[1] for a in args if a.startswith("hydra.run.dir=")), None
+    )  # resume=RUN names it for all
     run_dir = broadcast_text(chosen or str(cfg.hydra.run.dir))
     extra = [] if chosen else [override("hydra.run.dir", run_dir)]
     return [*args, *extra, *([] if world.main else ["hydra.output_subdir=null"])]
@@ -215,8 +233,10 @@ def resume_arguments(args: list[str]) -> list[str]:
         try:
             saved, where = yaml.safe_load(saved_file.read_text()) or [], ".hydra/overrides.yaml"
         except yaml.YAMLError as exc:
-            raise GanError(f"The run {str(run_dir)!r} has a .hydra/overrides.yaml that is not valid YAML ({str(exc).splitlines()[0]}); "
-                           "it cannot be resumed as it is.") from None  # fmt: skip
+            raise GanError(
+                f"The run {str(run_dir)!r} has a .hydra/overrides.yaml that is not valid YAML ({str(exc).splitlines()[0]}); "
+                "it cannot be resumed as it is."
+            ) from None
     else:
         saved, where = load_checkpoint(ckpt_path)[0].get("overrides", []), "its checkpoint"
     saved = check_saved_overrides(saved, run_dir, where, _schema_keys("train"), _selectable_groups())
@@ -252,7 +272,9 @@ def _check_saved_targets(kept: list[str], args: list[str], own_config_dir: bool,
     own_args = [a for a in args if not a.startswith("-")]
     own = compose_config("train", own_args, with_hydra=True)
     resumed = compose_config("train", [*kept, *own_args], with_hydra=True)
-    check_hydra_unchanged(OmegaConf.to_container(own.hydra, resolve=False), OmegaConf.to_container(resumed.hydra, resolve=False), run_dir)  # type: ignore[arg-type]
+    check_hydra_unchanged(
+        OmegaConf.to_container(own.hydra, resolve=False), OmegaConf.to_container(resumed.hydra, resolve=False), run_dir
+    )  # type: ignore[arg-type]
     injected = [o for o in kept if "_target_" in _override_key(o) or ".args" in _override_key(o)]
     if own_config_dir and not injected:
         return
@@ -294,7 +316,9 @@ def explain_config_error(exc: Exception) -> str:
         line = line.strip()
         if not line or line.startswith(("reference_type=", "object_type=")):
             continue
-        if parts and line.isidentifier() and parts[-1].endswith((":", ",")):  # an option listed under "Available options"
+        if (
+            parts and line.isidentifier() and parts[-1].endswith((":", ","))
+        ):  # an option listed under "Available options"
             parts[-1] += f" {line},"
         else:
             parts.append(line if line.endswith((".", ":", ",")) else line + ".")
@@ -324,7 +348,10 @@ def sweep_cases(args: list[str]) -> list[list[str]]:
     except Exception as exc:
         raise GanError(explain_config_error(exc)) from exc
     values = [_case_values(o) for o in parsed]
-    first = [arg if vals == [None] else f"{o.input_line.split('=', 1)[0]}={vals[0]}" for arg, o, vals in zip(args, parsed, values)]
+    first = [
+        arg if vals == [None] else f"{o.input_line.split('=', 1)[0]}={vals[0]}"
+        for arg, o, vals in zip(args, parsed, values)
+    ]
     cases = [first]
     for i, (o, vals) in enumerate(zip(parsed, values)):
         for v in vals[1:]:
@@ -347,10 +374,20 @@ def refuse_added_keys(command: str, args: list[str]) -> None:
     for o in parsed:
         key = o.key_or_group
         user_args = any(key.startswith(f"{group}.args.") for group in GROUPS)  # a _target_'s own keywords
-        if not (o.is_add() or o.is_force_add()) or key in known or user_args or key.startswith("hydra") or Path(CONF, key).is_dir():
+        if (
+            not (o.is_add() or o.is_force_add())
+            or key in known
+            or user_args
+            or key.startswith("hydra")
+            or Path(CONF, key).is_dir()
+        ):
             continue
         close = difflib.get_close_matches(key, known, n=1)
-        hint = f" Did you mean {close[0]}?" if close else f" The options of gan {command} are listed by `gan {command} --cfg job`."
+        hint = (
+            f" Did you mean {close[0]}?"
+            if close
+            else f" The options of gan {command} are listed by `gan {command} --cfg job`."
+        )
         raise GanError(
             f"{o.input_line!r} adds the key {key!r}, which gan {command} does not have: nothing would read it. "
             f"Every option already exists, so set it without '+' (key=value); '+' only selects a config group, as in +experiment=ring8, "
@@ -364,13 +401,17 @@ def compose_config(command: str, args: list[str], with_hydra: bool = False):
 
     try:
         with initialize_config_dir(config_dir=CONF, version_base="1.3", job_name=f"gan_{command}"):
-            overrides = [a for a in args if with_hydra or not a.startswith("hydra.") or a.startswith("hydra.searchpath=")]
+            overrides = [
+                a for a in args if with_hydra or not a.startswith("hydra.") or a.startswith("hydra.searchpath=")
+            ]
             return compose(config_name=command, overrides=overrides, return_hydra_config=with_hydra)
     except Exception as exc:  # any composition error is the user's input
         message = explain_config_error(exc)
         if "Could not find 'hydra/launcher/" in message or "Could not find 'hydra/sweeper/" in message:
-            message += (" Launchers and sweepers are Hydra plugins: joblib and optuna come with `make install` (pip install 'gan-cli[sweep]'); "
-                        "others install as their own package, e.g. hydra-submitit-launcher.")  # fmt: skip
+            message += (
+                " Launchers and sweepers are Hydra plugins: joblib and optuna come with `make install` (pip install 'gan-cli[sweep]'); "
+                "others install as their own package, e.g. hydra-submitit-launcher."
+            )
         raise GanError(message) from exc
 
 
@@ -417,15 +458,21 @@ def search_arguments(args: list[str]) -> list[str]:
         )
     direction = direction_of(str(cfg.eval.best))
     if direction is None or direction == NEAR_ONE:
-        why = "is best at 1, which a search can neither minimise nor maximise" if direction == NEAR_ONE else "is not a score name gan reports"
+        why = (
+            "is best at 1, which a search can neither minimise nor maximise"
+            if direction == NEAR_ONE
+            else "is not a score name gan reports"
+        )
         raise GanError(f"eval.best={cfg.eval.best} {why}: name a score that is lower- or higher-is-better, {example}.")
     wanted = SEARCH_DIRECTIONS[direction]
     given = next((a.split("=", 1)[1] for a in args if a.split("=", 1)[0] == "hydra.sweeper.direction"), None)
     if given is None:
         return [*args, f"hydra.sweeper.direction={wanted}"]
     if given != wanted:
-        raise GanError(f"hydra.sweeper.direction={given}, but {cfg.eval.best} is {direction[:3]}imised ({'lower' if direction == 'min' else 'higher'} is better): "
-                       f"drop hydra.sweeper.direction, gan sets it to {wanted}.")  # fmt: skip
+        raise GanError(
+            f"hydra.sweeper.direction={given}, but {cfg.eval.best} is {direction[:3]}imised ({'lower' if direction == 'min' else 'higher'} is better): "
+            f"drop hydra.sweeper.direction, gan sets it to {wanted}."
+        )
     return args
 
 
@@ -439,7 +486,11 @@ def main(argv: list[str] | None = None) -> None:
         report_main(rest)
         return
     if command not in COMMANDS:
-        report(GanError(f"Unknown command {command!r}. Allowed: {', '.join([*COMMANDS, 'report'])}. Run `gan --help` for usage."))
+        report(
+            GanError(
+                f"Unknown command {command!r}. Allowed: {', '.join([*COMMANDS, 'report'])}. Run `gan --help` for usage."
+            )
+        )
         sys.exit(2)
     try:
         try:
@@ -465,17 +516,22 @@ def main(argv: list[str] | None = None) -> None:
         COMMANDS[command]()
         if multirun and command == "train":
             end_of_sweep()
-    except KeyboardInterrupt:  # a second Ctrl-C in training that stops at once (or one before gan_cli.entry's handler, in tests)
+    except (
+        KeyboardInterrupt
+    ):  # a second Ctrl-C in training that stops at once (or one before gan_cli.entry's handler, in tests)
         from gan_cli.entry import interrupted_message
 
         print(interrupted_message(command), file=sys.stderr)
         logging.shutdown()  # flush train.log
         sys.stderr.flush()
-        os._exit(INTERRUPTED)  # not sys.exit: Python would re-raise the pending SIGINT on its way out and end as "killed by signal 2"
+        os._exit(
+            INTERRUPTED
+        )  # not sys.exit: Python would re-raise the pending SIGINT on its way out and end as "killed by signal 2"
 
 
 def report_main(args: list[str]) -> None:
-    from gan_cli.report import USAGE as REPORT_USAGE, report_command
+    from gan_cli.report import USAGE as REPORT_USAGE
+    from gan_cli.report import report_command
 
     if any(a in ("-h", "--help") for a in args):
         print(REPORT_USAGE)
@@ -494,8 +550,14 @@ def end_of_sweep() -> None:
     if not LAST_SWEEP or not LAST_SWEEP[-1].failed:
         return
     sweep = LAST_SWEEP[-1]
-    failed = "; ".join(f"{r.label} ({' '.join(f'{k}={v}' for k, v in r.overrides.items() if k in sweep.varied)})" for r in sweep.failed)
-    report(GanError(f"{len(sweep.failed)} of {len(sweep.runs)} sweep jobs failed, each with its reason in the report above: {failed}. The sweep ran every job."))
+    failed = "; ".join(
+        f"{r.label} ({' '.join(f'{k}={v}' for k, v in r.overrides.items() if k in sweep.varied)})" for r in sweep.failed
+    )
+    report(
+        GanError(
+            f"{len(sweep.failed)} of {len(sweep.runs)} sweep jobs failed, each with its reason in the report above: {failed}. The sweep ran every job."
+        )
+    )
     sys.exit(sweep.failed[0].exit_code or 1)
 
 

@@ -40,9 +40,21 @@ class Registry:
     `shared` are the group's keys every option reads; `target_uses` the ones a `_target_` component reads beyond
     them; `adapt` turns the user's callable into a build with the built-ins' signature."""
 
-    def __init__(self, group: str, selector: str, shared: tuple[str, ...], target_uses: tuple[str, ...],
-                 adapt: Callable[[Callable[..., Any]], Callable[..., Any]]) -> None:  # fmt: skip
-        self.group, self.selector, self.shared, self.target_uses, self.adapt = group, selector, shared, target_uses, adapt
+    def __init__(
+        self,
+        group: str,
+        selector: str,
+        shared: tuple[str, ...],
+        target_uses: tuple[str, ...],
+        adapt: Callable[[Callable[..., Any]], Callable[..., Any]],
+    ) -> None:
+        self.group, self.selector, self.shared, self.target_uses, self.adapt = (
+            group,
+            selector,
+            shared,
+            target_uses,
+            adapt,
+        )
         self._components: dict[str, Component] = {}
 
     def add(self, name: str, build: Callable[..., Any], uses: tuple[str, ...] = ()) -> None:
@@ -82,7 +94,12 @@ class Registry:
                 f"{self.group}.{self.selector}={name} names gan's built-in option, but {self.group}._target_={target!r} is your own component; "
                 f"give it a name of its own (the built-ins are {', '.join(self.names())})."
             )
-        return Component(name, self.adapt(import_target(str(target), f"{self.group}._target_")), (*self.shared, *self.target_uses), str(target))
+        return Component(
+            name,
+            self.adapt(import_target(str(target), f"{self.group}._target_")),
+            (*self.shared, *self.target_uses),
+            str(target),
+        )
 
 
 def target_args(cfg: Any) -> dict[str, Any]:
@@ -98,13 +115,17 @@ def import_target(path: str, key: str) -> Callable[..., Any]:
     (where a user keeps the package their `--config-dir` names, as `python -m` would find it)."""
     module, _, attr = path.rpartition(".")
     if not module or not attr:
-        raise GanError(f"{key}={path!r} is not a dotted path to a callable; write it as package.module.function (or .Class).")
+        raise GanError(
+            f"{key}={path!r} is not a dotted path to a callable; write it as package.module.function (or .Class)."
+        )
     if os.getcwd() not in sys.path and "" not in sys.path:
         sys.path.append(os.getcwd())
     try:
         found = getattr(importlib.import_module(module), attr)
     except ImportError as exc:
-        raise GanError(f"{key}={path!r} cannot be imported: {exc}. Put the package on PYTHONPATH or in the directory gan runs from.") from exc
+        raise GanError(
+            f"{key}={path!r} cannot be imported: {exc}. Put the package on PYTHONPATH or in the directory gan runs from."
+        ) from exc
     except AttributeError as exc:
         raise GanError(f"{key}={path!r}: module {module!r} has no {attr!r}.") from exc
     if not callable(found):
@@ -132,7 +153,9 @@ def targets_in(config: Any, where: str = "") -> Iterator[tuple[str, str]]:
             yield from targets_in(value, f"{where}[{i}]")
 
 
-def check_checkpoint_targets(config: dict[str, Any], groups: Sequence[str], allow: Optional[Sequence[str]], source: str, resume: bool = False) -> None:
+def check_checkpoint_targets(
+    config: dict[str, Any], groups: Sequence[str], allow: Optional[Sequence[str]], source: str, resume: bool = False
+) -> None:
     """Refuse, before anything is imported, a checkpoint whose config names code outside what the user allowed.
 
     Prefixes match whole module names: allowing `my_pkg` admits `my_pkg.nets.build`, not `my_pkg_evil.x`."""
@@ -141,9 +164,12 @@ def check_checkpoint_targets(config: dict[str, Any], groups: Sequence[str], allo
         for key, target in targets_in(config.get(group), group):
             if not any(target == p or target.startswith(p + ".") for p in prefixes):
                 module = target.rpartition(".")[0] or target
-                way_out = (f"To resume a run of your own, give its --config-dir again (gan train --config-dir DIR resume=...), or set {ALLOW_ENV}={module} "
-                           f"if you trust where it came from." if resume else
-                           f"If you trust where this checkpoint came from, add allow_targets=[{module}] or set {ALLOW_ENV}={module}.")  # fmt: skip
+                way_out = (
+                    f"To resume a run of your own, give its --config-dir again (gan train --config-dir DIR resume=...), or set {ALLOW_ENV}={module} "
+                    f"if you trust where it came from."
+                    if resume
+                    else f"If you trust where this checkpoint came from, add allow_targets=[{module}] or set {ALLOW_ENV}={module}."
+                )
                 raise GanError(
                     f"The {'run' if resume else 'checkpoint'} {source} names {key}={target!r}: code gan would have to import and call to rebuild it. "
                     f"gan runs the components a {'run directory' if resume else 'checkpoint'} names only from modules you allow"

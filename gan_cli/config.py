@@ -22,7 +22,7 @@ import os
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Optional
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
@@ -67,7 +67,7 @@ SampleMode = _choices("SampleMode", ("grid", "classes", "interp", "arithmetic", 
 class ModelConfig:
     name: str = MISSING
     _target_: Optional[str] = MISSING
-    args: Dict[str, Any] = MISSING
+    args: dict[str, Any] = MISSING
     z_dim: int = MISSING
     g_width: int = MISSING
     d_width: int = MISSING
@@ -95,7 +95,7 @@ class ModelConfig:
 class LossConfig:
     objective: str = MISSING
     _target_: Optional[str] = MISSING
-    args: Dict[str, Any] = MISSING
+    args: dict[str, Any] = MISSING
     n_critic: int = MISSING
     penalty: Penalty = MISSING  # type: ignore[valid-type]
     penalty_weight: float = MISSING
@@ -116,11 +116,11 @@ class LossConfig:
 class OptimizerConfig:
     name: str = MISSING
     _target_: Optional[str] = MISSING
-    args: Dict[str, Any] = MISSING
+    args: dict[str, Any] = MISSING
     lr: float = MISSING
     lr_d: Optional[float] = MISSING
     lr_g: Optional[float] = MISSING
-    betas: List[float] = MISSING
+    betas: list[float] = MISSING
     momentum: float = MISSING
     weight_decay: float = MISSING
     schedule: Schedule = MISSING  # type: ignore[valid-type]
@@ -131,7 +131,7 @@ class OptimizerConfig:
 class DatasetConfig:
     name: str = MISSING
     _target_: Optional[str] = MISSING
-    args: Dict[str, Any] = MISSING
+    args: dict[str, Any] = MISSING
     root: Optional[str] = MISSING
     download: bool = MISSING
     path: Optional[str] = MISSING
@@ -156,7 +156,7 @@ class TrainConfig:
     channels_last: Switch = MISSING  # type: ignore[valid-type]
     compile: Switch = MISSING  # type: ignore[valid-type]
     data_on_device: Switch = MISSING  # type: ignore[valid-type]
-    augment: List[AugmentPolicy] = MISSING  # type: ignore[valid-type]
+    augment: list[AugmentPolicy] = MISSING  # type: ignore[valid-type]
     d_pass: DPass = MISSING  # type: ignore[valid-type]
 
 
@@ -170,7 +170,7 @@ class DistConfig:
 
 @dataclass
 class MetricsConfig:
-    metrics: Optional[List[str]] = MISSING
+    metrics: Optional[list[str]] = MISSING
     n: Optional[int] = MISSING
     backbone: Backbone = MISSING  # type: ignore[valid-type]
     seed: int = MISSING
@@ -206,11 +206,11 @@ class SampleConfig:
     nrow: Optional[int] = MISSING
     device: str = MISSING
     mode: SampleMode = MISSING  # type: ignore[valid-type]
-    labels: Optional[List[int]] = MISSING
-    seeds: Optional[List[int]] = MISSING
+    labels: Optional[list[int]] = MISSING
+    seeds: Optional[list[int]] = MISSING
     ema: bool = MISSING
     truncation: Optional[float] = MISSING
-    allow_targets: List[str] = MISSING
+    allow_targets: list[str] = MISSING
     upscale: bool = MISSING
 
 
@@ -221,7 +221,7 @@ class EvalConfig(MetricsConfig):
     device: str = MISSING
     ema: bool = MISSING
     truncation: Optional[float] = MISSING
-    allow_targets: List[str] = MISSING
+    allow_targets: list[str] = MISSING
 
 
 def register_schemas() -> None:
@@ -257,7 +257,7 @@ def yaml_values(path: Path) -> DictConfig:
     return OmegaConf.masked_copy(cfg, [k for k in cfg if k not in ("defaults", "hydra")])  # type: ignore[arg-type]
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def base_values(group: str) -> DictConfig:
     """conf/base/<group>.yaml: the default of every key the group's options share."""
     return yaml_values(config_dir() / "base" / f"{group}.yaml")

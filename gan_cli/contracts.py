@@ -80,7 +80,10 @@ class DatasetSource(Protocol):
 
 def missing_members(obj: object, protocol: type) -> list[str]:
     """The attributes and methods of `protocol` that `obj` lacks (or has but cannot call), by name."""
-    wanted = [*getattr(protocol, "__annotations__", {}), *(k for k, v in vars(protocol).items() if callable(v) and not k.startswith("_"))]
+    wanted = [
+        *getattr(protocol, "__annotations__", {}),
+        *(k for k, v in vars(protocol).items() if callable(v) and not k.startswith("_")),
+    ]
     missing = []
     for name in dict.fromkeys(wanted):
         value = getattr(obj, name, None)
@@ -96,9 +99,13 @@ def check_models(G: nn.Module, D: nn.Module, spec: DataSpec, pack: int = 1, labe
 
     kind = f"{label} for dataset={spec.name}"
     if not isinstance(G, Generator) or not isinstance(getattr(G, "z_dim", None), int) or G.z_dim < 1:
-        raise GanError(f"The generator of {kind} breaks gan's contract (gan_cli/contracts.py): it needs an integer z_dim >= 1 and a forward(z, y=None).")
+        raise GanError(
+            f"The generator of {kind} breaks gan's contract (gan_cli/contracts.py): it needs an integer z_dim >= 1 and a forward(z, y=None)."
+        )
     if not isinstance(D, Discriminator):
-        raise GanError(f"The discriminator of {kind} breaks gan's contract (gan_cli/contracts.py): it needs a forward(x, y=None) returning logits.")
+        raise GanError(
+            f"The discriminator of {kind} breaks gan's contract (gan_cli/contracts.py): it needs a forward(x, y=None) returning logits."
+        )
     n = 2 * pack
     device = next(G.parameters()).device if any(True for _ in G.parameters()) else torch.device("cpu")
     modes = (G.training, D.training)
@@ -110,7 +117,9 @@ def check_models(G: nn.Module, D: nn.Module, spec: DataSpec, pack: int = 1, labe
             x = G(z, y)
             if not isinstance(x, torch.Tensor) or tuple(x.shape) != (n, *spec.shape):
                 got = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
-                raise GanError(f"The generator of {kind} returned {got} for {n} latents; the contract is one sample per latent, shape {(n, *spec.shape)}.")
+                raise GanError(
+                    f"The generator of {kind} returned {got} for {n} latents; the contract is one sample per latent, shape {(n, *spec.shape)}."
+                )
             logits = D(x, y)
             if not isinstance(logits, torch.Tensor) or tuple(logits.shape) != (n // pack,):
                 got = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__

@@ -64,7 +64,9 @@ def launched_world() -> Optional[World]:
     None for a process started on its own."""
     env = os.environ
     if "RANK" in env and "WORLD_SIZE" in env:
-        return World(int(env["RANK"]), int(env["WORLD_SIZE"]), int(env.get("LOCAL_RANK", 0)), int(env.get("LOCAL_WORLD_SIZE", 1)))
+        return World(
+            int(env["RANK"]), int(env["WORLD_SIZE"]), int(env.get("LOCAL_RANK", 0)), int(env.get("LOCAL_WORLD_SIZE", 1))
+        )
     if env.get("SUBMITIT_EXECUTOR"):
         import submitit
 
@@ -99,7 +101,9 @@ def join(world: World, backend: str, timeout_s: float) -> None:
     """Join the process group of this run (once per process: a torchrun job may have joined it before Hydra started)."""
     if dist.is_initialized():
         return
-    dist.init_process_group(backend=backend, rank=world.rank, world_size=world.size, timeout=datetime.timedelta(seconds=timeout_s))
+    dist.init_process_group(
+        backend=backend, rank=world.rank, world_size=world.size, timeout=datetime.timedelta(seconds=timeout_s)
+    )
 
 
 def leave() -> None:
@@ -111,7 +115,9 @@ def shard_device(world: World, device: torch.device) -> torch.device:
     """Each rank on a machine takes its own GPU (rank on the machine = GPU index)."""
     if device.type == "cuda" and world.distributed:
         if world.local_rank >= torch.cuda.device_count():
-            raise GanError(f"rank {world.rank} needs GPU {world.local_rank}, but this machine has {torch.cuda.device_count()}; start at most one process per GPU.")
+            raise GanError(
+                f"rank {world.rank} needs GPU {world.local_rank}, but this machine has {torch.cuda.device_count()}; start at most one process per GPU."
+            )
         torch.cuda.set_device(world.local_rank)
         return torch.device("cuda", world.local_rank)
     return device
@@ -171,11 +177,17 @@ def wrap(module: nn.Module, device: torch.device) -> nn.Module:
 
     ids = [device.index] if device.type == "cuda" else None
     # each rank keeps its own buffers (BatchNorm's running statistics of its shard; rank 0's are saved): no broadcast per forward
-    quiet = {"forward_sync_buffers": False} if "forward_sync_buffers" in inspect.signature(DistributedDataParallel.__init__).parameters else {"broadcast_buffers": False}
+    quiet = (
+        {"forward_sync_buffers": False}
+        if "forward_sync_buffers" in inspect.signature(DistributedDataParallel.__init__).parameters
+        else {"broadcast_buffers": False}
+    )
     return DistributedDataParallel(module, device_ids=ids, **quiet)
 
 
-def sync_batch_norm(setting: str, models: tuple[nn.Module, ...], device: torch.device, world: World) -> tuple[tuple[nn.Module, ...], str]:
+def sync_batch_norm(
+    setting: str, models: tuple[nn.Module, ...], device: torch.device, world: World
+) -> tuple[tuple[nn.Module, ...], str]:
     """(the models, why) with BatchNorm turned into SyncBatchNorm where `dist.sync_bn` asks for it.
 
     auto: on for GPU runs of several processes, so D's and G's batch statistics are those of the global batch, as in
@@ -186,7 +198,9 @@ def sync_batch_norm(setting: str, models: tuple[nn.Module, ...], device: torch.d
         return models, "off" if has_bn or setting == "off" else "off (no BatchNorm)"
     if device.type != "cuda":
         if setting == "on":
-            raise GanError("dist.sync_bn=on: PyTorch's SyncBatchNorm runs on GPUs only. Use dist.sync_bn=auto or off on the CPU (each process then normalises with its own batch's statistics).")
+            raise GanError(
+                "dist.sync_bn=on: PyTorch's SyncBatchNorm runs on GPUs only. Use dist.sync_bn=auto or off on the CPU (each process then normalises with its own batch's statistics)."
+            )
         return models, "off (SyncBatchNorm needs GPUs: per-rank batch statistics)"
     return tuple(nn.SyncBatchNorm.convert_sync_batchnorm(m) for m in models), "on"
 
@@ -223,10 +237,19 @@ def launch_local(nproc: int, run_dir: Path, job: dict[str, Any], shutdown_timeou
     from torch.distributed.launcher.api import LaunchConfig, elastic_launch
 
     config = LaunchConfig(
-        min_nodes=1, max_nodes=1, nproc_per_node=nproc, run_id=f"gan-{uuid.uuid4().hex[:8]}", rdzv_backend="c10d",
-        rdzv_endpoint=f"127.0.0.1:{free_port()}", local_addr="127.0.0.1", max_restarts=0, monitor_interval=0.2, start_method="spawn",
-        logs_specs=DefaultLogsSpecs(log_dir=str(run_dir / ".ranks")), shutdown_timeout=shutdown_timeout,
-    )  # fmt: skip
+        min_nodes=1,
+        max_nodes=1,
+        nproc_per_node=nproc,
+        run_id=f"gan-{uuid.uuid4().hex[:8]}",
+        rdzv_backend="c10d",
+        rdzv_endpoint=f"127.0.0.1:{free_port()}",
+        local_addr="127.0.0.1",
+        max_restarts=0,
+        monitor_interval=0.2,
+        start_method="spawn",
+        logs_specs=DefaultLogsSpecs(log_dir=str(run_dir / ".ranks")),
+        shutdown_timeout=shutdown_timeout,
+    )
     try:
         results = elastic_launch(config, _worker)(job)
     except ChildFailedError as err:
@@ -257,8 +280,11 @@ def _worker_failure(err: Any, run_dir: Path) -> GanError:
     detail = (failure.message or "").strip().splitlines()
     why = detail[-1] if detail else f"exit code {failure.exitcode}"
     code = failure.exitcode if isinstance(failure.exitcode, int) and 0 < failure.exitcode < 128 else 1
-    return GanError(f"Worker rank {rank} of the distributed run failed ({why}); the run stopped (exit codes by rank: {codes}). "
-                    f"Its output is in {run_dir / '.ranks'}.", exit_code=code)  # fmt: skip
+    return GanError(
+        f"Worker rank {rank} of the distributed run failed ({why}); the run stopped (exit codes by rank: {codes}). "
+        f"Its output is in {run_dir / '.ranks'}.",
+        exit_code=code,
+    )
 
 
 def _worker(job: dict[str, Any]) -> Any:

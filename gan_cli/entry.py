@@ -21,8 +21,10 @@ INTERRUPTED = 130  # gan_cli.errors.INTERRUPTED, repeated here so that nothing b
 def interrupted_message(command: str) -> str:
     """The one line for a Ctrl-C that stops `gan` without saving (during start-up, or a second one in training)."""
     who = f"gan {command}" if command else "gan"
-    return (f"gan: error: {who}: interrupted. A second Ctrl-C stops at once without saving: a run directory keeps the checkpoint "
-            f"of its last save (resume it with `gan train resume=<run dir>`); one Ctrl-C during training saves first.")  # fmt: skip
+    return (
+        f"gan: error: {who}: interrupted. A second Ctrl-C stops at once without saving: a run directory keeps the checkpoint "
+        f"of its last save (resume it with `gan train resume=<run dir>`); one Ctrl-C during training saves first."
+    )
 
 
 def _interrupted(signum, frame) -> None:

@@ -36,7 +36,13 @@ def one_of(kind: str, value: object, allowed: "list[str] | tuple[str, ...]") -> 
 def io_failure(err: OSError, what: str, after: str = "") -> GanError:
     """An OSError as one paragraph: what failed, the system's reason and the file, then `after` (what is safe, how to go on)."""
     # a DataLoader worker's error arrives as its traceback's text: keep the last line, without "OSError: [Errno 5] "
-    reason = err.strerror or re.sub(r"^\w*Error: (\[Errno \d+\] )?", "", (str(err).strip().splitlines() or [type(err).__name__])[-1])
+    reason = err.strerror or re.sub(
+        r"^\w*Error: (\[Errno \d+\] )?", "", (str(err).strip().splitlines() or [type(err).__name__])[-1]
+    )
     where = f" ({err.filename})" if err.filename else ""
-    hint = {28: " The disk is full: free some space.", 30: " The file system is read-only.", 13: " Permission denied: check the folder's owner and mode."}.get(err.errno or 0, "")
+    hint = {
+        28: " The disk is full: free some space.",
+        30: " The file system is read-only.",
+        13: " Permission denied: check the folder's owner and mode.",
+    }.get(err.errno or 0, "")
     return GanError(f"{what} failed: {reason}{where}.{hint}{(' ' + after) if after else ''}", exit_code=IO_FAILED)

@@ -60,13 +60,27 @@ def evaluate_checkpoint(path: Path, cfg, device: torch.device) -> dict[str, Any]
         d_prob = lambda x: torch.sigmoid(D(x))  # noqa: E731
     data = load_dataset(dataset_cfg, int(saved["seed"]))
     classes = num_classes(G)
-    scorer = Scorer(data, dataset_cfg, cfg.metrics, cfg.n, cfg.backbone, device, cfg.seed, cfg.inception_weights,
-                    has_d=d_prob is not None, conditional=classes > 0)  # fmt: skip
+    scorer = Scorer(
+        data,
+        dataset_cfg,
+        cfg.metrics,
+        cfg.n,
+        cfg.backbone,
+        device,
+        cfg.seed,
+        cfg.inception_weights,
+        has_d=d_prob is not None,
+        conditional=classes > 0,
+    )
     labels = generated_labels(classes, scorer.n)
     fake = generate(G, scorer.n, cfg.seed, device, labels=labels, truncation=cfg.truncation)
     suffix = f"_t{cfg.truncation:g}" if cfg.truncation is not None else ""
     scores = {f"{k}{suffix}": v for k, v in scorer.score(fake, d_prob, labels).items()}
-    protocol = {**scorer.protocol, "generator": "ema" if cfg.ema and "G_ema" in ckpt["models"] else "G", "truncation": cfg.truncation}
+    protocol = {
+        **scorer.protocol,
+        "generator": "ema" if cfg.ema and "G_ema" in ckpt["models"] else "G",
+        "truncation": cfg.truncation,
+    }
     if labels is not None:
         protocol["labels"] = f"sample i generated with class i % {classes}"
     result = {
@@ -107,7 +121,9 @@ def dataset_config(name: str):
         cfg = option_config("dataset", name)
         OmegaConf.to_container(cfg, throw_on_missing=True)
     except OmegaConfBaseException as exc:
-        raise GanError(f"reference={name} cannot be loaded from its default config ({str(exc).splitlines()[0]}).") from exc
+        raise GanError(
+            f"reference={name} cannot be loaded from its default config ({str(exc).splitlines()[0]})."
+        ) from exc
     return cfg
 
 
@@ -120,15 +136,30 @@ def evaluate_reference(cfg, device: torch.device) -> dict[str, Any]:
     dataset_cfg = dataset_config(name)
     data = load_dataset(dataset_cfg, cfg.seed)
     labelled = data.spec.num_classes > 0
-    scorer = Scorer(data, dataset_cfg, cfg.metrics, cfg.n, cfg.backbone, device, cfg.seed, cfg.inception_weights,
-                    conditional=labelled, reference=True)  # fmt: skip
+    scorer = Scorer(
+        data,
+        dataset_cfg,
+        cfg.metrics,
+        cfg.n,
+        cfg.backbone,
+        device,
+        cfg.seed,
+        cfg.inception_weights,
+        conditional=labelled,
+        reference=True,
+    )
     x, y = scorer.held_out_real()
     scores = scorer.score(x, labels=y)
     held_out = f"real {name} held out: the {scorer.n} samples after the real set in the same seeded permutation, scored as if generated"
     result = {
         "reference": name,
         "scores": scores,
-        "protocol": {**scorer.protocol, "generator": held_out, "truncation": None, **({"labels": "the real labels"} if y is not None else {})},
+        "protocol": {
+            **scorer.protocol,
+            "generator": held_out,
+            "truncation": None,
+            **({"labels": "the real labels"} if y is not None else {}),
+        },
         "seconds": round(time.perf_counter() - t0, 2),
     }
     out = Path(f"metrics_reference_{name}_{scorer.n}.json").resolve()
@@ -148,7 +179,10 @@ def print_table(title: str, columns: list[str], results: list[dict[str, Any]]) -
     for name in names:
         table.add_row(name, *(f"{r['scores'][name]:.4g}" if name in r["scores"] else "-" for r in results))
     if results[0]["protocol"].get("classifier_accuracy") is not None:
-        table.add_row("classifier held-out accuracy", *(f"{r['protocol'].get('classifier_accuracy', float('nan')):.4f}" for r in results))
+        table.add_row(
+            "classifier held-out accuracy",
+            *(f"{r['protocol'].get('classifier_accuracy', float('nan')):.4f}" for r in results),
+        )
     table.add_row("seconds", *(f"{r['seconds']:.1f}" for r in results))
     console.print(table)
     for r in results:
@@ -172,7 +206,9 @@ def evaluate(cfg) -> list[dict[str, Any]]:
     device = pick_device(cfg.device)
     if cfg.reference is not None:
         if cfg.truncation is not None:
-            raise GanError(f"truncation={cfg.truncation} truncates a generator's noise; reference={cfg.reference} scores real data. Drop truncation.")
+            raise GanError(
+                f"truncation={cfg.truncation} truncates a generator's noise; reference={cfg.reference} scores real data. Drop truncation."
+            )
         result = evaluate_reference(cfg, device)
         print_table(f"gan eval: reference {cfg.reference}", [f"real {cfg.reference} (held out)"], [result])
         return [result]

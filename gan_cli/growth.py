@@ -34,7 +34,9 @@ def growth_of(cfg, G: nn.Module) -> Optional[Growth]:
 def check_growth_run(cfg, world_size: int = 1) -> None:
     """What a growing model does not do yet, refused by name."""
     if cfg.model.name == "progan" and max(world_size, int(cfg.dist.nproc_per_node)) > 1:
-        raise GanError("model=progan trains in one process for now (DDP needs every parameter in every step, and the blocks of later stages wait unused); use dist.nproc_per_node=1.")
+        raise GanError(
+            "model=progan trains in one process for now (DDP needs every parameter in every step, and the blocks of later stages wait unused); use dist.nproc_per_node=1."
+        )
 
 
 def set_growth(growth: Growth, step: int, *modules: nn.Module) -> dict[str, float]:

@@ -59,7 +59,9 @@ def _registry(group: str):
 
 def _shown(value: object) -> str:
     """A value as YAML writes it inline: null, true, 2.0e-4 stays 0.0002, [0.5, 0.999], {}."""
-    return yaml.safe_dump(value, default_flow_style=True, width=1000, sort_keys=False).strip().removesuffix("...").strip()
+    return (
+        yaml.safe_dump(value, default_flow_style=True, width=1000, sort_keys=False).strip().removesuffix("...").strip()
+    )
 
 
 def _rows(node: DictConfig, keys: list[str], comments: dict[str, str]) -> list[str]:
@@ -89,19 +91,26 @@ def train_help(cfg: DictConfig) -> str:
         except GanError as err:  # an option that cannot be built still gets its keys shown, with the reason
             keys, what = list(node.keys()), f"cannot be built: {err}"
         base = yaml_comments(config_dir() / "base" / f"{group}.yaml")
-        chosen = next((d / group / f"{choices[group]}.yaml" for d in dirs if (d / group / f"{choices[group]}.yaml").is_file()), None)
+        chosen = next(
+            (d / group / f"{choices[group]}.yaml" for d in dirs if (d / group / f"{choices[group]}.yaml").is_file()),
+            None,
+        )
         own = yaml_comments(chosen) if chosen else {}
         lines += ["", f"{group}={choices[group]}  ({what}; options: {', '.join(_options(group, dirs))})"]
         lines += _rows(node, [k for k in node.keys() if k in keys], {**base, **own})
     train_yaml = config_dir() / "train.yaml"
     for section in ("train", "eval"):
-        lines += ["", f"{section}:", *_rows(cfg[section], list(cfg[section].keys()), yaml_comments(train_yaml, section))]
+        lines += [
+            "",
+            f"{section}:",
+            *_rows(cfg[section], list(cfg[section].keys()), yaml_comments(train_yaml, section)),
+        ]
     run = OmegaConf.masked_copy(cfg, ["seed", "device", "resume"])  # without the hydra node
     lines += ["", "run:", *_rows(run, list(run.keys()), yaml_comments(train_yaml))]
     lines += [
         "",
         f"experiment presets (experiment=NAME, paper settings across groups): {', '.join(_options('experiment', dirs))}",
-        "Your own model, loss, dataset or optimizer: a YAML with _target_ in a folder of yours, `gan train --config-dir DIR ...` (README \"Your own model\").",
+        'Your own model, loss, dataset or optimizer: a YAML with _target_ in a folder of yours, `gan train --config-dir DIR ...` (README "Your own model").',
         "`gan train --cfg job` prints the whole composed config; `gan train --hydra-help` lists Hydra's own flags.",
         "",
         str(cfg.hydra.help.footer).rstrip(),

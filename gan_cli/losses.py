@@ -17,7 +17,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from gan_cli.components import Registry, target_args
-from gan_cli.contracts import Objective as ObjectiveContract, missing_members
+from gan_cli.contracts import Objective as ObjectiveContract
+from gan_cli.contracts import missing_members
 from gan_cli.distributed import per_sample
 from gan_cli.errors import GanError, one_of
 from gan_cli.schedules import SCHEDULES, lr_factor
@@ -57,7 +58,9 @@ class Minimax(Objective):
 
     def d_loss(self, real, fake):
         t = self.real_target  # BCE(real, t): t = 1 gives -log D(x)
-        real_term = F.softplus(-real).mean() if t == 1.0 else (t * F.softplus(-real) + (1 - t) * F.softplus(real)).mean()
+        real_term = (
+            F.softplus(-real).mean() if t == 1.0 else (t * F.softplus(-real) + (1 - t) * F.softplus(real)).mean()
+        )
         return real_term + F.softplus(fake).mean()
 
     def g_loss(self, fake):
@@ -119,12 +122,32 @@ def _from_target(make: Callable[..., Objective]) -> Callable[..., Objective]:
 
 
 # the keys every objective reads: the penalty, constraint and extra terms wrap whatever game is played
-_LOSS_KEYS = ("objective", "n_critic", "penalty", "penalty_weight", "penalty_every", "clip", "feature_matching", "hist_weight",
-              "ortho_weight", "aux_weight", "aux_on_fake", "info_weight", "info_schedule", "drift")  # fmt: skip
-OBJECTIVES = Registry("loss", "objective", shared=_LOSS_KEYS, target_uses=("_target_", "args", "label_smoothing"), adapt=_from_target)
+_LOSS_KEYS = (
+    "objective",
+    "n_critic",
+    "penalty",
+    "penalty_weight",
+    "penalty_every",
+    "clip",
+    "feature_matching",
+    "hist_weight",
+    "ortho_weight",
+    "aux_weight",
+    "aux_on_fake",
+    "info_weight",
+    "info_schedule",
+    "drift",
+)
+OBJECTIVES = Registry(
+    "loss", "objective", shared=_LOSS_KEYS, target_uses=("_target_", "args", "label_smoothing"), adapt=_from_target
+)
 for _objective in (Minimax, NonSaturating, Wasserstein, LeastSquares, Hinge):
     # one-sided label smoothing needs a real target, which the BCE family and LSGAN have
-    OBJECTIVES.add(_objective.name, lambda cfg, cls=_objective: cls(), uses=("label_smoothing",) if _objective.name in ("minimax", "ns", "lsgan") else ())
+    OBJECTIVES.add(
+        _objective.name,
+        lambda cfg, cls=_objective: cls(),
+        uses=("label_smoothing",) if _objective.name in ("minimax", "ns", "lsgan") else (),
+    )
 
 DFn = Callable[[torch.Tensor], torch.Tensor]
 
@@ -255,9 +278,13 @@ class ExtraTerms:
 
     def check_fits(self, D: nn.Module) -> None:
         if self.feature_matching and not hasattr(D, "forward_with_extras"):
-            raise GanError("loss.feature_matching=true needs a discriminator with intermediate features; model=shift has none. Use model=mlp, dcgan or style.")
+            raise GanError(
+                "loss.feature_matching=true needs a discriminator with intermediate features; model=shift has none. Use model=mlp, dcgan or style."
+            )
 
-    def d_terms(self, D: nn.Module, layout, real_ex: Extras, fake_ex: Extras, y, z: torch.Tensor, real_logits: torch.Tensor) -> dict[str, torch.Tensor]:
+    def d_terms(
+        self, D: nn.Module, layout, real_ex: Extras, fake_ex: Extras, y, z: torch.Tensor, real_logits: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
         terms: dict[str, torch.Tensor] = {}
         if self.drift:  # ProGAN: a small pull of D(x) towards 0, so a Wasserstein critic's outputs cannot drift off
             terms["loss/drift"] = self.drift * real_logits.float().square().mean()
@@ -348,7 +375,9 @@ def build_objective(cfg) -> Objective:
     try:
         objective = component.build(cfg)
     except (TypeError, ValueError) as exc:
-        raise GanError(f"loss._target_={component.target!r} could not be built from loss.args={target_args(cfg)}: {exc}.") from exc
+        raise GanError(
+            f"loss._target_={component.target!r} could not be built from loss.args={target_args(cfg)}: {exc}."
+        ) from exc
     missing = missing_members(objective, ObjectiveContract)
     if missing:
         raise GanError(
@@ -376,7 +405,9 @@ def build_loss(cfg) -> GanLoss:
     objective = build_objective(cfg)
     if cfg.label_smoothing:
         if not 0.0 < cfg.label_smoothing < 1.0:
-            raise GanError(f"loss.label_smoothing={cfg.label_smoothing} must be in [0, 1) (0.1 to 0.3 is usual; D's real target becomes 1 - s).")
+            raise GanError(
+                f"loss.label_smoothing={cfg.label_smoothing} must be in [0, 1) (0.1 to 0.3 is usual; D's real target becomes 1 - s)."
+            )
         if not hasattr(objective, "real_target") or "label_smoothing" not in OBJECTIVES.of(cfg).uses:
             smoothable = [name for name in OBJECTIVES if "label_smoothing" in OBJECTIVES.get(name).uses]
             raise GanError(
@@ -390,9 +421,21 @@ def build_loss(cfg) -> GanLoss:
     if cfg.info_schedule not in SCHEDULES:
         raise one_of("loss.info_schedule", cfg.info_schedule, SCHEDULES)
     extra = ExtraTerms(
-        bool(cfg.feature_matching), float(cfg.aux_weight), float(cfg.info_weight), float(cfg.hist_weight), float(cfg.ortho_weight),
-        bool(cfg.aux_on_fake), float(cfg.drift), str(cfg.info_schedule),
+        bool(cfg.feature_matching),
+        float(cfg.aux_weight),
+        float(cfg.info_weight),
+        float(cfg.hist_weight),
+        float(cfg.ortho_weight),
+        bool(cfg.aux_on_fake),
+        float(cfg.drift),
+        str(cfg.info_schedule),
     )
     return GanLoss(
-        objective, cfg.n_critic, PENALTIES[cfg.penalty], float(cfg.penalty_weight), cfg.clip, extra, int(cfg.penalty_every)
+        objective,
+        cfg.n_critic,
+        PENALTIES[cfg.penalty],
+        float(cfg.penalty_weight),
+        cfg.clip,
+        extra,
+        int(cfg.penalty_every),
     )

@@ -28,22 +28,34 @@ def _from_target(make: Callable[..., Any]) -> Callable[..., torch.optim.Optimize
     return lambda cfg, params, lr: make(params, lr=lr, **target_args(cfg))
 
 
-OPTIMIZERS = Registry("optimizer", "name", shared=("name", "lr", "lr_d", "lr_g", "schedule", "warmup"), target_uses=("_target_", "args"), adapt=_from_target)
+OPTIMIZERS = Registry(
+    "optimizer",
+    "name",
+    shared=("name", "lr", "lr_d", "lr_g", "schedule", "warmup"),
+    target_uses=("_target_", "args"),
+    adapt=_from_target,
+)
 
 
 @OPTIMIZERS.register("adam", uses=("betas", "weight_decay"))
 def _adam(cfg, params: list[nn.Parameter], lr: float) -> torch.optim.Optimizer:
-    return torch.optim.Adam(params, lr=lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay, **_fast_update("adam", params))
+    return torch.optim.Adam(
+        params, lr=lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay, **_fast_update("adam", params)
+    )
 
 
 @OPTIMIZERS.register("rmsprop", uses=("momentum", "weight_decay"))
 def _rmsprop(cfg, params: list[nn.Parameter], lr: float) -> torch.optim.Optimizer:
-    return torch.optim.RMSprop(params, lr=lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay, **_fast_update("rmsprop", params))
+    return torch.optim.RMSprop(
+        params, lr=lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay, **_fast_update("rmsprop", params)
+    )
 
 
 @OPTIMIZERS.register("sgd", uses=("momentum", "weight_decay"))
 def _sgd(cfg, params: list[nn.Parameter], lr: float) -> torch.optim.Optimizer:
-    return torch.optim.SGD(params, lr=lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay, **_fast_update("sgd", params))
+    return torch.optim.SGD(
+        params, lr=lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay, **_fast_update("sgd", params)
+    )
 
 
 def build_optimizers(cfg, G: nn.Module, D: nn.Module) -> tuple[torch.optim.Optimizer, torch.optim.Optimizer]:
@@ -64,8 +76,12 @@ def build_optimizers(cfg, G: nn.Module, D: nn.Module) -> tuple[torch.optim.Optim
         except (TypeError, ValueError) as exc:
             if component.target is None:
                 raise
-            raise GanError(f"optimizer._target_={component.target!r} could not be built as ({', '.join(['params', 'lr', *target_args(cfg)])}): {exc}.") from exc
+            raise GanError(
+                f"optimizer._target_={component.target!r} could not be built as ({', '.join(['params', 'lr', *target_args(cfg)])}): {exc}."
+            ) from exc
         if not isinstance(opt, torch.optim.Optimizer):
-            raise GanError(f"optimizer._target_={component.target!r} returned a {type(opt).__name__}; gan needs a torch.optim.Optimizer (its schedules and checkpoints use one).")
+            raise GanError(
+                f"optimizer._target_={component.target!r} returned a {type(opt).__name__}; gan needs a torch.optim.Optimizer (its schedules and checkpoints use one)."
+            )
         made.append(opt)
     return made[0], made[1]

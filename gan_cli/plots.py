@@ -31,7 +31,9 @@ def image_grid(images: torch.Tensor, nrow: Optional[int] = None) -> torch.Tensor
     return make_grid(images.detach().float().cpu(), nrow=nrow, normalize=True, value_range=(-1, 1), padding=2)
 
 
-def points_figure(fake: torch.Tensor, real: Optional[torch.Tensor] = None, d_fn: Optional[Callable] = None, title: str = ""):
+def points_figure(
+    fake: torch.Tensor, real: Optional[torch.Tensor] = None, d_fn: Optional[Callable] = None, title: str = ""
+):
     """2-D: generated points over real ones. 1-D: histograms of both, and D(x) when given."""
     fake = fake.detach().float().cpu()
     fig, ax = pyplot().subplots(figsize=(5, 5) if fake.shape[1] == 2 else (6, 4), dpi=100)

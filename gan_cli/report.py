@@ -90,19 +90,28 @@ def is_run_dir(path: Path) -> bool:
 def find_runs(targets: Sequence[str]) -> list[Path]:
     """Run directories: each target that is one, and every one below a target that is not (a sweep, outputs/DATE)."""
     if not targets:
-        raise GanError("gan report needs at least one directory: a multirun (sweep) directory, an outputs/DATE directory or run directories.")
+        raise GanError(
+            "gan report needs at least one directory: a multirun (sweep) directory, an outputs/DATE directory or run directories."
+        )
     runs: list[Path] = []
     for target in targets:
         path = Path(os.path.expanduser(target))
         if not path.is_dir():
-            raise GanError(f"gan report: {shown(target)} is not a directory. Pass a multirun directory, an outputs/DATE directory or run directories.")
+            raise GanError(
+                f"gan report: {shown(target)} is not a directory. Pass a multirun directory, an outputs/DATE directory or run directories."
+            )
         if is_run_dir(path):
             runs.append(path)
             continue
-        found = sorted({c.parent.parent for c in path.rglob(".hydra/config.yaml") if c.parent.parent.name != "resumes"}, key=_natural)
+        found = sorted(
+            {c.parent.parent for c in path.rglob(".hydra/config.yaml") if c.parent.parent.name != "resumes"},
+            key=_natural,
+        )
         found = [r for r in found if ".hydra" not in r.parts]  # not a resume's record inside a run's .hydra/
         if not found:
-            raise GanError(f"gan report: no run directories under {shown(target)} (a run directory holds .hydra/config.yaml and train.log).")
+            raise GanError(
+                f"gan report: no run directories under {shown(target)} (a run directory holds .hydra/config.yaml and train.log)."
+            )
         runs.extend(found)
     return list(dict.fromkeys(p.resolve() for p in runs))
 
@@ -143,7 +152,9 @@ def read_run(run: Path, label: str) -> RunRow:
     """Status, steps, time, final scalars and scores of one run directory."""
     config = _read_yaml(run / ".hydra" / "config.yaml") or {}
     status = read_status(run)
-    row = RunRow(run, label, read_overrides(run), status=str(status.get("status", "")), reason=str(status.get("reason", "")))
+    row = RunRow(
+        run, label, read_overrides(run), status=str(status.get("status", "")), reason=str(status.get("reason", ""))
+    )
     row.exit_code = int(status.get("exit_code", 0) or 0)
     row.step, row.seconds = status.get("step"), status.get("seconds")
     row.steps = status.get("steps") or (config.get("train") or {}).get("steps")
@@ -153,13 +164,18 @@ def read_run(run: Path, label: str) -> RunRow:
         row.status = "running"
     elif not row.status:  # no status.json: a run from before gan wrote one, or one killed before it could
         reason = error_line(run)
-        finished = _FINISHED.findall((run / "train.log").read_text(errors="replace")) if (run / "train.log").is_file() else []
+        finished = (
+            _FINISHED.findall((run / "train.log").read_text(errors="replace")) if (run / "train.log").is_file() else []
+        )
         if reason:
             row.status, row.reason, row.exit_code = "failed", reason, 1
         elif finished:
             row.status, row.step, row.seconds = "finished", int(finished[-1][0]), float(finished[-1][1])
         else:
-            row.status, row.reason = "interrupted", "ended without a record of how (killed?); resume it from its last checkpoint"
+            row.status, row.reason = (
+                "interrupted",
+                "ended without a record of how (killed?); resume it from its last checkpoint",
+            )
     if row.reason:
         row.reason = error_line(run) or row.reason  # the log's line is the one the user saw
     if not row.final or row.step is None:
@@ -180,16 +196,30 @@ def read_scores(run: Path) -> dict[str, float]:
         last = json.loads(lines[-1]) if lines else {}
     except (OSError, ValueError):
         last = {}
-    scores.update({k: float(v) for k, v in last.items() if k not in ("step", "seconds", "train_seconds") and isinstance(v, (int, float))})
+    scores.update(
+        {
+            k: float(v)
+            for k, v in last.items()
+            if k not in ("step", "seconds", "train_seconds") and isinstance(v, (int, float))
+        }
+    )
     try:
         evaluated = json.loads((run / "metrics.json").read_text()).get("all_scores", {})
     except (OSError, ValueError, AttributeError):
         evaluated = {}
-    scores.update({k: float(v["value"]) for k, v in evaluated.items() if isinstance(v, dict) and isinstance(v.get("value"), (int, float))})
+    scores.update(
+        {
+            k: float(v["value"])
+            for k, v in evaluated.items()
+            if isinstance(v, dict) and isinstance(v.get("value"), (int, float))
+        }
+    )
     return scores
 
 
-def read_curves(run: Path, tags: Optional[Sequence[str]] = None, prefix: str = "") -> dict[str, tuple[list[int], list[float]]]:
+def read_curves(
+    run: Path, tags: Optional[Sequence[str]] = None, prefix: str = ""
+) -> dict[str, tuple[list[int], list[float]]]:
     """tag -> (steps, values) from the run's TensorBoard event files (all of them: a resumed run has several)."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -221,7 +251,11 @@ def split_overrides(overrides: list[dict[str, str]]) -> tuple[dict[str, str], li
     """(the overrides every run has with the same value, the keys whose values differ or that some runs lack);
     a single run shares nothing: all its overrides are what sets it apart."""
     keys = list(dict.fromkeys(k for o in overrides for k in o))
-    shared = {k: overrides[0][k] for k in keys if all(o.get(k) == overrides[0].get(k) for o in overrides)} if len(overrides) > 1 else {}
+    shared = (
+        {k: overrides[0][k] for k in keys if all(o.get(k) == overrides[0].get(k) for o in overrides)}
+        if len(overrides) > 1
+        else {}
+    )
     return shared, [k for k in keys if k not in shared]
 
 
@@ -237,13 +271,21 @@ def build_report(targets: Sequence[str], sort: Optional[str] = None) -> Report:
     shared, varied = split_overrides([r.overrides for r in runs])
     available = list(dict.fromkeys(k for r in runs for k in r.scores))
     if sort is not None and sort not in available:
-        listed = ", ".join(available) if available else "none (train with eval.every > 0, or score the runs with gan eval)"
+        listed = (
+            ", ".join(available) if available else "none (train with eval.every > 0, or score the runs with gan eval)"
+        )
         raise GanError(f"sort={sort!r}: no run has this score. Scores found: {listed}.")
     if sort is None:  # the runs' eval.best when they agree, else the first score the runs report
         bests = {r.best_name for r in runs if r.best_name}
-        sort = next(iter(bests)) if len(bests) == 1 and next(iter(bests)) in available else (available[0] if available else None)
+        sort = (
+            next(iter(bests))
+            if len(bests) == 1 and next(iter(bests)) in available
+            else (available[0] if available else None)
+        )
     direction = direction_of(sort) if sort else None
-    ranked = [r for r in runs if sort in r.scores and math.isfinite(r.scores[sort]) and r.status not in ("failed", "diverged")]
+    ranked = [
+        r for r in runs if sort in r.scores and math.isfinite(r.scores[sort]) and r.status not in ("failed", "diverged")
+    ]
     ranked.sort(key=lambda r: _order_value(r.scores[sort], direction))
     for i, r in enumerate(ranked, 1):
         r.rank = i
@@ -263,11 +305,19 @@ def _duration(seconds: Optional[float]) -> str:
     if seconds is None:
         return "-"
     seconds = float(seconds)
-    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.1f} min" if seconds < 7200 else f"{seconds / 3600:.1f} h"
+    return (
+        f"{seconds:.0f} s"
+        if seconds < 120
+        else f"{seconds / 60:.1f} min"
+        if seconds < 7200
+        else f"{seconds / 3600:.1f} h"
+    )
 
 
 def _direction_word(direction: Optional[str]) -> str:
-    return {"min": "lower is better", "max": "higher is better", NEAR_ONE: "best at 1"}.get(direction or "", "direction unknown")
+    return {"min": "lower is better", "max": "higher is better", NEAR_ONE: "best at 1"}.get(
+        direction or "", "direction unknown"
+    )
 
 
 def columns(report: Report) -> list[tuple[str, list[str]]]:
@@ -275,16 +325,22 @@ def columns(report: Report) -> list[tuple[str, list[str]]]:
     runs = report.runs
     cols = [("#", [str(r.rank) if r.rank else "-" for r in runs]), ("run", [r.label for r in runs])]
     cols += [(k, [r.overrides.get(k, "-") for r in runs]) for k in report.varied]
-    cols += [("status", [r.status for r in runs]),
-             ("step", [f"{_fmt(r.step)}/{_fmt(r.steps)}" for r in runs]),
-             ("time", [_duration(r.seconds) for r in runs])]  # fmt: skip
-    cols += [(name + (" *" if name == report.sort else ""), [_fmt(r.scores.get(name)) for r in runs]) for name in report.score_names()]
+    cols += [
+        ("status", [r.status for r in runs]),
+        ("step", [f"{_fmt(r.step)}/{_fmt(r.steps)}" for r in runs]),
+        ("time", [_duration(r.seconds) for r in runs]),
+    ]
+    cols += [
+        (name + (" *" if name == report.sort else ""), [_fmt(r.scores.get(name)) for r in runs])
+        for name in report.score_names()
+    ]
     cols += [(tag, [_fmt(r.final.get(tag)) for r in runs]) for tag in LOSS_TAGS if any(tag in r.final for r in runs)]
     return cols
 
 
 def fit_columns(cols: list[tuple[str, list[str]]], width: int, keep: int = 2) -> list[list[tuple[str, list[str]]]]:
     """Split the columns into tables that each fit `width` characters, the first `keep` (rank, run) in every one."""
+
     def need(col: tuple[str, list[str]]) -> int:
         return max(len(col[0]), *(len(c) for c in col[1])) + 3  # rich's padding and border
 
@@ -316,7 +372,9 @@ def summary_lines(report: Report) -> list[str]:
     if report.sort:
         lines.append(f"ranked by {report.sort} ({_direction_word(report.direction)}); * marks it")
     else:
-        lines.append("no scores found: runs in directory order (train with eval.every > 0, or score them with gan eval ckpt=...)")
+        lines.append(
+            "no scores found: runs in directory order (train with eval.every > 0, or score them with gan eval ckpt=...)"
+        )
     best = report.best
     if best is not None and report.sort:
         lines.append(f"best: {best.label} ({report.sort} {_fmt(best.scores[report.sort])}) in {best.path}")
@@ -341,9 +399,13 @@ def print_columns(cols: list[tuple[str, list[str]]], console: Console, keep: int
 
 def print_report(report: Report, console: Optional[Console] = None, title: str = "gan report") -> None:
     console = console or Console()
-    console.print(f"[bold]{title}[/bold]: {len(report.runs)} run{'s' if len(report.runs) != 1 else ''}", highlight=False)
+    console.print(
+        f"[bold]{title}[/bold]: {len(report.runs)} run{'s' if len(report.runs) != 1 else ''}", highlight=False
+    )
     if report.shared:
-        console.print("shared: " + " ".join(f"{k}={v}" for k, v in report.shared.items()), highlight=False, soft_wrap=False)
+        console.print(
+            "shared: " + " ".join(f"{k}={v}" for k, v in report.shared.items()), highlight=False, soft_wrap=False
+        )
     print_columns(columns(report), console)
     for line in summary_lines(report):
         console.print(line, highlight=False, soft_wrap=True)
@@ -357,7 +419,9 @@ def to_markdown(report: Report, title: str = "gan report") -> str:
     out += ["", "| " + " | ".join(h for h, _ in cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
     for i in range(len(report.runs)):
         out.append("| " + " | ".join(cells[i].replace("|", "\\|") for _, cells in cols) + " |")
-    out += [""] + [f"- {line.strip()}" if not line.startswith("  ") else f"  - `{line.strip()}`" for line in summary_lines(report)]
+    out += [""] + [
+        f"- {line.strip()}" if not line.startswith("  ") else f"  - `{line.strip()}`" for line in summary_lines(report)
+    ]
     return "\n".join(out) + "\n"
 
 
@@ -365,13 +429,21 @@ def to_records(report: Report) -> list[dict[str, Any]]:
     """One flat dict per run, every column a reader may want (CSV and JSON)."""
     records = []
     for r in report.runs:
-        records.append({
-            "rank": r.rank, "run": r.label, "path": str(r.path),
-            **{k: r.overrides.get(k) for k in report.varied},
-            "status": r.status, "reason": r.reason, "step": r.step, "steps": r.steps, "seconds": r.seconds,
-            **{name: r.scores.get(name) for name in report.score_names()},
-            **{tag: r.final.get(tag) for tag in LOSS_TAGS},
-        })  # fmt: skip
+        records.append(
+            {
+                "rank": r.rank,
+                "run": r.label,
+                "path": str(r.path),
+                **{k: r.overrides.get(k) for k in report.varied},
+                "status": r.status,
+                "reason": r.reason,
+                "step": r.step,
+                "steps": r.steps,
+                "seconds": r.seconds,
+                **{name: r.scores.get(name) for name in report.score_names()},
+                **{tag: r.final.get(tag) for tag in LOSS_TAGS},
+            }
+        )
     return records
 
 
@@ -379,7 +451,18 @@ def write_report(report: Report, out: Path, title: str = "gan report") -> Path:
     if out.suffix == ".md":
         text = to_markdown(report, title)
     elif out.suffix == ".json":
-        text = json.dumps({"sort": report.sort, "direction": report.direction, "shared": report.shared, "runs": to_records(report)}, indent=2) + "\n"
+        text = (
+            json.dumps(
+                {
+                    "sort": report.sort,
+                    "direction": report.direction,
+                    "shared": report.shared,
+                    "runs": to_records(report),
+                },
+                indent=2,
+            )
+            + "\n"
+        )
     else:
         buffer = io.StringIO()
         records = to_records(report)
@@ -409,7 +492,10 @@ def write_plots(report: Report, folder: Path) -> list[Path]:
     plt = pyplot()
     written = []
     curves = {_legend(report, r): read_curves(r.path, LOSS_TAGS, prefix="metrics/") for r in report.runs}
-    for name, tags in (("losses", list(LOSS_TAGS)), ("scores", sorted({t for c in curves.values() for t in c if t.startswith("metrics/")}))):
+    for name, tags in (
+        ("losses", list(LOSS_TAGS)),
+        ("scores", sorted({t for c in curves.values() for t in c if t.startswith("metrics/")})),
+    ):
         tags = [t for t in tags if any(t in c for c in curves.values())]
         if not tags:
             continue
@@ -422,7 +508,7 @@ def write_plots(report: Report, folder: Path) -> list[Path]:
                     ax.plot(*c[tag], label=label, linewidth=1.2)
             ax.set_title(tag)
             ax.set_xlabel("step")
-        for ax in list(axes.flat)[len(tags):]:
+        for ax in list(axes.flat)[len(tags) :]:
             ax.axis("off")
         axes.flat[0].legend(fontsize=7, loc="best")
         fig.tight_layout()
@@ -462,10 +548,14 @@ def parse_arguments(args: Sequence[str]) -> tuple[list[str], dict[str, Any]]:
             continue
         key, value = arg.split("=", 1)
         if key not in OPTIONS:
-            raise GanError(f"gan report: unknown option {key!r} in {arg!r}. Allowed: {', '.join(f'{o}=' for o in OPTIONS)}; anything else is a directory.")
+            raise GanError(
+                f"gan report: unknown option {key!r} in {arg!r}. Allowed: {', '.join(f'{o}=' for o in OPTIONS)}; anything else is a directory."
+            )
         if key == "out":
             if Path(value).suffix not in FORMATS:
-                raise GanError(f"gan report: out={value!r} must end in {', '.join(FORMATS)} (the format follows the suffix).")
+                raise GanError(
+                    f"gan report: out={value!r} must end in {', '.join(FORMATS)} (the format follows the suffix)."
+                )
             options["out"].append(Path(value))
         elif key == "plots":
             if value.lower() not in ("true", "false"):

@@ -37,9 +37,25 @@ LOCK_FILE = ".lock"
 # where the data lives may change (a run moved to another machine); train() then checks the data still has the
 # checkpoint's shape and classes; the number of processes (dist.*) may change too: the data position counts global
 # batches and every rank draws the single-process random numbers, so a run continues the same on any world size
-RESUMABLE_CHANGES = ("train.steps", "train.log_every", "train.sample_every", "train.ckpt_every", "train.num_workers", "train.threads", "device", "resume",
-                     "train.channels_last", "train.compile", "train.data_on_device", "train.d_pass", "eval.", "dataset.root", "dataset.path",
-                     "dataset.download", "dist.")  # fmt: skip
+RESUMABLE_CHANGES = (
+    "train.steps",
+    "train.log_every",
+    "train.sample_every",
+    "train.ckpt_every",
+    "train.num_workers",
+    "train.threads",
+    "device",
+    "resume",
+    "train.channels_last",
+    "train.compile",
+    "train.data_on_device",
+    "train.d_pass",
+    "eval.",
+    "dataset.root",
+    "dataset.path",
+    "dataset.download",
+    "dist.",
+)
 
 
 class RunLock:
@@ -49,7 +65,7 @@ class RunLock:
         self.path = Path(run_dir) / LOCK_FILE
         self._fd: Optional[int] = None
 
-    def __enter__(self) -> "RunLock":
+    def __enter__(self) -> RunLock:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         if fcntl is None:
             return self
@@ -59,7 +75,7 @@ class RunLock:
         except OSError:
             holder = _holder(fd)
             os.close(fd)
-            raise in_use(self.path.parent, holder)
+            raise in_use(self.path.parent, holder) from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, str(os.getpid()).encode(), 0)
         self._fd = fd
@@ -117,7 +133,11 @@ def resume_changes(saved: dict[str, Any], now: dict[str, Any]) -> list[str]:
         if flat_saved.get(k) != flat_now.get(k) and not k.startswith(RESUMABLE_CHANGES)
     ]
     saved_steps, steps = flat_saved.get("train.steps"), flat_now.get("train.steps")
-    decaying = [f"{key}={flat_now[key]}" for key in ("optimizer.schedule", "loss.info_schedule") if flat_now.get(key) not in (None, "constant")]
+    decaying = [
+        f"{key}={flat_now[key]}"
+        for key in ("optimizer.schedule", "loss.info_schedule")
+        if flat_now.get(key) not in (None, "constant")
+    ]
     if decaying and saved_steps != steps:
         changed.append(
             f"train.steps: {saved_steps} -> {steps} ({' and '.join(decaying)} decays to 0 at train.steps, so the steps already "
@@ -136,7 +156,9 @@ def check_resumable(ckpt: dict[str, Any], path: Path, now: dict[str, Any]) -> No
         )
     steps = now["train"]["steps"]
     if int(ckpt["step"]) >= steps:
-        raise GanError(f"The checkpoint {str(path)!r} is already at step {ckpt['step']}; pass a larger train.steps (now {steps}) to train on.")
+        raise GanError(
+            f"The checkpoint {str(path)!r} is already at step {ckpt['step']}; pass a larger train.steps (now {steps}) to train on."
+        )
 
 
 def record_resume(run_dir: Path, overrides: list[str], config: dict[str, Any], step: int) -> Path:

@@ -35,7 +35,9 @@ def pick_device(name: str) -> torch.device:
     except RuntimeError as exc:
         raise GanError(f"device={name!r} is not a device. Allowed: auto, cpu, cuda, cuda:N, mps.") from exc
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise GanError(f"device={name!r} was asked for, but this PyTorch sees no CUDA GPU. Use device=auto or device=cpu.")
+        raise GanError(
+            f"device={name!r} was asked for, but this PyTorch sees no CUDA GPU. Use device=auto or device=cpu."
+        )
     if device.type == "mps" and not torch.backends.mps.is_available():
         raise GanError(f"device={name!r} was asked for, but MPS is not available here. Use device=auto or device=cpu.")
     return device
@@ -52,8 +54,15 @@ def load_state(module: nn.Module, state: dict[str, torch.Tensor], path: Path) ->
 
 
 @torch.no_grad()
-def generate(G: torch.nn.Module, n: int, seed: int, device: torch.device, batch: int = 1024, labels: Optional[torch.Tensor] = None,
-             truncation: Optional[float] = None) -> torch.Tensor:  # fmt: skip
+def generate(
+    G: torch.nn.Module,
+    n: int,
+    seed: int,
+    device: torch.device,
+    batch: int = 1024,
+    labels: Optional[torch.Tensor] = None,
+    truncation: Optional[float] = None,
+) -> torch.Tensor:
     """n samples from noise drawn with `seed` (the same seed gives the same samples), in chunks to bound memory."""
     gen = torch.Generator(device="cpu").manual_seed(seed)
     with seeded_global_rng(seed, device):  # model=style's noise inputs too; training's stream is left alone
@@ -61,7 +70,9 @@ def generate(G: torch.nn.Module, n: int, seed: int, device: torch.device, batch:
 
 
 @torch.no_grad()
-def render(G: torch.nn.Module, z: torch.Tensor, labels: Optional[torch.Tensor], device: torch.device, batch: int = 1024) -> torch.Tensor:
+def render(
+    G: torch.nn.Module, z: torch.Tensor, labels: Optional[torch.Tensor], device: torch.device, batch: int = 1024
+) -> torch.Tensor:
     """G(z, labels) in chunks; labels None lets a conditional G cycle through its classes."""
     chunks = []
     for i in range(0, len(z), batch):
@@ -76,7 +87,9 @@ def grad_norm(module: nn.Module) -> torch.Tensor:
     return torch.nn.utils.get_total_norm(grads) if grads else torch.zeros(())
 
 
-def update(amp, net: str, opt: torch.optim.Optimizer, loss: torch.Tensor, module: nn.Module, measure: bool = True) -> Optional[torch.Tensor]:
+def update(
+    amp, net: str, opt: torch.optim.Optimizer, loss: torch.Tensor, module: nn.Module, measure: bool = True
+) -> Optional[torch.Tensor]:
     """One optimizer step of G or D (`net`) under `amp`'s loss scaling; with `measure`, the gradients are unscaled first and
     their norm returned (what `grad_norm/D`, `grad_norm/G` log), else None."""
     amp.backward(net, loss)

@@ -16,9 +16,9 @@ import torch.nn.functional as F
 from omegaconf import OmegaConf
 
 from gan_cli.checkpoint import load_checkpoint, run_dir_of
+from gan_cli.components import check_checkpoint_targets
 from gan_cli.data import DataSpec
 from gan_cli.data.toys import TOY_NAMES, make_toy
-from gan_cli.components import check_checkpoint_targets
 from gan_cli.errors import GanError, io_failure, one_of, shown
 from gan_cli.models import build_models, latent_layout, num_classes, sample_latent, truncate
 from gan_cli.models.progan import Growing, downscale
@@ -29,10 +29,16 @@ from gan_cli.runtime import load_state, pick_device, render
 OUT_KINDS = (".png", ".npy", ".pt")
 
 
-REBUILT_GROUPS = ("model", "dataset", "loss")  # what sample and eval rebuild from a checkpoint's config (never its optimizer)
+REBUILT_GROUPS = (
+    "model",
+    "dataset",
+    "loss",
+)  # what sample and eval rebuild from a checkpoint's config (never its optimizer)
 
 
-def load_generator(ckpt_target: str, device: torch.device, ema: bool = True, allow_targets: Sequence[str] = ()) -> tuple[torch.nn.Module, DataSpec, dict, Path]:
+def load_generator(
+    ckpt_target: str, device: torch.device, ema: bool = True, allow_targets: Sequence[str] = ()
+) -> tuple[torch.nn.Module, DataSpec, dict, Path]:
     """(G in eval mode, data spec, checkpoint dict, checkpoint path); the EMA generator when asked and present.
 
     A checkpoint naming its own components (`_target_`) is refused unless the user allowed their modules."""
@@ -50,7 +56,9 @@ def load_generator(ckpt_target: str, device: torch.device, ema: bool = True, all
 def _needs_conditional(G: torch.nn.Module, what: str) -> int:
     k = num_classes(G)
     if not k:
-        raise GanError(f"{what} needs a class-conditional generator, and this checkpoint's is not. Train one with model.cond=concat|projection|acgan on a labelled dataset.")
+        raise GanError(
+            f"{what} needs a class-conditional generator, and this checkpoint's is not. Train one with model.cond=concat|projection|acgan on a labelled dataset."
+        )
     return k
 
 
@@ -60,7 +68,9 @@ def _labels(cfg, G: torch.nn.Module) -> Optional[torch.Tensor]:
     k = _needs_conditional(G, f"labels={list(cfg.labels)}")
     bad = [c for c in cfg.labels if not 0 <= c < k]
     if bad or not cfg.labels:
-        raise GanError(f"labels={list(cfg.labels)}: every label must be a class index in 0..{k - 1} (and the list not empty).")
+        raise GanError(
+            f"labels={list(cfg.labels)}: every label must be a class index in 0..{k - 1} (and the list not empty)."
+        )
     return torch.tensor(list(cfg.labels), dtype=torch.long)
 
 
@@ -133,7 +143,9 @@ def _codes(cfg, G, gen) -> tuple[torch.Tensor, Optional[torch.Tensor], int]:
     """InfoGAN: one row per latent code, varied along the row (categories 0..K-1, or continuous -2..2), all else fixed."""
     layout = latent_layout(G)
     if not (layout.n_cat or layout.n_cont):
-        raise GanError("mode=codes needs an InfoGAN generator with latent codes; this checkpoint has none. Train one with model.info_cat=10 and/or model.info_cont=2 (or experiment=infogan).")
+        raise GanError(
+            "mode=codes needs an InfoGAN generator with latent codes; this checkpoint has none. Train one with model.info_cat=10 and/or model.info_cont=2 (or experiment=infogan)."
+        )
     cols = cfg.nrow or max(10, layout.n_cat)
     base = sample_latent(G, 1, "cpu", gen)
     start = layout.n_noise
@@ -148,13 +160,17 @@ def _codes(cfg, G, gen) -> tuple[torch.Tensor, Optional[torch.Tensor], int]:
         rows.append(row)
     for j in range(layout.n_cont):
         row = base.repeat(cols, 1)
-        row[:, start + layout.n_cat + j] = torch.linspace(-2, 2, cols)  # beyond the training range [-1, 1], as in the paper
+        row[:, start + layout.n_cat + j] = torch.linspace(
+            -2, 2, cols
+        )  # beyond the training range [-1, 1], as in the paper
         rows.append(row)
     z = torch.cat(rows)
     return z, _one_label(cfg, G, len(z)), cols
 
 
-def _rendered(latents: Callable[..., tuple[torch.Tensor, Optional[torch.Tensor], int]]) -> Callable[..., tuple[torch.Tensor, int]]:
+def _rendered(
+    latents: Callable[..., tuple[torch.Tensor, Optional[torch.Tensor], int]],
+) -> Callable[..., tuple[torch.Tensor, int]]:
     """A mode that picks latents (and labels), as the mode every G can draw: G applied to them as they are."""
 
     def mode(cfg, G, gen, device: torch.device) -> tuple[torch.Tensor, int]:
@@ -171,7 +187,9 @@ def _mix(cfg, G, gen, device: torch.device) -> tuple[torch.Tensor, int]:
     in row i, column j the image with the coarse styles (the layers below full resolution) of the one and the fine
     styles of the other. A k+1 by k+1 grid, k = nrow (default 5)."""
     if not hasattr(G, "mixed"):
-        raise GanError("mode=mix mixes the per-layer styles of a style-based generator; this checkpoint's G has none. Train one with model=style (model.style_mixing=0.9 trains it for this).")
+        raise GanError(
+            "mode=mix mixes the per-layer styles of a style-based generator; this checkpoint's G has none. Train one with model=style (model.style_mixing=0.9 trains it for this)."
+        )
     k = cfg.nrow or 5
     z_coarse = truncate(G, sample_latent(G, k, "cpu", gen), cfg.truncation).to(device)
     z_fine = truncate(G, sample_latent(G, k, "cpu", gen), cfg.truncation).to(device)
@@ -191,7 +209,9 @@ def _pyramid(cfg, G, gen, device: torch.device) -> tuple[torch.Tensor, int]:
     """LAPGAN: one row per sample (n of them, 8 at most), its image after each level from the coarsest to the final one,
     each shown at full size (nearest-neighbour), so the detail every level adds can be seen."""
     if not hasattr(G, "pyramid_outputs"):
-        raise GanError("mode=pyramid shows the levels of a Laplacian pyramid generator; this checkpoint's G has none. Train one with model=lapgan.")
+        raise GanError(
+            "mode=pyramid shows the levels of a Laplacian pyramid generator; this checkpoint's G has none. Train one with model=lapgan."
+        )
     rows = min(cfg.n, 8)
     z = truncate(G, sample_latent(G, rows, "cpu", gen), cfg.truncation).to(device)
     label = _one_label(cfg, G, rows) if cfg.labels is not None else None
@@ -202,13 +222,27 @@ def _pyramid(cfg, G, gen, device: torch.device) -> tuple[torch.Tensor, int]:
 
 
 # mode -> (cfg, G, generator, device) -> (images, images per row)
-MODES = {**{name: _rendered(f) for name, f in (("grid", _grid), ("classes", _classes), ("interp", _interp), ("arithmetic", _arithmetic),
-                                                  ("codes", _codes))}, "mix": _mix, "pyramid": _pyramid}  # fmt: skip
+MODES = {
+    **{
+        name: _rendered(f)
+        for name, f in (
+            ("grid", _grid),
+            ("classes", _classes),
+            ("interp", _interp),
+            ("arithmetic", _arithmetic),
+            ("codes", _codes),
+        )
+    },
+    "mix": _mix,
+    "pyramid": _pyramid,
+}
 
 
 def sample(cfg) -> Path:
     if OmegaConf.is_missing(cfg, "ckpt"):
-        raise GanError("gan sample needs a checkpoint: pass ckpt=<run dir> (uses its checkpoints/last.pt) or ckpt=<file.pt>.")
+        raise GanError(
+            "gan sample needs a checkpoint: pass ckpt=<run dir> (uses its checkpoints/last.pt) or ckpt=<file.pt>."
+        )
     if cfg.n < 1:
         raise GanError(f"n={cfg.n} must be a positive number of samples.")
     if cfg.mode not in MODES:
@@ -220,9 +254,13 @@ def sample(cfg) -> Path:
     name = f"sample_seed{cfg.seed}.png" if cfg.mode == "grid" else f"{cfg.mode}_seed{cfg.seed}.png"
     out = Path(cfg.out) if cfg.out else run_dir_of(path) / "samples" / name
     if out.suffix.lower() not in OUT_KINDS:
-        raise GanError(f"out={str(out)!r} has an unknown file type. Allowed endings: {', '.join(OUT_KINDS)} (grid or plot, NumPy array, torch tensor).")
+        raise GanError(
+            f"out={str(out)!r} has an unknown file type. Allowed endings: {', '.join(OUT_KINDS)} (grid or plot, NumPy array, torch tensor)."
+        )
     if cfg.mode != "grid" and not spec.is_image and out.suffix.lower() == ".png":
-        raise GanError(f"mode={cfg.mode} draws an image grid, but dataset={spec.name} holds points. Use mode=grid, or out=<file>.npy for the raw samples.")
+        raise GanError(
+            f"mode={cfg.mode} draws an image grid, but dataset={spec.name} holds points. Use mode=grid, or out=<file>.npy for the raw samples."
+        )
     _check_writable_file(out)  # before the generator runs: a bad out= costs nothing
     gen = torch.Generator().manual_seed(cfg.seed)
     x, nrow = MODES[cfg.mode](cfg, G, gen, device)
@@ -232,7 +270,9 @@ def sample(cfg) -> Path:
     try:
         _write(out, suffix, x, nrow, spec, ckpt)
     except OSError as err:
-        raise io_failure(err, f"Writing the samples to {str(out)!r}", "Pick another out= (a writable folder with free space).") from err
+        raise io_failure(
+            err, f"Writing the samples to {str(out)!r}", "Pick another out= (a writable folder with free space)."
+        ) from err
     size = f", {x.shape[-1]}x{x.shape[-2]} px" if spec.is_image else ""
     print(f"wrote {len(x)} samples ({spec.name}, step {ckpt['step']}, mode={cfg.mode}{size}) to {out}")
     return out
@@ -247,7 +287,9 @@ def _check_writable_file(out: Path) -> None:
         if not existed:
             out.unlink()
     except OSError as err:
-        raise GanError(f"out={str(out)!r} cannot be written: {err.strerror or err}. Pick a path in a writable folder.") from err
+        raise GanError(
+            f"out={str(out)!r} cannot be written: {err.strerror or err}. Pick a path in a writable folder."
+        ) from err
 
 
 def _write(out: Path, suffix: str, x: torch.Tensor, nrow: int, spec, ckpt: dict) -> None:

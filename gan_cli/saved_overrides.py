@@ -29,7 +29,9 @@ def _refusal(run_dir: Path, where: str, what: str, why: str) -> GanError:
     )
 
 
-def check_saved_overrides(saved: Any, run_dir: Path, where: str, schema_keys: Iterable[str], groups: Iterable[str]) -> list[str]:
+def check_saved_overrides(
+    saved: Any, run_dir: Path, where: str, schema_keys: Iterable[str], groups: Iterable[str]
+) -> list[str]:
     """The saved overrides as strings, each one checked against the allow-list; anything else is refused whole."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
@@ -45,7 +47,12 @@ def check_saved_overrides(saved: Any, run_dir: Path, where: str, schema_keys: It
         key = parsed.key_or_group
         root = key.split(".")[0].split("/")[0].split("@")[0]
         if root == "hydra" or parsed.is_hydra_override():
-            raise _refusal(run_dir, where, f"the override {text!r}", "it changes Hydra's own settings (hydra.*), which can name code to run")
+            raise _refusal(
+                run_dir,
+                where,
+                f"the override {text!r}",
+                "it changes Hydra's own settings (hydra.*), which can name code to run",
+            )
         if "@" in key or parsed.package is not None:
             raise _refusal(run_dir, where, f"the override {text!r}", "it places a config at another package (@)")
         if key in selectable and "." not in key or key in known:
@@ -60,7 +67,12 @@ def check_saved_searchpath(paths: list[str], run_dir: Path) -> list[str]:
     """The run's --config-dir folders: only `file://` paths (a `pkg://` entry would import a Python package)."""
     for path in paths:
         if not path.startswith("file://"):
-            raise _refusal(run_dir, ".hydra/hydra.yaml", f"the config search path {path!r}", "only folders (file://...) are read back")
+            raise _refusal(
+                run_dir,
+                ".hydra/hydra.yaml",
+                f"the config search path {path!r}",
+                "only folders (file://...) are read back",
+            )
     return paths
 
 
@@ -78,5 +90,9 @@ def check_hydra_unchanged(own: dict[str, Any], resumed: dict[str, Any], run_dir:
     if mine == theirs:
         return
     changed = sorted(k for k in set(mine) | set(theirs) if mine.get(k) != theirs.get(k))
-    raise _refusal(run_dir, "its saved config options", f"settings of Hydra ({', '.join(f'hydra.{k}' for k in changed)})",
-                   "a config option of that run sets Hydra's own settings, which can name code to run")  # fmt: skip
+    raise _refusal(
+        run_dir,
+        "its saved config options",
+        f"settings of Hydra ({', '.join(f'hydra.{k}' for k in changed)})",
+        "a config option of that run sets Hydra's own settings, which can name code to run",
+    )

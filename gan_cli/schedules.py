@@ -36,11 +36,16 @@ def check_schedule(cfg, total: int) -> None:
     if cfg.schedule not in SCHEDULES:
         raise one_of("optimizer.schedule", cfg.schedule, SCHEDULES)
     if cfg.warmup < 0 or (cfg.warmup > 0 and cfg.warmup >= total):
-        raise GanError(f"optimizer.warmup={cfg.warmup} must be >= 0 and below train.steps={total} (steps of linear warm-up; 0 = none).")
+        raise GanError(
+            f"optimizer.warmup={cfg.warmup} must be >= 0 and below train.steps={total} (steps of linear warm-up; 0 = none)."
+        )
 
 
 def build_schedulers(cfg, total: int, *optimizers: torch.optim.Optimizer) -> list[torch.optim.lr_scheduler.LambdaLR]:
     """One LambdaLR per optimizer, stepped once per generator step (D's k critic steps share that step's lr)."""
     check_schedule(cfg, total)
     schedule, warmup = str(cfg.schedule), int(cfg.warmup)
-    return [torch.optim.lr_scheduler.LambdaLR(opt, lambda step: lr_factor(schedule, step, total, warmup)) for opt in optimizers]
+    return [
+        torch.optim.lr_scheduler.LambdaLR(opt, lambda step: lr_factor(schedule, step, total, warmup))
+        for opt in optimizers
+    ]

@@ -48,7 +48,9 @@ class SpeedPlan:
 
     def describe(self) -> str:
         amp = {None: "off", torch.bfloat16: "bf16", torch.float16: "fp16"}[self.amp]
-        return f"amp={amp} channels_last={self.channels_last} compile={self.compile} data_on_device={self.data_on_device}"
+        return (
+            f"amp={amp} channels_last={self.channels_last} compile={self.compile} data_on_device={self.data_on_device}"
+        )
 
 
 def plan_speed(cfg, device: torch.device, is_image: bool, data_bytes: int) -> SpeedPlan:
@@ -67,7 +69,9 @@ def plan_speed(cfg, device: torch.device, is_image: bool, data_bytes: int) -> Sp
     else:
         amp = AMP_DTYPES[amp_mode]
     if amp is not None and device.type not in ("cuda", "cpu"):
-        raise GanError(f"train.amp={amp_mode} is supported on CUDA and CPU, not on device {device.type!r}. Use train.amp=off.")
+        raise GanError(
+            f"train.amp={amp_mode} is supported on CUDA and CPU, not on device {device.type!r}. Use train.amp=off."
+        )
 
     channels_last = switch("channels_last", cfg.channels_last)
     if channels_last is None:
@@ -146,7 +150,9 @@ class Precision:
     def __init__(self, dtype: Optional[torch.dtype], device: torch.device, init_scale: float = 2.0**16) -> None:
         self.dtype, self.device_type = dtype, device.type
         fp16 = dtype == torch.float16
-        self.scalers = {net: torch.amp.GradScaler(device.type, init_scale=init_scale, enabled=fp16) for net in ("D", "G")}
+        self.scalers = {
+            net: torch.amp.GradScaler(device.type, init_scale=init_scale, enabled=fp16) for net in ("D", "G")
+        }
 
     def autocast(self) -> AbstractContextManager:
         return torch.autocast(self.device_type, dtype=self.dtype or torch.float32, enabled=self.dtype is not None)

@@ -16,10 +16,10 @@ import torch
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
-from torch.utils.tensorboard import SummaryWriter
 from tensorboard.compat.proto.summary_pb2 import Summary, SummaryMetadata
 from tensorboard.plugins.hparams import api_pb2, metadata
 from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData, SessionEndInfo
+from torch.utils.tensorboard import SummaryWriter
 from torch.utils.tensorboard.summary import hparams
 
 from gan_cli.distributed import all_min_, all_sum_
@@ -78,7 +78,9 @@ class ScalarAccumulator:
         if self.sums is None or self.count == 0:
             return {}, {}
         totals = all_sum_(torch.stack([self.sums, self.counts]))
-        first_bad = all_min_(torch.where(self.first_bad < 0, torch.full_like(self.first_bad, float("inf")), self.first_bad))
+        first_bad = all_min_(
+            torch.where(self.first_bad < 0, torch.full_like(self.first_bad, float("inf")), self.first_bad)
+        )
         first_bad = torch.where(torch.isinf(first_bad), torch.full_like(first_bad, -1.0), first_bad)
         host = torch.stack([totals[0] / totals[1], first_bad, totals[1]]).cpu()
         means = {k: float(v) for k, v, n in zip(self.keys, host[0], host[2]) if n > 0}  # n = 0: every step skipped
@@ -91,16 +93,22 @@ class ScalarAccumulator:
 
 # how each way a run ends shows in TensorBoard's HParams tab (its Status column and filter); the plugin has no
 # "aborted", and an interrupted run is neither a success nor a failure: it can be resumed
-SESSION_STATUS = {"finished": api_pb2.STATUS_SUCCESS, "interrupted": api_pb2.STATUS_UNKNOWN, "stopped": api_pb2.STATUS_UNKNOWN,
-                  "diverged": api_pb2.STATUS_FAILURE, "failed": api_pb2.STATUS_FAILURE}  # fmt: skip
-
+SESSION_STATUS = {
+    "finished": api_pb2.STATUS_SUCCESS,
+    "interrupted": api_pb2.STATUS_UNKNOWN,
+    "stopped": api_pb2.STATUS_UNKNOWN,
+    "diverged": api_pb2.STATUS_FAILURE,
+    "failed": api_pb2.STATUS_FAILURE,
+}
 
 
 def session_end(status: int) -> Summary:
     """The HParams plugin's session-end summary with the given api_pb2 status (what torch's `hparams` builds, status aside)."""
     content = HParamsPluginData(session_end_info=SessionEndInfo(status=status), version=metadata.PLUGIN_DATA_VERSION)
     plugin = SummaryMetadata.PluginData(plugin_name=metadata.PLUGIN_NAME, content=content.SerializeToString())
-    return Summary(value=[Summary.Value(tag=metadata.SESSION_END_INFO_TAG, metadata=SummaryMetadata(plugin_data=plugin))])
+    return Summary(
+        value=[Summary.Value(tag=metadata.SESSION_END_INFO_TAG, metadata=SummaryMetadata(plugin_data=plugin))]
+    )
 
 
 class Tracker:
@@ -119,9 +127,15 @@ class Tracker:
         self.progress: Optional[Progress] = None
         if self.interactive:
             self.progress = Progress(
-                TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn(),
-                TextColumn("{task.fields[stats]}"), console=self.console, transient=False,
-            )  # fmt: skip
+                TextColumn("[bold]train"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                TimeRemainingColumn(),
+                TextColumn("{task.fields[stats]}"),
+                console=self.console,
+                transient=False,
+            )
             self.task = self.progress.add_task("train", total=total_steps, completed=start_step, stats="")
             self.progress.start()
 
@@ -149,7 +163,9 @@ class Tracker:
         if self.progress is not None:
             self.progress.update(self.task, completed=step, stats=line)
         else:
-            self.console.print(f"step {step}/{self.total_steps}  {line}  ({rate:.1f} steps/s)", highlight=False, soft_wrap=True)
+            self.console.print(
+                f"step {step}/{self.total_steps}  {line}  ({rate:.1f} steps/s)", highlight=False, soft_wrap=True
+            )
         return means
 
     def advance(self, step: int) -> None:
@@ -180,7 +196,9 @@ class Tracker:
         try:
             if final:
                 exp, ssi, _ = hparams(hparam_values, final)
-                sei = session_end(SESSION_STATUS.get(status, api_pb2.STATUS_FAILURE))  # torch's helper always says SUCCESS
+                sei = session_end(
+                    SESSION_STATUS.get(status, api_pb2.STATUS_FAILURE)
+                )  # torch's helper always says SUCCESS
                 for summary in (exp, ssi, sei):
                     self.writer.file_writer.add_summary(summary)
                 for k, v in final.items():

@@ -33,21 +33,45 @@ from gan_cli.checkpoint import LAST, load_checkpoint, save_checkpoint
 from gan_cli.config import to_plain
 from gan_cli.contracts import check_models
 from gan_cli.data import DataSpec, load_dataset, make_batcher
-from gan_cli.distributed import (SINGLE, DistributedD, World, agree, backend_for, join, launched_world, leave, local_batch, per_sample, quiet_worker_logging,
-                                 shard_device, sync_batch_norm, unwrap, wrap)
 from gan_cli.data.datasets import planned_spec
+from gan_cli.distributed import (
+    SINGLE,
+    DistributedD,
+    World,
+    agree,
+    backend_for,
+    join,
+    launched_world,
+    leave,
+    local_batch,
+    per_sample,
+    quiet_worker_logging,
+    shard_device,
+    sync_batch_norm,
+    unwrap,
+    wrap,
+)
 from gan_cli.errors import DIVERGED, INTERRUPTED, GanError, io_failure
 from gan_cli.growth import GrowingBatches, check_growth_run, growth_of, set_growth
 from gan_cli.logs import CONSOLE
 from gan_cli.losses import GanLoss, build_loss, mutual_info_bound, r1_from_grad
 from gan_cli.metrics.in_training import TrainingEval
-from gan_cli.models import EMA, build_models, model_label, latent_layout, num_classes, sample_latent
+from gan_cli.models import EMA, build_models, latent_layout, model_label, num_classes, sample_latent
 from gan_cli.models.layers import batch_coupled, discriminate, discriminate_pair
 from gan_cli.optimizers import build_optimizers
 from gan_cli.plots import image_grid, points_figure, save_figure
 from gan_cli.rng import seeded_global_rng
-from gan_cli.rundir import (RunEnd, RunLock, check_resumable, flatten, read_status, record_resume, remove_stale_temp_files, resume_command,
-                            write_status)
+from gan_cli.rundir import (
+    RunEnd,
+    RunLock,
+    check_resumable,
+    flatten,
+    read_status,
+    record_resume,
+    remove_stale_temp_files,
+    resume_command,
+    write_status,
+)
 from gan_cli.runtime import load_state, pick_device, seed_everything, set_threads, update
 from gan_cli.schedules import build_schedulers
 from gan_cli.speed import FP32, Precision, eager, enable_backend_speedups, plan_speed, prepare_models
@@ -61,8 +85,17 @@ log = logging.getLogger("gan_cli")
 # one generator step (and its k discriminator steps)
 # ---------------------------------------------------------------------------------------------
 def train_step(
-    G: nn.Module, D: nn.Module, loss: GanLoss, opt_g, opt_d, batcher, device: torch.device, amp: Precision = FP32,
-    augment: Optional[Callable[[torch.Tensor], torch.Tensor]] = None, step: int = 1, joint: bool = False,
+    G: nn.Module,
+    D: nn.Module,
+    loss: GanLoss,
+    opt_g,
+    opt_d,
+    batcher,
+    device: torch.device,
+    amp: Precision = FP32,
+    augment: Optional[Callable[[torch.Tensor], torch.Tensor]] = None,
+    step: int = 1,
+    joint: bool = False,
 ) -> dict[str, torch.Tensor]:
     """One generator step; G and D may be torch.compile wrappers (the penalty then runs on the eager D,
     since compiled code cannot differentiate twice). `amp` adds autocast and fp16 loss scaling.
@@ -83,22 +116,30 @@ def train_step(
     for i in range(loss.n_critic):
         d_step = (step - 1) * loss.n_critic + i
         real, y = batcher.next()
-        z = per_sample(lambda n: sample_latent(G_net, n, device), len(real))  # a distributed run: this rank's slice of the global draw
+        z = per_sample(
+            lambda n: sample_latent(G_net, n, device), len(real)
+        )  # a distributed run: this rank's slice of the global draw
         last = i == loss.n_critic - 1
         due = loss.penalty_due(d_step)
-        r1_in_pass = joint and due and loss.penalty_from_pass and eager(D) is D  # a compiled D cannot differentiate twice
+        r1_in_pass = (
+            joint and due and loss.penalty_from_pass and eager(D) is D
+        )  # a compiled D cannot differentiate twice
         opt_d.zero_grad(set_to_none=True)
         with amp.autocast():
             with torch.set_grad_enabled(last):  # the last fake batch is kept, with its graph, for the G step
                 fake = G(z, y)
             real, fake_d = seen_by_d(real), seen_by_d(fake.detach())
             if joint:
-                (real_logits, real_ex), (fake_logits, fake_ex), both = discriminate_pair(D, real, fake_d, y, input_grad=r1_in_pass)
+                (real_logits, real_ex), (fake_logits, fake_ex), both = discriminate_pair(
+                    D, real, fake_d, y, input_grad=r1_in_pass
+                )
             else:
                 real_logits, real_ex = discriminate(D, real, y)
                 fake_logits, fake_ex = discriminate(D, fake_d, y)
             d_loss = obj.d_loss(real_logits, fake_logits)
-            d_terms = extra.d_terms(unwrap(D), layout, real_ex, fake_ex, y, z, real_logits)  # ACGAN, InfoGAN, historical averaging, drift
+            d_terms = extra.d_terms(
+                unwrap(D), layout, real_ex, fake_ex, y, z, real_logits
+            )  # ACGAN, InfoGAN, historical averaging, drift
             total = d_loss + sum(d_terms.values())
             if due:
                 if r1_in_pass:
@@ -133,7 +174,9 @@ def train_step(
     }
     if loss.penalty is not None:
         # A lazy penalty is logged when it ran and as 0 otherwise (weighted by penalty_every, the mean is the pull)
-        stats["loss/penalty"] = penalty.detach() * loss.penalty_every if penalty is not None else torch.zeros((), device=device)
+        stats["loss/penalty"] = (
+            penalty.detach() * loss.penalty_every if penalty is not None else torch.zeros((), device=device)
+        )
     stats.update({k: v.detach() for k, v in {**d_terms, **g_terms}.items()})
     if "q_cat" in g_ex:
         stats["estimate/mutual_info"] = mutual_info_bound(g_ex, z, layout).detach()
@@ -144,7 +187,9 @@ def train_step(
 # ---------------------------------------------------------------------------------------------
 # checkpoints and samples
 # ---------------------------------------------------------------------------------------------
-def write_samples(G: nn.Module, D: nn.Module, fixed_z: torch.Tensor, data, step: int, run_dir: Path, tracker: Tracker) -> None:
+def write_samples(
+    G: nn.Module, D: nn.Module, fixed_z: torch.Tensor, data, step: int, run_dir: Path, tracker: Tracker
+) -> None:
     """The fixed-noise batch as a PNG under samples/ and in TensorBoard (a plot for toy data)."""
     was_training = G.training
     G.eval()
@@ -190,7 +235,7 @@ class StopRequest:
             raise KeyboardInterrupt
         self.signal = signum
 
-    def __enter__(self) -> "StopRequest":
+    def __enter__(self) -> StopRequest:
         # SIGUSR2: what Slurm (through submitit's signal_delay_s) sends ahead of a job's time limit
         for sig in (signal.SIGINT, signal.SIGTERM, *([signal.SIGUSR2] if hasattr(signal, "SIGUSR2") else [])):
             self._previous[sig] = signal.signal(sig, self._handle)
@@ -232,7 +277,9 @@ def _check_train_settings(cfg) -> None:
             raise GanError(f"train.{key}={cfg[key]} must be a positive integer.")
     for key in ("steps", "log_every", "sample_every", "ckpt_every"):
         if cfg[key] > MAX_STEPS:
-            raise GanError(f"train.{key}={str(cfg[key])[:20]}{'...' if len(str(cfg[key])) > 20 else ''} is more than {MAX_STEPS:,} steps; give a number of steps up to that.")
+            raise GanError(
+                f"train.{key}={str(cfg[key])[:20]}{'...' if len(str(cfg[key])) > 20 else ''} is more than {MAX_STEPS:,} steps; give a number of steps up to that."
+            )
     if cfg.num_workers < 0:
         raise GanError(f"train.num_workers={cfg.num_workers} must be >= 0.")
     if cfg.threads is not None and cfg.threads < 1:
@@ -253,13 +300,17 @@ def check_d_pass(d_pass: str, D: nn.Module) -> None:
 
 def _check_dist(cfg, batch_size: int) -> None:
     if cfg.nproc_per_node < 1:
-        raise GanError(f"dist.nproc_per_node={cfg.nproc_per_node} must be a positive number of processes (1 = one process, N = one per GPU).")
+        raise GanError(
+            f"dist.nproc_per_node={cfg.nproc_per_node} must be a positive number of processes (1 = one process, N = one per GPU)."
+        )
     if not cfg.timeout > 0:
         raise GanError(f"dist.timeout={cfg.timeout} must be a positive number of seconds.")
     local_batch(batch_size, World(size=int(cfg.nproc_per_node)))
 
 
-def train(cfg: DictConfig, run_dir: Path, overrides: list[str], hparam_choices: dict[str, Any], parallel_jobs: int = 1) -> float:
+def train(
+    cfg: DictConfig, run_dir: Path, overrides: list[str], hparam_choices: dict[str, Any], parallel_jobs: int = 1
+) -> float:
     """Train as `cfg` says, writing everything into `run_dir`, which no other process may train in meanwhile.
     `parallel_jobs`: how many runs a sweep launcher trains side by side (they share the CPU cores).
 
@@ -285,8 +336,11 @@ def train(cfg: DictConfig, run_dir: Path, overrides: list[str], hparam_choices: 
             raise
         except OSError as err:  # disk full, a folder made read-only, an unreadable image: not a bug in gan
             last = run_dir / "checkpoints" / LAST
-            after = (f"{last} holds the last complete state; fix the cause, then continue with: {resume_command(run_dir)}"
-                     if last.is_file() else "No checkpoint had been written yet.")  # fmt: skip
+            after = (
+                f"{last} holds the last complete state; fix the cause, then continue with: {resume_command(run_dir)}"
+                if last.is_file()
+                else "No checkpoint had been written yet."
+            )
             failure = io_failure(err, "Training", after)
             end.ended_by(failure)
             raise failure from err
@@ -300,15 +354,25 @@ def train(cfg: DictConfig, run_dir: Path, overrides: list[str], hparam_choices: 
                 log.warning("could not write %s: %s", run_dir / "status.json", err)
 
 
-def _launch_workers(cfg: DictConfig, run_dir: Path, overrides: list[str], hparam_choices: dict[str, Any], parallel_jobs: int) -> float:
+def _launch_workers(
+    cfg: DictConfig, run_dir: Path, overrides: list[str], hparam_choices: dict[str, Any], parallel_jobs: int
+) -> float:
     """`dist.nproc_per_node=N`: N workers on this machine, started by torch's elastic launcher, train in `run_dir`."""
     from hydra.core.hydra_config import HydraConfig
 
     from gan_cli.distributed import launch_local
 
-    logging_config = OmegaConf.to_container(HydraConfig.get().job_logging, resolve=True) if HydraConfig.initialized() else None
-    job = {"config": to_plain(cfg), "run_dir": str(run_dir), "overrides": list(overrides), "choices": dict(hparam_choices),
-           "parallel": parallel_jobs, "logging": logging_config}  # fmt: skip
+    logging_config = (
+        OmegaConf.to_container(HydraConfig.get().job_logging, resolve=True) if HydraConfig.initialized() else None
+    )
+    job = {
+        "config": to_plain(cfg),
+        "run_dir": str(run_dir),
+        "overrides": list(overrides),
+        "choices": dict(hparam_choices),
+        "parallel": parallel_jobs,
+        "logging": logging_config,
+    }
     log.info("starting %d processes (dist.nproc_per_node) in %s", cfg.dist.nproc_per_node, run_dir, extra=CONSOLE)
     return launch_local(int(cfg.dist.nproc_per_node), run_dir, job, shutdown_timeout=120)
 
@@ -322,15 +386,29 @@ def check_writable(run_dir: Path) -> None:
             probe.write_bytes(b"gan")
             probe.unlink()
         except OSError as err:
-            raise io_failure(err, f"Writing to {str(folder)!r}", "Pick a writable folder (hydra.run.dir=...) or fix this one.") from err
+            raise io_failure(
+                err, f"Writing to {str(folder)!r}", "Pick a writable folder (hydra.run.dir=...) or fix this one."
+            ) from err
 
 
 class TrainingState:
     """Everything a run changes as it trains, and the one place that writes it into a checkpoint and reads it back:
     a resume is `load_state_dict` of what `state_dict` wrote (the RNG last, by `restore_rng`, once set-up is done)."""
 
-    def __init__(self, G: nn.Module, D: nn.Module, ema: Optional[EMA], opt_g, opt_d, sched_g, sched_d, amp: Precision,
-                 loss: GanLoss, fixed_z: torch.Tensor, device: torch.device) -> None:  # fmt: skip
+    def __init__(
+        self,
+        G: nn.Module,
+        D: nn.Module,
+        ema: Optional[EMA],
+        opt_g,
+        opt_d,
+        sched_g,
+        sched_d,
+        amp: Precision,
+        loss: GanLoss,
+        fixed_z: torch.Tensor,
+        device: torch.device,
+    ) -> None:
         self.G, self.D, self.ema = G, D, ema
         self.opt_g, self.opt_d, self.sched_g, self.sched_d = opt_g, opt_d, sched_g, sched_d
         self.amp, self.loss, self.fixed_z, self.device = amp, loss, fixed_z, device
@@ -341,14 +419,21 @@ class TrainingState:
         return {
             "step": self.step,
             "batches_done": batches_done,
-            "models": {"G": self.G.state_dict(), "D": self.D.state_dict(), **({"G_ema": ema.module.state_dict()} if ema else {})},
+            "models": {
+                "G": self.G.state_dict(),
+                "D": self.D.state_dict(),
+                **({"G_ema": ema.module.state_dict()} if ema else {}),
+            },
             "optimizers": {"G": self.opt_g.state_dict(), "D": self.opt_d.state_dict()},
             "schedulers": {"G": self.sched_g.state_dict(), "D": self.sched_d.state_dict()},
             **({"ema_state": ema.state_dict()} if ema else {}),
             "grad_scalers": self.amp.state_dict(),  # fp16 loss scales, so a resumed run does not re-learn them
             "fixed_z": self.fixed_z,
             "loss_state": self.loss.extra.state_dict(),
-            "rng": {"torch": torch.get_rng_state(), "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None},
+            "rng": {
+                "torch": torch.get_rng_state(),
+                "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
+            },
         }
 
     def load_state_dict(self, ckpt: dict[str, Any], path: Path) -> None:
@@ -384,7 +469,9 @@ class TrainingState:
 
     def check_finite(self) -> None:
         if not all(bool(torch.isfinite(p).all()) for p in (*self.G.parameters(), *self.D.parameters())):
-            raise NonFiniteLoss(f"the weights became non-finite (nan or inf) in the update of step {self.step}", exit_code=DIVERGED)
+            raise NonFiniteLoss(
+                f"the weights became non-finite (nan or inf) in the update of step {self.step}", exit_code=DIVERGED
+            )
 
 
 def _set_up(cfg: DictConfig, run_dir: Path, parallel_jobs: int, world: World = SINGLE):
@@ -407,10 +494,14 @@ def _set_up(cfg: DictConfig, run_dir: Path, parallel_jobs: int, world: World = S
     G, D = build_models(cfg.model, data.spec)
     G.to(device)
     D.to(device)
-    check_models(G, D, data.spec, cfg.model.pack, model_label(cfg.model))  # image_folder's shape is known only now; on its own random stream
+    check_models(
+        G, D, data.spec, cfg.model.pack, model_label(cfg.model)
+    )  # image_folder's shape is known only now; on its own random stream
     check_d_pass(cfg.train.d_pass, D)
     plan = plan_speed(cfg.train, device, data.spec.is_image, data.x.nbytes if data.x is not None else 0)
-    if plan.compile and (world.distributed or growth_of(cfg, G)):  # DDP's gradient hooks, a G whose graph changes every step: eager
+    if plan.compile and (
+        world.distributed or growth_of(cfg, G)
+    ):  # DDP's gradient hooks, a G whose graph changes every step: eager
         plan = dataclasses.replace(plan, compile=False)
     enable_backend_speedups(device)
     runners = prepare_models(G, D, plan)
@@ -419,16 +510,31 @@ def _set_up(cfg: DictConfig, run_dir: Path, parallel_jobs: int, world: World = S
     loss = build_loss(cfg.loss)
     loss.extra.check_fits(D)
     if loss.penalty is not None and any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in D.modules()):
-        log.warning("loss.penalty=%s with BatchNorm in D: the penalty assumes per-sample outputs; consider model.d_norm=layer", cfg.loss.penalty)
+        log.warning(
+            "loss.penalty=%s with BatchNorm in D: the penalty assumes per-sample outputs; consider model.d_norm=layer",
+            cfg.loss.penalty,
+        )
     opt_g, opt_d = build_optimizers(cfg.optimizer, G, D)
     sched_g, sched_d = build_schedulers(cfg.optimizer, cfg.train.steps, opt_g, opt_d)
     augment = _build_augment(cfg.train.augment, data.spec.is_image)
-    ema = EMA(G, cfg.model.ema, cfg.model.ema_warmup) if cfg.model.ema != 0 else None  # EMA refuses a decay outside (0, 1)
-    if world.distributed:  # after the EMA's copy, which measures its BatchNorm statistics on rank 0 alone, so must not sync
-        (G, D), sync_bn = sync_batch_norm(str(cfg.dist.sync_bn), (G, D), device, world)  # the same weight tensors: optimizers keep them
+    ema = (
+        EMA(G, cfg.model.ema, cfg.model.ema_warmup) if cfg.model.ema != 0 else None
+    )  # EMA refuses a decay outside (0, 1)
+    if (
+        world.distributed
+    ):  # after the EMA's copy, which measures its BatchNorm statistics on rank 0 alone, so must not sync
+        (G, D), sync_bn = sync_batch_norm(
+            str(cfg.dist.sync_bn), (G, D), device, world
+        )  # the same weight tensors: optimizers keep them
         runners = (wrap(G, device), DistributedD(D, device))
-        log.info("distributed: %d processes (%s), %d samples per process, sync_bn %s", world.size, backend_for(str(cfg.dist.backend), device),
-                 cfg.train.batch_size // world.size, sync_bn, extra=CONSOLE)  # fmt: skip
+        log.info(
+            "distributed: %d processes (%s), %d samples per process, sync_bn %s",
+            world.size,
+            backend_for(str(cfg.dist.backend), device),
+            cfg.train.batch_size // world.size,
+            sync_bn,
+            extra=CONSOLE,
+        )
     # every option is checked by now: only a run that can start touches checkpoints/
     stale = []
     if world.main:
@@ -441,10 +547,20 @@ def _set_up(cfg: DictConfig, run_dir: Path, parallel_jobs: int, world: World = S
     return data, state, runners, augment, plan
 
 
-def _resume(cfg: DictConfig, state: TrainingState, data, run_dir: Path, overrides: list[str], plain_cfg: dict[str, Any], main: bool = True) -> dict[str, Any]:
+def _resume(
+    cfg: DictConfig,
+    state: TrainingState,
+    data,
+    run_dir: Path,
+    overrides: list[str],
+    plain_cfg: dict[str, Any],
+    main: bool = True,
+) -> dict[str, Any]:
     """Load the checkpoint `resume` names into `state`; the checkpoint (its RNG is restored later, its eval state by the evaluator)."""
     ckpt, path = load_checkpoint(cfg.resume, map_location=state.device)
-    check_resumable(ckpt, path, plain_cfg)  # the CLI checked this before Hydra started; this guards direct callers of train()
+    check_resumable(
+        ckpt, path, plain_cfg
+    )  # the CLI checked this before Hydra started; this guards direct callers of train()
     if data_spec_of(ckpt) != data.spec:  # dataset.root / dataset.path may move, but must hold the same kind of data
         raise GanError(
             f"Cannot resume from {str(path)!r}: the run trained on {data_spec_of(ckpt).describe()}, but the data found now is "
@@ -457,7 +573,15 @@ def _resume(cfg: DictConfig, state: TrainingState, data, run_dir: Path, override
     return ckpt
 
 
-def _save(state: TrainingState, run_dir: Path, batches_done: int, about_run: dict[str, Any], numbered: bool, best: bool, seed: int) -> None:
+def _save(
+    state: TrainingState,
+    run_dir: Path,
+    batches_done: int,
+    about_run: dict[str, Any],
+    numbered: bool,
+    best: bool,
+    seed: int,
+) -> None:
     """last.pt, plus step_NNNNNN.pt when `numbered` and best.pt when `best` (the weights checked finite before)."""
     state.sampler(seed)  # the saved EMA generator carries BatchNorm statistics of its own weights
     payload = {**state.state_dict(batches_done), **about_run}
@@ -469,20 +593,47 @@ def _save(state: TrainingState, run_dir: Path, batches_done: int, about_run: dic
     save_checkpoint(payload, run_dir / "checkpoints" / LAST)
 
 
-def _train(cfg: DictConfig, run_dir: Path, overrides: list[str], hparam_choices: dict[str, Any], end: RunEnd, parallel_jobs: int,
-           world: World = SINGLE) -> float:  # fmt: skip
+def _train(
+    cfg: DictConfig,
+    run_dir: Path,
+    overrides: list[str],
+    hparam_choices: dict[str, Any],
+    end: RunEnd,
+    parallel_jobs: int,
+    world: World = SINGLE,
+) -> float:
     data, state, (G_run, D_run), augment, plan = _set_up(cfg, run_dir, parallel_jobs, world)
     plain_cfg = to_plain(cfg)
     ckpt = _resume(cfg, state, data, run_dir, overrides, plain_cfg, world.main) if cfg.resume else None
     start_step = end.step = state.step
-    batcher = make_batcher(data, cfg.train.batch_size, state.device, cfg.seed, cfg.train.num_workers, start_batch=state.batches_done,
-                           on_device=plan.data_on_device, shard=(world.rank, world.size))  # fmt: skip
-    scores_cfg = cfg.eval if world.main else OmegaConf.merge(cfg.eval, {"every": 0})  # rank 0 scores; the others wait at the next step
-    evaluator = TrainingEval(scores_cfg, cfg.dataset, data, run_dir, state.device, state.loss.objective.outputs_probability,
-                             ckpt.get("eval") if ckpt else None, classes=num_classes(state.G))  # fmt: skip
+    batcher = make_batcher(
+        data,
+        cfg.train.batch_size,
+        state.device,
+        cfg.seed,
+        cfg.train.num_workers,
+        start_batch=state.batches_done,
+        on_device=plan.data_on_device,
+        shard=(world.rank, world.size),
+    )
+    scores_cfg = (
+        cfg.eval if world.main else OmegaConf.merge(cfg.eval, {"every": 0})
+    )  # rank 0 scores; the others wait at the next step
+    evaluator = TrainingEval(
+        scores_cfg,
+        cfg.dataset,
+        data,
+        run_dir,
+        state.device,
+        state.loss.objective.outputs_probability,
+        ckpt.get("eval") if ckpt else None,
+        classes=num_classes(state.G),
+    )
     tracker = Tracker(run_dir, cfg.train.steps, start_step, writes=world.main)
     tracker.text("config", "```yaml\n" + OmegaConf.to_yaml(cfg) + "```")
-    if ckpt is not None:  # last, so that nothing built above (the evaluator's classifier, say) draws from the restored stream
+    if (
+        ckpt is not None
+    ):  # last, so that nothing built above (the evaluator's classifier, say) draws from the restored stream
         state.restore_rng(ckpt)
     last_saved = start_step if ckpt else None
     growth = growth_of(cfg, state.G)  # model=progan: the stage and alpha of each step, and real batches at its side
@@ -499,7 +650,21 @@ def _train(cfg: DictConfig, run_dir: Path, overrides: list[str], hparam_choices:
                 if growth is not None:
                     progress = set_growth(growth, step, state.G, state.D, *([state.ema.module] if state.ema else []))
                 state.loss.extra.at_step(step, tc.steps)  # loss.info_schedule
-                tracker.add(step, step_fn(G_run, D_run, state.loss, state.opt_g, state.opt_d, batcher, state.device, state.amp, augment, step))
+                tracker.add(
+                    step,
+                    step_fn(
+                        G_run,
+                        D_run,
+                        state.loss,
+                        state.opt_g,
+                        state.opt_d,
+                        batcher,
+                        state.device,
+                        state.amp,
+                        augment,
+                        step,
+                    ),
+                )
                 state.step, step_values = step, {**state.lrs(), **state.loss.extra.scheduled(), **progress}
                 state.sched_g.step()
                 state.sched_d.step()
@@ -513,7 +678,9 @@ def _train(cfg: DictConfig, run_dir: Path, overrides: list[str], hparam_choices:
                     tracker.flush(step, step_values)
                 else:
                     tracker.advance(step)
-                stopping = logs and agree(stop.signal is not None, state.device)  # one process: logs whenever a signal came
+                stopping = logs and agree(
+                    stop.signal is not None, state.device
+                )  # one process: logs whenever a signal came
                 if (step % tc.sample_every == 0 or is_last) and world.main:
                     write_samples(state.sampler(cfg.seed), state.D, state.fixed_z, data, step, run_dir, tracker)
                 best = False
@@ -525,8 +692,21 @@ def _train(cfg: DictConfig, run_dir: Path, overrides: list[str], hparam_choices:
                     tracker.flush(step, step_values)  # never write a checkpoint with NaN weights
                     state.check_finite()
                     if world.main:
-                        about_run = {"config": plain_cfg, "overrides": list(overrides), "data_spec": data.spec.to_dict(), "eval": evaluator.state()}
-                        _save(state, run_dir, batcher.batches_done, about_run, numbered=step % tc.ckpt_every == 0, best=best, seed=cfg.seed)
+                        about_run = {
+                            "config": plain_cfg,
+                            "overrides": list(overrides),
+                            "data_spec": data.spec.to_dict(),
+                            "eval": evaluator.state(),
+                        }
+                        _save(
+                            state,
+                            run_dir,
+                            batcher.batches_done,
+                            about_run,
+                            numbered=step % tc.ckpt_every == 0,
+                            best=best,
+                            seed=cfg.seed,
+                        )
                     last_saved = step
                 if stopping:
                     status = "interrupted"
@@ -538,7 +718,11 @@ def _train(cfg: DictConfig, run_dir: Path, overrides: list[str], hparam_choices:
             status = "finished"
     except NonFiniteLoss as err:
         status = "diverged"
-        kept = f"{run_dir / 'checkpoints' / LAST} still holds the last good state (step {last_saved})" if last_saved is not None else "no checkpoint had been written yet"
+        kept = (
+            f"{run_dir / 'checkpoints' / LAST} still holds the last good state (step {last_saved})"
+            if last_saved is not None
+            else "no checkpoint had been written yet"
+        )
         raise GanError(
             f"Training diverged: {err}. The run stopped and {kept}. Try a lower learning rate (optimizer.lr), "
             f"a gradient penalty (loss=wgan_gp) or another loss.",
@@ -562,7 +746,9 @@ def _build_augment(policy: list[str], is_image: bool) -> Optional[DiffAugment]:
     if not ops:
         return None
     if not is_image:
-        raise GanError(f"train.augment=[{','.join(policy)}] augments images (DiffAugment), but this dataset holds points. Use train.augment=[].")
+        raise GanError(
+            f"train.augment=[{','.join(policy)}] augments images (DiffAugment), but this dataset holds points. Use train.augment=[]."
+        )
     return DiffAugment(ops)
 
 

@@ -32,7 +32,11 @@ def check_pyramid_run(cfg, world_size: int = 1) -> None:
     """What this step does not do for a pyramid, refused by name rather than skipped in silence."""
     if cfg.model.name != "lapgan":
         return
-    extras = [f"loss.{k}={cfg.loss[k]}" for k, off in (("feature_matching", False), ("hist_weight", 0.0), ("ortho_weight", 0.0), ("drift", 0.0)) if cfg.loss[k] != off]
+    extras = [
+        f"loss.{k}={cfg.loss[k]}"
+        for k, off in (("feature_matching", False), ("hist_weight", 0.0), ("ortho_weight", 0.0), ("drift", 0.0))
+        if cfg.loss[k] != off
+    ]
     extras += [f"train.augment=[{','.join(map(str, cfg.train.augment))}]"] if cfg.train.augment else []
     extras += ["train.d_pass=joint"] if cfg.train.d_pass == "joint" else []
     if extras:
@@ -41,13 +45,23 @@ def check_pyramid_run(cfg, world_size: int = 1) -> None:
             f"passes of its own per level; drop these options for it."
         )
     if max(world_size, int(cfg.dist.nproc_per_node)) > 1:
-        raise GanError("model=lapgan trains its levels in one process for now (its step calls each level's D outside DDP); use dist.nproc_per_node=1.")
+        raise GanError(
+            "model=lapgan trains its levels in one process for now (its step calls each level's D outside DDP); use dist.nproc_per_node=1."
+        )
 
 
 def pyramid_step(
-    G: nn.Module, D: nn.Module, loss: GanLoss, opt_g, opt_d, batcher, device: torch.device, amp: Precision = FP32,
-    augment: Optional[Callable[[torch.Tensor], torch.Tensor]] = None, step: int = 1,
-) -> dict[str, torch.Tensor]:  # fmt: skip
+    G: nn.Module,
+    D: nn.Module,
+    loss: GanLoss,
+    opt_g,
+    opt_d,
+    batcher,
+    device: torch.device,
+    amp: Precision = FP32,
+    augment: Optional[Callable[[torch.Tensor], torch.Tensor]] = None,
+    step: int = 1,
+) -> dict[str, torch.Tensor]:
     G, D = eager(G), eager(D)
     assert isinstance(G, LapGenerator) and isinstance(D, LapDiscriminator)
     obj, levels = loss.objective, G.levels
@@ -69,7 +83,12 @@ def pyramid_step(
             d_losses = [obj.d_loss(r, f) for r, f in zip(real_logits, fake_logits)]
             total = torch.stack(d_losses).sum()
             if loss.penalty_due(d_step):
-                penalties = [loss.penalty(amp.penalty_fn(lambda x, k=k: D.level(k, x, conds[k], y)), targets[k], fakes[k].detach()) for k in range(levels)]
+                penalties = [
+                    loss.penalty(
+                        amp.penalty_fn(lambda x, k=k: D.level(k, x, conds[k], y)), targets[k], fakes[k].detach()
+                    )
+                    for k in range(levels)
+                ]
                 penalty = torch.stack(penalties).mean()
                 total = total + loss.penalty_every * loss.penalty_weight * torch.stack(penalties).sum()
         d_grad = update(amp, "D", opt_d, total, D, measure=last)
@@ -85,15 +104,29 @@ def pyramid_step(
     D.requires_grad_(True)
 
     stats: dict[str, torch.Tensor] = {}
-    per_level = {"loss/D": [d.detach() for d in d_losses], "loss/G": [g.detach() for g in g_losses],
-                 "D(x)": [obj.d_output(r.detach()).mean() for r in real_logits], "D(G(z))": [obj.d_output(f.detach()).mean() for f in fake_logits]}  # fmt: skip
+    per_level = {
+        "loss/D": [d.detach() for d in d_losses],
+        "loss/G": [g.detach() for g in g_losses],
+        "D(x)": [obj.d_output(r.detach()).mean() for r in real_logits],
+        "D(G(z))": [obj.d_output(f.detach()).mean() for f in fake_logits],
+    }
     for tag, values in per_level.items():
         stats[tag] = torch.stack(values).mean()
         stats.update({f"{tag}/level_{k}": v for k, v in enumerate(values)})
-    estimates = [obj.estimate(r.detach(), f.detach(), d.detach()) for r, f, d in zip(real_logits, fake_logits, d_losses)]
-    stats.update({"D(G(z))/g_step": torch.stack([obj.d_output(g.detach()).mean() for g in g_logits]).mean(), "grad_norm/D": d_grad,
-                  "grad_norm/G": g_grad, obj.estimate_tag: torch.stack(estimates).mean()})  # fmt: skip
+    estimates = [
+        obj.estimate(r.detach(), f.detach(), d.detach()) for r, f, d in zip(real_logits, fake_logits, d_losses)
+    ]
+    stats.update(
+        {
+            "D(G(z))/g_step": torch.stack([obj.d_output(g.detach()).mean() for g in g_logits]).mean(),
+            "grad_norm/D": d_grad,
+            "grad_norm/G": g_grad,
+            obj.estimate_tag: torch.stack(estimates).mean(),
+        }
+    )
     if loss.penalty is not None:
-        stats["loss/penalty"] = penalty.detach() * loss.penalty_every if penalty is not None else torch.zeros((), device=device)
+        stats["loss/penalty"] = (
+            penalty.detach() * loss.penalty_every if penalty is not None else torch.zeros((), device=device)
+        )
     stats.update(amp.overflow_flag(d_grad, g_grad))
     return stats

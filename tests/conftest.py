@@ -19,13 +19,24 @@ if UNDER_XDIST:
 
     torch.set_num_threads(1)
 # tiny widths and few steps: every CLI test trains in seconds on a 2-core CPU
-TINY = ["model.g_width=8", "model.d_width=8", "model.z_dim=16", "train.batch_size=16", "train.log_every=2",
-        "train.sample_every=4", "train.ckpt_every=4", "dataset.limit=256", "train.num_workers=0"]  # fmt: skip
+TINY = [
+    "model.g_width=8",
+    "model.d_width=8",
+    "model.z_dim=16",
+    "train.batch_size=16",
+    "train.log_every=2",
+    "train.sample_every=4",
+    "train.ckpt_every=4",
+    "dataset.limit=256",
+    "train.num_workers=0",
+]
 
 
 def gan_env() -> dict[str, str]:
     env = dict(os.environ)
-    env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")  # this checkout's code, wherever gan is installed
+    env["PYTHONPATH"] = (
+        str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
+    )  # this checkout's code, wherever gan is installed
     env.setdefault("OMP_NUM_THREADS", THREADS)
     env.pop("HYDRA_FULL_ERROR", None)
     return env
@@ -44,7 +55,9 @@ def _forkserver():
         import multiprocessing
 
         _FORKSERVER = multiprocessing.get_context("forkserver")
-        _FORKSERVER.set_forkserver_preload(["torch", "gan_cli.cli", "gan_cli.train", "gan_cli.sample", "gan_cli.evaluate"])
+        _FORKSERVER.set_forkserver_preload(
+            ["torch", "gan_cli.cli", "gan_cli.train", "gan_cli.sample", "gan_cli.evaluate"]
+        )
     return _FORKSERVER
 
 
@@ -84,23 +97,40 @@ def _run_forked(args: list[str], cwd: Path, timeout: float) -> subprocess.Comple
         return subprocess.CompletedProcess(["gan", *args], child.exitcode, read(out), read(err))
 
 
-def run_gan(*args: str, cwd: Path, timeout: float = 300, check: bool = False, own_process: bool = False) -> subprocess.CompletedProcess:
+def run_gan(
+    *args: str, cwd: Path, timeout: float = 300, check: bool = False, own_process: bool = False
+) -> subprocess.CompletedProcess:
     """`gan ARGS` as a user would run it (python -m gan_cli is the console script's entry point). `own_process`: a real
     subprocess, for commands whose own children must be shut down at exit as a console script does (joblib's workers)."""
     if own_process or os.environ.get("GAN_TEST_SUBPROCESS") == "1":
-        proc = subprocess.run([sys.executable, "-m", "gan_cli", *args], cwd=cwd, env=gan_env(), capture_output=True, text=True, timeout=timeout)
+        proc = subprocess.run(
+            [sys.executable, "-m", "gan_cli", *args],
+            cwd=cwd,
+            env=gan_env(),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
     else:
         proc = _run_forked(list(args), cwd, timeout)
     if check and proc.returncode != 0:
-        raise AssertionError(f"gan {' '.join(args)} exited {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}")
+        raise AssertionError(
+            f"gan {' '.join(args)} exited {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
+        )
     return proc
 
 
 def train_until_step(step: int, args: list[str], cwd: Path) -> subprocess.Popen:
     """A `gan train` subprocess, returned once its log line for `step` is out (training really runs)."""
     env = {**gan_env(), "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "gan_cli", "train", *args], cwd=cwd, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gan_cli", "train", *args],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     for line in proc.stdout:
         if line.startswith(f"step {step}/"):
             break

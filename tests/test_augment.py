@@ -16,14 +16,17 @@ def images(shape, seed: int = 0) -> torch.Tensor:
     return torch.rand(shape, generator=torch.Generator().manual_seed(seed)) * 2 - 1
 
 
-@pytest.mark.parametrize("text,expected", [
-    ("color,translation,cutout", POLICIES),
-    ("translation,cutout", ("translation", "cutout")),
-    ("cutout, color", ("color", "cutout")),  # spaces allowed; applied in the canonical order
-    ("color", ("color",)),
-    ("none", ()),
-    ("", ()),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "text,expected",
+    [
+        ("color,translation,cutout", POLICIES),
+        ("translation,cutout", ("translation", "cutout")),
+        ("cutout, color", ("color", "cutout")),  # spaces allowed; applied in the canonical order
+        ("color", ("color",)),
+        ("none", ()),
+        ("", ()),
+    ],
+)
 def test_parse_policy_valid(text, expected):
     assert parse_policy(text) == expected
 

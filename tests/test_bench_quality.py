@@ -12,14 +12,32 @@ import pytest
 from bench.quality import Curve, Point, ratio, report, time_to_quality
 
 # tiny networks on 256 digits: steps take milliseconds, so a budget of 1.5 s of training gives a few scores
-SMALL = ["model.g_width=8", "model.d_width=8", "model.z_dim=16", "train.batch_size=16", "dataset.limit=256", "train.log_every=10",
-         "train.num_workers=0"]  # fmt: skip
+SMALL = [
+    "model.g_width=8",
+    "model.d_width=8",
+    "model.z_dim=16",
+    "train.batch_size=16",
+    "dataset.limit=256",
+    "train.log_every=10",
+    "train.num_workers=0",
+]
 
 
-def test_time_to_quality_races_gan_default_run_and_the_canonical_loop_against_the_clock(tmp_path: Path, lenet_cache: Path) -> None:
+def test_time_to_quality_races_gan_default_run_and_the_canonical_loop_against_the_clock(
+    tmp_path: Path, lenet_cache: Path
+) -> None:
     budget, every = 1.5, 10
-    result = time_to_quality(budget=budget, every=every, n=200, threshold=1e9, extra=SMALL, workers=0, threads=1, workdir=tmp_path,
-                             log=lambda *a: None)  # fmt: skip
+    result = time_to_quality(
+        budget=budget,
+        every=every,
+        n=200,
+        threshold=1e9,
+        extra=SMALL,
+        workers=0,
+        threads=1,
+        workdir=tmp_path,
+        log=lambda *a: None,
+    )
     assert result["metric"] == "fid200_lenet"  # the name carries the protocol's sample count
     for name in ("gan", "canonical"):
         curve = result[name]
@@ -33,7 +51,9 @@ def test_time_to_quality_races_gan_default_run_and_the_canonical_loop_against_th
         assert seconds[-1] >= budget and all(s < budget for s in seconds[:-1]), curve
         assert curve["ended"].startswith("stopped at the budget"), curve
     # the threshold is met at the first score by both: the ratio is that of their first scores' times
-    assert result["ratio"] == pytest.approx(result["canonical"]["points"][0]["seconds"] / result["gan"]["points"][0]["seconds"])
+    assert result["ratio"] == pytest.approx(
+        result["canonical"]["points"][0]["seconds"] / result["gan"]["points"][0]["seconds"]
+    )
 
     # gan's clock is metrics.jsonl's train_seconds, written by `gan train eval.every=...` itself
     records = [json.loads(line) for line in (tmp_path / "gan_run" / "metrics.jsonl").read_text().splitlines()]

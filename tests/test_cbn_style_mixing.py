@@ -8,20 +8,22 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
 from conftest import TINY, only_run_dir, run_gan
+from test_cli_variants import STEPS, sample_array
+from test_variant_layers import MNIST, model_cfg
+
 from gan_cli.errors import GanError
 from gan_cli.models import build_models, num_classes
 from gan_cli.models.layers import ConditionalBatchNorm2d
-from test_variant_layers import MNIST, model_cfg
-from test_cli_variants import STEPS, sample_array
 
 
 def test_cbn_conditions_every_norm_layer_of_g_and_pairs_with_the_projection_d() -> None:
     torch.manual_seed(0)
     G, D = build_models(model_cfg(name="dcgan", cond="cbn"), MNIST)
     cbn = [m for m in G.modules() if isinstance(m, ConditionalBatchNorm2d)]
-    assert len(cbn) == 2 and not any(type(m) is torch.nn.BatchNorm2d and m.affine for m in G.modules())  # 28 px: two norm layers
+    assert len(cbn) == 2 and not any(
+        type(m) is torch.nn.BatchNorm2d and m.affine for m in G.modules()
+    )  # 28 px: two norm layers
     assert G.input.size == 8 and num_classes(G) == 10  # the label is not appended to z: it enters through the norms
     assert D.head.project is not None  # BigGAN's projection discriminator
     z = torch.randn(6, 8)
@@ -34,7 +36,9 @@ def test_cbn_conditions_every_norm_layer_of_g_and_pairs_with_the_projection_d() 
     assert G.class_embed.weight.grad.abs().sum() > 0 and all(m.gain.weight.grad.abs().sum() > 0 for m in cbn)
 
 
-@pytest.mark.parametrize("over, words", [({"name": "mlp"}, "model=mlp"), ({"name": "dcgan", "g_norm": "virtual"}, "g_norm=virtual")])
+@pytest.mark.parametrize(
+    "over, words", [({"name": "mlp"}, "model=mlp"), ({"name": "dcgan", "g_norm": "virtual"}, "g_norm=virtual")]
+)
 def test_cbn_without_batch_norm_in_g_is_refused(over, words) -> None:
     with pytest.raises(GanError, match=words):
         build_models(model_cfg(cond="cbn", **over), MNIST)
@@ -59,8 +63,14 @@ def test_style_mixing_mixes_only_in_training_and_mixed_crosses_over_where_asked(
     assert G.coarse_layers == 3  # 28 px: layers at 7, 14, 14 px are coarse; the two at 28 px fine
 
 
-@pytest.mark.parametrize("over, words", [({"name": "dcgan", "style_mixing": 0.5}, "model=style"), ({"name": "style", "style_mixing": 1.5}, "probability"),
-                                         ({"name": "style", "style_mixing": 0.5, "info_cat": 4}, "InfoGAN")])  # fmt: skip
+@pytest.mark.parametrize(
+    "over, words",
+    [
+        ({"name": "dcgan", "style_mixing": 0.5}, "model=style"),
+        ({"name": "style", "style_mixing": 1.5}, "probability"),
+        ({"name": "style", "style_mixing": 0.5, "info_cat": 4}, "InfoGAN"),
+    ],
+)
 def test_bad_style_mixing_is_refused(over, words) -> None:
     with pytest.raises(GanError, match=words):
         build_models(model_cfg(**over), MNIST)
@@ -72,7 +82,9 @@ def test_cbn_and_style_mixing_train_sample_and_score_from_the_cli(workdir: Path)
     metrics = (run / "metrics.jsonl").read_text()
     assert "cond_acc200_lenet" in metrics  # scored as the class-conditional G it is
     classes = sample_array(workdir, run, mode="classes", nrow=2)
-    assert classes.shape == (20, 1, 28, 28) and not np.allclose(classes[0], classes[2])  # row 0: class 0, row 1: class 1
+    assert classes.shape == (20, 1, 28, 28) and not np.allclose(
+        classes[0], classes[2]
+    )  # row 0: class 0, row 1: class 1
     proc = run_gan("sample", f"ckpt={run}", "mode=mix", cwd=workdir)
     assert proc.returncode == 2 and "model=style" in proc.stderr and "Traceback" not in proc.stderr
 

@@ -89,7 +89,9 @@ def test_a_checkpoint_missing_what_sample_eval_and_resume_read_is_named(tmp_path
         load_checkpoint(path)
 
 
-def test_a_text_file_or_random_bytes_are_called_what_they_are_and_never_get_weights_only_false_advice(tmp_path: Path) -> None:
+def test_a_text_file_or_random_bytes_are_called_what_they_are_and_never_get_weights_only_false_advice(
+    tmp_path: Path,
+) -> None:
     text = tmp_path / "notes.pt"
     text.write_text("these are my notes, not a checkpoint\n")
     noise = tmp_path / "noise.pt"

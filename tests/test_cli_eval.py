@@ -6,12 +6,20 @@ import json
 from pathlib import Path
 
 import torch
+from conftest import TINY, compose_train, only_run_dir, run_gan
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from conftest import TINY, compose_train, only_run_dir, run_gan
-
-RING = ["model=mlp", "dataset=ring8", "model.g_width=16", "model.d_width=16", "model.z_dim=8", "train.batch_size=64",
-        "train.log_every=10", "train.sample_every=1000", "train.ckpt_every=1000"]  # fmt: skip
+RING = [
+    "model=mlp",
+    "dataset=ring8",
+    "model.g_width=16",
+    "model.d_width=16",
+    "model.z_dim=8",
+    "train.batch_size=64",
+    "train.log_every=10",
+    "train.sample_every=1000",
+    "train.ckpt_every=1000",
+]
 
 
 def jsonl(path: Path) -> list[dict]:
@@ -50,7 +58,17 @@ def test_a_resumed_run_keeps_its_best_score_and_only_a_better_one_replaces_best_
 
 
 def test_eval_every_logs_appends_and_keeps_best(workdir: Path) -> None:
-    run_gan("train", *RING, "train.steps=60", "eval.every=10", "eval.n=500", "eval.best=hq500", "model.ema=0.9", cwd=workdir, check=True)
+    run_gan(
+        "train",
+        *RING,
+        "train.steps=60",
+        "eval.every=10",
+        "eval.n=500",
+        "eval.best=hq500",
+        "model.ema=0.9",
+        cwd=workdir,
+        check=True,
+    )
     run = only_run_dir(workdir)
     records = jsonl(run / "metrics.jsonl")
     assert [r["step"] for r in records] == [10, 20, 30, 40, 50, 60]
@@ -76,7 +94,10 @@ def test_eval_every_logs_appends_and_keeps_best(workdir: Path) -> None:
     assert set(merged["scores"]) == {"modes500", "hq500", "spread500", "mode_kl500"}
     assert {"hq1k", "hq500"} <= set(merged["all_scores"])
     assert merged["all_scores"]["hq1k"]["value"] == result["scores"]["hq1k"]
-    assert merged["all_scores"]["hq1k"]["protocol"]["generator"] == "ema" and merged["all_scores"]["hq500"]["protocol"]["generator"] == "G"
+    assert (
+        merged["all_scores"]["hq1k"]["protocol"]["generator"] == "ema"
+        and merged["all_scores"]["hq500"]["protocol"]["generator"] == "G"
+    )
     run_gan("sample", f"ckpt={run}", "n=50", "out=ema.npy", cwd=workdir, check=True)
     run_gan("sample", f"ckpt={run}", "n=50", "out=raw.npy", "ema=false", cwd=workdir, check=True)
     run_gan("sample", f"ckpt={run}", "n=50", "out=trunc.npy", "truncation=0.5", cwd=workdir, check=True)
@@ -89,8 +110,16 @@ def test_eval_every_logs_appends_and_keeps_best(workdir: Path) -> None:
 def test_gan_eval_on_a_tiny_image_checkpoint_and_a_sweep(workdir: Path, lenet_cache: Path) -> None:
     run_gan("train", "-m", "train.steps=4", "loss=ns,lsgan", *TINY, cwd=workdir, check=True)
     sweep = next((workdir / "multirun").glob("*/*"))
-    proc = run_gan("eval", f"ckpt={sweep}", "n=300", "metrics=[fid,kid,is,classes]", "truncation=0.8", cwd=workdir, check=True)
-    names = {"fid300_lenet_t0.8", "kid300_lenet_t0.8", "is300_lenet_t0.8", "classes300_lenet_t0.8", "class_kl300_lenet_t0.8"}
+    proc = run_gan(
+        "eval", f"ckpt={sweep}", "n=300", "metrics=[fid,kid,is,classes]", "truncation=0.8", cwd=workdir, check=True
+    )
+    names = {
+        "fid300_lenet_t0.8",
+        "kid300_lenet_t0.8",
+        "is300_lenet_t0.8",
+        "classes300_lenet_t0.8",
+        "class_kl300_lenet_t0.8",
+    }
     for job in ("0", "1"):
         result = json.loads((sweep / job / "metrics.json").read_text())
         assert set(result["scores"]) == names
@@ -98,18 +127,30 @@ def test_gan_eval_on_a_tiny_image_checkpoint_and_a_sweep(workdir: Path, lenet_ca
         assert (p["backbone"], p["n_real"], p["n_fake"], p["seed"], p["truncation"]) == ("lenet", 256, 300, 0, 0.8)
         assert p["classifier_accuracy"] >= 0.95 and p["split"].startswith("train")
         assert result["scores"]["fid300_lenet_t0.8"] > 0
-    lines = proc.stdout.splitlines()  # one row per job, the override that differs as a column; every table line fits 80 columns
-    assert any(line.split("│")[0].strip() == "0" and "ns" in line for line in lines) and any("lsgan" in line for line in lines)
+    lines = (
+        proc.stdout.splitlines()
+    )  # one row per job, the override that differs as a column; every table line fits 80 columns
+    assert any(line.split("│")[0].strip() == "0" and "ns" in line for line in lines) and any(
+        "lsgan" in line for line in lines
+    )
     assert "shared: train.steps=4" in proc.stdout and max(len(line) for line in lines if "│" in line) <= 80
 
     bad = run_gan("eval", f"ckpt={sweep}/0", "metrics=[modes]", cwd=workdir)
-    assert bad.returncode == 2 and "defined only for dataset ring8 or grid25" in bad.stderr and "Traceback" not in bad.stderr
+    assert (
+        bad.returncode == 2
+        and "defined only for dataset ring8 or grid25" in bad.stderr
+        and "Traceback" not in bad.stderr
+    )
 
 
-def test_a_conditional_generator_is_scored_on_drawing_the_class_it_is_asked_for(workdir: Path, lenet_cache: Path) -> None:
+def test_a_conditional_generator_is_scored_on_drawing_the_class_it_is_asked_for(
+    workdir: Path, lenet_cache: Path
+) -> None:
     run_gan("train", "train.steps=4", "model.cond=concat", *TINY, cwd=workdir, check=True)
     run = only_run_dir(workdir)
-    run_gan("eval", f"ckpt={run}", "n=300", cwd=workdir, check=True)  # the default scores include cond for a conditional G
+    run_gan(
+        "eval", f"ckpt={run}", "n=300", cwd=workdir, check=True
+    )  # the default scores include cond for a conditional G
     result = json.loads((run / "metrics.json").read_text())
     assert 0 <= result["scores"]["cond_acc300_lenet"] <= 1
     assert result["protocol"]["labels"] == "sample i generated with class i % 10"
@@ -125,7 +166,9 @@ def test_eval_every_scores_cond_of_a_conditional_generator(tmp_path: Path, lenet
     data = load_dataset(cfg.dataset, cfg.seed)
     G, D = build_models(cfg.model, data.spec)
     tracker = Tracker(tmp_path, 100, 0)
-    evaluator = TrainingEval(cfg.eval, cfg.dataset, data, tmp_path, torch.device("cpu"), True, None, classes=num_classes(G))
+    evaluator = TrainingEval(
+        cfg.eval, cfg.dataset, data, tmp_path, torch.device("cpu"), True, None, classes=num_classes(G)
+    )
     evaluator.run(10, G, D, tracker)
     tracker.writer.close()
     assert set(evaluator.latest) == {"cond_acc200_lenet"} and 0 <= evaluator.latest["cond_acc200_lenet"] <= 1
@@ -148,11 +191,24 @@ def test_gan_eval_reference_scores_held_out_real_digits(workdir: Path, lenet_cac
         ([], "or reference=<dataset>"),
     ]:
         bad = run_gan("eval", *args, cwd=workdir)
-        assert bad.returncode == 2 and expected in bad.stderr.replace("\n", " ") and "Traceback" not in bad.stderr, (args, bad.stderr)
+        assert bad.returncode == 2 and expected in bad.stderr.replace("\n", " ") and "Traceback" not in bad.stderr, (
+            args,
+            bad.stderr,
+        )
 
 
 def test_gauss1d_plots_learned_d_against_the_optimal_d(workdir: Path) -> None:
-    run_gan("train", "model=shift", "dataset=gauss1d", "train.steps=20", "train.log_every=10", "eval.every=10", "eval.n=500", cwd=workdir, check=True)
+    run_gan(
+        "train",
+        "model=shift",
+        "dataset=gauss1d",
+        "train.steps=20",
+        "train.log_every=10",
+        "eval.every=10",
+        "eval.n=500",
+        cwd=workdir,
+        check=True,
+    )
     run = only_run_dir(workdir)
     records = jsonl(run / "metrics.jsonl")
     assert set(records[-1]) == {"step", "mean_gap500", "std_gap500", "dstar_l1500", "seconds", "train_seconds"}
@@ -164,5 +220,10 @@ def test_presets_override_the_defaults_of_train_yaml() -> None:
     cfg = compose_train("experiment=mode_collapse", "loss=wgan_gp")
     assert (cfg.dataset.name, cfg.model.name, cfg.model.z_dim) == ("ring8", "mlp", 8)
     assert (cfg.optimizer.name, cfg.optimizer.lr, list(cfg.optimizer.betas)) == ("adam", 5e-4, [0.0, 0.9])
-    assert (cfg.train.steps, cfg.train.batch_size, cfg.eval.every, list(cfg.eval.metrics)) == (2000, 256, 250, ["modes"])
+    assert (cfg.train.steps, cfg.train.batch_size, cfg.eval.every, list(cfg.eval.metrics)) == (
+        2000,
+        256,
+        250,
+        ["modes"],
+    )
     assert (cfg.loss.objective, cfg.loss.n_critic) == ("wasserstein", 5)

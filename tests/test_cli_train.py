@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
 from conftest import TINY, only_run_dir, run_gan
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 REQUIRED_TAGS = {"loss/D", "loss/G", "D(x)", "D(G(z))", "D(G(z))/g_step", "grad_norm/D", "grad_norm/G", "lr/D", "lr/G"}
 

@@ -7,14 +7,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import TINY, only_run_dir, run_gan
 from omegaconf import OmegaConf
+from test_cli_train import scalar_tags
 
 from gan_cli.config import command_defaults
 from gan_cli.errors import GanError
 from gan_cli.sample import sample
-
-from conftest import TINY, only_run_dir, run_gan
-from test_cli_train import scalar_tags
 
 STEPS = ["train.steps=2", "train.sample_every=2", "train.ckpt_every=2"]
 
@@ -60,7 +59,14 @@ def test_sagan_preset_trains_with_attention_and_two_learning_rates(workdir: Path
 
 
 def test_acgan_with_the_improved_techniques_logs_every_term(workdir: Path) -> None:
-    run = train(workdir, "experiment=acgan", "model.minibatch=mbdisc", "loss.label_smoothing=0.1", "loss.hist_weight=0.01", "loss.ortho_weight=1e-4")
+    run = train(
+        workdir,
+        "experiment=acgan",
+        "model.minibatch=mbdisc",
+        "loss.label_smoothing=0.1",
+        "loss.hist_weight=0.01",
+        "loss.ortho_weight=1e-4",
+    )
     assert {"loss/ac", "loss/ac_G", "loss/hist_D", "loss/hist_G", "loss/ortho"} <= scalar_tags(run)
     # resume keeps the historical averages (they are in the checkpoint)
     run_gan("train", f"resume={run}", "train.steps=3", cwd=workdir, check=True)
@@ -88,7 +94,18 @@ def test_style_generator_trains_with_r1(workdir: Path) -> None:
 
 
 def test_dragan_and_r1_combine_with_any_objective(workdir: Path) -> None:
-    proc = run_gan("train", "-m", "model=mlp", "dataset=ring8", "loss=hinge,lsgan", "loss.penalty=dragan,r1", "loss.penalty_weight=1", *STEPS, *TINY, cwd=workdir)
+    proc = run_gan(
+        "train",
+        "-m",
+        "model=mlp",
+        "dataset=ring8",
+        "loss=hinge,lsgan",
+        "loss.penalty=dragan,r1",
+        "loss.penalty_weight=1",
+        *STEPS,
+        *TINY,
+        cwd=workdir,
+    )
     assert proc.returncode == 0, proc.stderr
     assert len(list((workdir / "multirun").glob("*/*/*/checkpoints/last.pt"))) == 4
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from conftest import compose_train, run_gan
+
 from gan_cli.config import config_dir
 
 GROUPS = ("model", "loss", "optimizer", "dataset", "experiment")
@@ -36,12 +36,23 @@ def test_paper_presets() -> None:
     assert (gp.loss.penalty, gp.loss.penalty_weight, gp.loss.n_critic, gp.loss.clip) == ("gp", 10.0, 5, None)
     assert (gp.optimizer.name, gp.optimizer.lr, list(gp.optimizer.betas)) == ("adam", 1e-4, [0.0, 0.9])
     dc = compose_train("experiment=dcgan")
-    assert (dc.model.name, dc.loss.objective, dc.optimizer.lr, list(dc.optimizer.betas)) == ("dcgan", "ns", 2e-4, [0.5, 0.999])
+    assert (dc.model.name, dc.loss.objective, dc.optimizer.lr, list(dc.optimizer.betas)) == (
+        "dcgan",
+        "ns",
+        2e-4,
+        [0.5, 0.999],
+    )
 
 
 def test_defaults_are_the_documented_ones() -> None:
     cfg = compose_train()
-    assert (cfg.model.name, cfg.loss.objective, cfg.optimizer.name, cfg.dataset.name, cfg.device) == ("dcgan", "ns", "adam", "mnist5k", "auto")
+    assert (cfg.model.name, cfg.loss.objective, cfg.optimizer.name, cfg.dataset.name, cfg.device) == (
+        "dcgan",
+        "ns",
+        "adam",
+        "mnist5k",
+        "auto",
+    )
     assert compose_train("loss=wgan").loss.n_critic == 5 and compose_train("loss=ns").loss.n_critic == 1
 
 
@@ -81,12 +92,16 @@ def test_help_lists_commands_and_groups(workdir: Path) -> None:
     for chosen in ("model=dcgan", "loss=ns", "optimizer=adam", "dataset=mnist5k", "experiment presets"):
         assert chosen in train.stdout
     assert "wgan_gp" in train.stdout and "mnist5k" in train.stdout
-    assert "  attention: 0 " in train.stdout and "# latent size" in train.stdout  # the keys dcgan reads, with their YAML comments
+    assert (
+        "  attention: 0 " in train.stdout and "# latent size" in train.stdout
+    )  # the keys dcgan reads, with their YAML comments
     # only the keys the chosen options read: no self-attention for an MLP, no label smoothing for a Wasserstein critic,
     # no Adam betas for SGD; the values are this composition's
     other = run_gan("train", "model=mlp", "loss=wgan_gp", "optimizer=sgd", "--help", cwd=workdir, check=True).stdout
     assert "model=mlp" in other and "attention:" not in other and "g_act: leaky" in other
-    assert "label_smoothing" not in other and "penalty: gp" in other and "betas" not in other and "momentum: 0.5" in other
+    assert (
+        "label_smoothing" not in other and "penalty: gp" in other and "betas" not in other and "momentum: 0.5" in other
+    )
     assert not (workdir / "outputs").exists()
     for command in ("sample", "eval"):  # their options only: they take no config group, so none is offered
         text = run_gan(command, "--help", cwd=workdir, check=True).stdout
@@ -108,10 +123,20 @@ def test_every_choice_enum_lists_exactly_what_its_registry_offers() -> None:
     from gan_cli.schedules import SCHEDULES
     from gan_cli.speed import AMP_MODES, SWITCH_VALUES
 
-    pairs = [(c.DNorm, D_NORMS), (c.GNorm, G_NORMS), (c.Conditioning, (*CONDITIONINGS, "auto")),
-             (c.Minibatch, MINIBATCH_LAYERS), (c.GActivation, G_ACTIVATIONS), (c.Penalty, PENALTIES),
-             (c.Schedule, SCHEDULES), (c.Switch, SWITCH_VALUES),
-             (c.AmpMode, AMP_MODES), (c.AugmentPolicy, POLICIES), (c.Backbone, BACKBONES), (c.SampleMode, MODES)]  # fmt: skip
+    pairs = [
+        (c.DNorm, D_NORMS),
+        (c.GNorm, G_NORMS),
+        (c.Conditioning, (*CONDITIONINGS, "auto")),
+        (c.Minibatch, MINIBATCH_LAYERS),
+        (c.GActivation, G_ACTIVATIONS),
+        (c.Penalty, PENALTIES),
+        (c.Schedule, SCHEDULES),
+        (c.Switch, SWITCH_VALUES),
+        (c.AmpMode, AMP_MODES),
+        (c.AugmentPolicy, POLICIES),
+        (c.Backbone, BACKBONES),
+        (c.SampleMode, MODES),
+    ]
     for enum, registry in pairs:
         assert sorted(m.value for m in enum) == sorted(registry), enum.__name__
 
@@ -138,7 +163,12 @@ def test_every_option_file_selects_a_registered_component_and_states_only_what_d
     from gan_cli.models import MODELS
     from gan_cli.optimizers import OPTIMIZERS
 
-    registries: dict[str, Registry] = {"model": MODELS, "loss": OBJECTIVES, "optimizer": OPTIMIZERS, "dataset": DATASETS}
+    registries: dict[str, Registry] = {
+        "model": MODELS,
+        "loss": OBJECTIVES,
+        "optimizer": OPTIMIZERS,
+        "dataset": DATASETS,
+    }
     for group, registry in registries.items():
         base = base_values(group)
         selected = set()
@@ -148,5 +178,7 @@ def test_every_option_file_selects_a_registered_component_and_states_only_what_d
             for key in values:
                 assert key in base.keys(), f"{path.name}: {key} is not a key of conf/base/{group}.yaml"
                 if key != registry.selector and not OmegaConf.is_missing(values, key):
-                    assert values[key] != base[key], f"{path.name} repeats {group}.{key}={values[key]}, the base default"
+                    assert values[key] != base[key], (
+                        f"{path.name} repeats {group}.{key}={values[key]}, the base default"
+                    )
         assert selected == set(registry), group

@@ -5,20 +5,29 @@ from __future__ import annotations
 
 import pytest
 import torch
+from test_variant_layers import MNIST, model_cfg
 from torch import nn
 
 from gan_cli.contracts import Discriminator, Generator, Objective, check_models
+from gan_cli.data.spec import DataSpec
 from gan_cli.errors import GanError
 from gan_cli.losses import OBJECTIVES
 from gan_cli.models import build_models
-from test_variant_layers import MNIST, model_cfg
-from gan_cli.data.spec import DataSpec
 
 RING = DataSpec("ring8", (2,), 8)
 
 
-@pytest.mark.parametrize("over, spec", [({"name": "dcgan"}, MNIST), ({"name": "dcgan", "cond": "cbn"}, MNIST), ({"name": "style"}, MNIST),
-                                        ({"name": "mlp"}, RING), ({"name": "mlp", "pack": 4}, RING), ({"name": "dcgan", "g_norm": "virtual"}, MNIST)])  # fmt: skip
+@pytest.mark.parametrize(
+    "over, spec",
+    [
+        ({"name": "dcgan"}, MNIST),
+        ({"name": "dcgan", "cond": "cbn"}, MNIST),
+        ({"name": "style"}, MNIST),
+        ({"name": "mlp"}, RING),
+        ({"name": "mlp", "pack": 4}, RING),
+        ({"name": "dcgan", "g_norm": "virtual"}, MNIST),
+    ],
+)
 def test_every_built_in_pair_meets_the_contract(over, spec) -> None:
     G, D = build_models(model_cfg(**over), spec)
     assert isinstance(G, Generator) and isinstance(D, Discriminator)
@@ -53,9 +62,15 @@ class ColumnD(nn.Module):
 
 
 def test_a_pair_that_breaks_the_contract_is_named_in_one_paragraph() -> None:
-    with pytest.raises(GanError, match=r"generator .* returned \(2, 3\) for 2 latents; the contract is one sample per latent, shape \(2, 2\)"):
+    with pytest.raises(
+        GanError,
+        match=r"generator .* returned \(2, 3\) for 2 latents; the contract is one sample per latent, shape \(2, 2\)",
+    ):
         check_models(FlatG(3), ColumnD(), RING)
-    with pytest.raises(GanError, match=r"discriminator .* returned \(2, 1\) for 2 samples; the contract is one raw logit per sample, shape \(2,\)"):
+    with pytest.raises(
+        GanError,
+        match=r"discriminator .* returned \(2, 1\) for 2 samples; the contract is one raw logit per sample, shape \(2,\)",
+    ):
         check_models(FlatG(2), ColumnD(), RING)
     no_z = FlatG(2)
     no_z.z_dim = 0

@@ -12,18 +12,18 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import TINY, compose_train, only_run_dir, run_gan
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from torch import nn
 
-from conftest import TINY, compose_train, only_run_dir, run_gan
 from gan_cli.data import DataSpec, LoadedData
 from gan_cli.data.batching import TensorBatcher
+from gan_cli.errors import GanError
 from gan_cli.losses import build_loss, r1_from_grad, r1_penalty
 from gan_cli.models import build_models
 from gan_cli.models.layers import batch_coupled, discriminate, discriminate_pair
 from gan_cli.speed import Precision
 from gan_cli.train import build_optimizers, check_d_pass, train_step
-from gan_cli.errors import GanError
 
 CPU = torch.device("cpu")
 TOY_SPEC = DataSpec("grid25", (2,), 25)
@@ -32,15 +32,48 @@ MNIST_SPEC = DataSpec("mnist", (1, 28, 28), 10)
 # whose masks a joint pass draws in another order, and spectral norm, whose power iteration runs once per pass (once
 # per D step when joint, twice apart): the same distribution and estimator, other numbers.
 CASES = [
-    ("grid25 preset: MLP, R1, InfoGAN code", TOY_SPEC, ["experiment=grid25", "model.g_width=8", "model.d_width=8", "model.info_cat=5"]),
-    ("MLP, WGAN-GP (a penalty on points of its own), 2 critic steps", TOY_SPEC, ["model=mlp", "loss=wgan_gp", "loss.n_critic=2", "model.d_width=8",
-                                                                               "model.g_width=8", "model.dropout=0"]),
-    ("MLP packed by 2, R1", TOY_SPEC, ["model=mlp", "model.pack=2", "loss.penalty=r1", "model.d_width=8", "model.g_width=8", "model.dropout=0"]),
-    ("DCGAN, layer norm, projection D, R1", MNIST_SPEC, ["model=dcgan", "model.d_norm=layer", "model.cond=projection", "loss.penalty=r1",
-                                                           "model.g_width=4", "model.d_width=4", "model.z_dim=8"]),
-    ("DCGAN, no norm, ACGAN head, hinge", MNIST_SPEC, ["model=dcgan", "model.d_norm=none", "model.cond=acgan", "loss=hinge",
-                                                               "model.g_width=4", "model.d_width=4", "model.z_dim=8"]),
-]  # fmt: skip
+    (
+        "grid25 preset: MLP, R1, InfoGAN code",
+        TOY_SPEC,
+        ["experiment=grid25", "model.g_width=8", "model.d_width=8", "model.info_cat=5"],
+    ),
+    (
+        "MLP, WGAN-GP (a penalty on points of its own), 2 critic steps",
+        TOY_SPEC,
+        ["model=mlp", "loss=wgan_gp", "loss.n_critic=2", "model.d_width=8", "model.g_width=8", "model.dropout=0"],
+    ),
+    (
+        "MLP packed by 2, R1",
+        TOY_SPEC,
+        ["model=mlp", "model.pack=2", "loss.penalty=r1", "model.d_width=8", "model.g_width=8", "model.dropout=0"],
+    ),
+    (
+        "DCGAN, layer norm, projection D, R1",
+        MNIST_SPEC,
+        [
+            "model=dcgan",
+            "model.d_norm=layer",
+            "model.cond=projection",
+            "loss.penalty=r1",
+            "model.g_width=4",
+            "model.d_width=4",
+            "model.z_dim=8",
+        ],
+    ),
+    (
+        "DCGAN, no norm, ACGAN head, hinge",
+        MNIST_SPEC,
+        [
+            "model=dcgan",
+            "model.d_norm=none",
+            "model.cond=acgan",
+            "loss=hinge",
+            "model.g_width=4",
+            "model.d_width=4",
+            "model.z_dim=8",
+        ],
+    ),
+]
 
 
 def _batcher(spec: DataSpec, batch: int = 8) -> TensorBatcher:
@@ -49,7 +82,9 @@ def _batcher(spec: DataSpec, batch: int = 8) -> TensorBatcher:
     return TensorBatcher(LoadedData(spec, x=x, y=y), batch, CPU, 0)
 
 
-def _one_step(cfg, spec: DataSpec, G: nn.Module, D: nn.Module, joint: bool) -> tuple[dict[str, torch.Tensor], nn.Module, nn.Module]:
+def _one_step(
+    cfg, spec: DataSpec, G: nn.Module, D: nn.Module, joint: bool
+) -> tuple[dict[str, torch.Tensor], nn.Module, nn.Module]:
     G, D = copy.deepcopy(G), copy.deepcopy(D)
     opt_g, opt_d = build_optimizers(cfg.optimizer, G, D)
     torch.manual_seed(3)
@@ -73,7 +108,11 @@ def test_a_joint_pass_trains_as_two_passes_do(what: str, spec: DataSpec, overrid
     for name, net_joint, net_apart in (("G", G_joint, G_apart), ("D", D_joint, D_apart)):
         for (p, a), b in zip(net_apart.state_dict().items(), net_joint.state_dict().values()):
             torch.testing.assert_close(b, a, rtol=1e-5, atol=1e-6, msg=lambda m: f"{what}: {name}.{p}: {m}")
-    moved = max((a - b).abs().max().item() for a, b in zip(D.state_dict().values(), D_joint.state_dict().values()) if a.is_floating_point())
+    moved = max(
+        (a - b).abs().max().item()
+        for a, b in zip(D.state_dict().values(), D_joint.state_dict().values())
+        if a.is_floating_point()
+    )
     assert moved > 1e-4, "the step changed nothing, so the comparison above proves nothing"
     if "loss/penalty" in apart:
         assert apart["loss/penalty"] > 0
@@ -138,8 +177,21 @@ def test_the_cli_refuses_joint_where_it_would_change_the_math(workdir: Path, arg
 
 
 def test_a_joint_run_trains_and_logs_its_penalty(workdir: Path) -> None:
-    proc = run_gan("train", "experiment=grid25", "train.d_pass=joint", "model.g_width=8", "model.d_width=8", "train.steps=6",
-                   "train.log_every=2", "train.sample_every=6", "train.ckpt_every=6", "eval.every=6", "eval.n=500", "eval.best=hq500", cwd=workdir)  # fmt: skip
+    proc = run_gan(
+        "train",
+        "experiment=grid25",
+        "train.d_pass=joint",
+        "model.g_width=8",
+        "model.d_width=8",
+        "train.steps=6",
+        "train.log_every=2",
+        "train.sample_every=6",
+        "train.ckpt_every=6",
+        "eval.every=6",
+        "eval.n=500",
+        "eval.best=hq500",
+        cwd=workdir,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     run = only_run_dir(workdir)
     events = EventAccumulator(str(run)).Reload()
@@ -153,6 +205,11 @@ def test_the_benchmark_races_both_passes_from_the_same_weights() -> None:
     from bench.d_pass import race
     from bench.loops import Case
 
-    case = Case("tiny", ["experiment=grid25", "model.g_width=8", "model.d_width=8", "model.info_cat=5"], data="grid25", batch_size=16)
+    case = Case(
+        "tiny",
+        ["experiment=grid25", "model.g_width=8", "model.d_width=8", "model.info_cat=5"],
+        data="grid25",
+        batch_size=16,
+    )
     row = race(case, rounds=2, chunk=1, warmup=1)
     assert row["case"] == "tiny" and row["separate"] > 0 and row["joint"] > 0

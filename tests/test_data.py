@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import compose_train
 from PIL import Image
 
-from conftest import compose_train
 from gan_cli.data import load_dataset
 from gan_cli.data.batching import IndexStream
 from gan_cli.errors import GanError
@@ -42,7 +42,9 @@ def test_toys_honour_limit_and_refuse_image_size() -> None:
 def test_image_folder_limit_takes_every_class_not_the_first_folders(tmp_path: Path) -> None:
     for name in ("a", "b", "c"):
         _write_images(tmp_path / name, 4)
-    data = load_dataset(compose_train("dataset=image_folder", f"dataset.path={tmp_path}", "dataset.limit=6").dataset, seed=0)
+    data = load_dataset(
+        compose_train("dataset=image_folder", f"dataset.path={tmp_path}", "dataset.limit=6").dataset, seed=0
+    )
     assert sorted(data.stream.labels) == [0, 0, 1, 1, 2, 2]
 
 
@@ -54,7 +56,9 @@ def test_toys(name: str, dim: int, classes: int) -> None:
         assert abs(data.x.mean().item() - 7.0) < 0.05 and abs(data.x.std().item() - 1.0) < 0.05
 
 
-@pytest.mark.parametrize("name,folder", [("mnist", "MNIST/raw"), ("fashion_mnist", "FashionMNIST/raw"), ("cifar10", "cifar-10-batches-py")])
+@pytest.mark.parametrize(
+    "name,folder", [("mnist", "MNIST/raw"), ("fashion_mnist", "FashionMNIST/raw"), ("cifar10", "cifar-10-batches-py")]
+)
 def test_torchvision_sets_offline_say_where_to_put_files(tmp_path: Path, name: str, folder: str) -> None:
     cfg = compose_train(f"dataset={name}", f"dataset.root={tmp_path}", "dataset.download=false").dataset
     with pytest.raises(GanError) as err:
@@ -85,7 +89,9 @@ def _write_images(folder: Path, n: int, size: int = 20) -> None:
 def test_image_folder_resizes_crops_and_labels_subfolders(tmp_path: Path) -> None:
     _write_images(tmp_path / "cats", 3)
     _write_images(tmp_path / "dogs", 2)
-    data = load_dataset(compose_train("dataset=image_folder", f"dataset.path={tmp_path}", "dataset.image_size=16").dataset, seed=0)
+    data = load_dataset(
+        compose_train("dataset=image_folder", f"dataset.path={tmp_path}", "dataset.image_size=16").dataset, seed=0
+    )
     assert len(data) == 5 and data.spec.shape == (3, 16, 16) and data.spec.num_classes == 2
     x, y = data.stream[4]
     assert x.shape == (3, 16, 16) and -1.0 <= x.min() and x.max() <= 1.0 and y == 1
@@ -111,8 +117,16 @@ def test_image_folder_without_a_path_says_which_option_is_missing() -> None:
     assert "'None'" not in str(err.value)
 
 
-@pytest.mark.parametrize("overrides", [["dataset=mnist5k"], ["dataset=mnist5k", "dataset.image_size=32"], ["dataset=ring8"],
-                                       ["dataset=grid25", "dataset.limit=50"], ["dataset=gauss1d"]])  # fmt: skip
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        ["dataset=mnist5k"],
+        ["dataset=mnist5k", "dataset.image_size=32"],
+        ["dataset=ring8"],
+        ["dataset=grid25", "dataset.limit=50"],
+        ["dataset=gauss1d"],
+    ],
+)
 def test_the_planned_spec_is_the_spec_of_the_loaded_data(overrides: list[str]) -> None:
     """The CLI checks model options against planned_spec before any data are read: it must be what loading gives."""
     from gan_cli.data.datasets import planned_spec

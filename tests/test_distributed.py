@@ -16,11 +16,19 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from conftest import gan_env, run_gan, train_until_step
 
 pytestmark = pytest.mark.slow
-SAME_RUN = ["model=mlp", "model.dropout=0", "dataset=ring8", "loss=wgan_gp", "optimizer=sgd", "train.log_every=1", "train.threads=1", "train.batch_size=64"]
+SAME_RUN = [
+    "model=mlp",
+    "model.dropout=0",
+    "dataset=ring8",
+    "loss=wgan_gp",
+    "optimizer=sgd",
+    "train.log_every=1",
+    "train.threads=1",
+    "train.batch_size=64",
+]
 
 
 def weights(run: Path, name: str = "last.pt") -> dict[str, dict[str, torch.Tensor]]:
@@ -47,21 +55,49 @@ def test_two_processes_train_the_one_process_run_and_resume_on_either_world_size
     log = (two / "train.log").read_text()
     assert "distributed: 2 processes (gloo), 32 samples per process" in log
     assert json.loads((two / "status.json").read_text())["status"] == "finished"
-    assert torch.load(two / "checkpoints" / "last.pt", weights_only=True)["batches_done"] == 10  # global batches: 2 steps x 5 critic steps
+    assert (
+        torch.load(two / "checkpoints" / "last.pt", weights_only=True)["batches_done"] == 10
+    )  # global batches: 2 steps x 5 critic steps
     assert log.count("step 2/2 ") == 1  # one train.log, written by rank 0 alone
 
     # GAN training amplifies float noise from step to step (here 1e-9 after two steps, 5e-7 after four, 1e-5 after five),
     # so the runs stay short; a wrong data position or random stream after a resume would differ by 1e-3 at once
     straight = train(workdir, "straight", "train.steps=3")
-    assert run_gan("train", f"resume={one}", "train.steps=3", "dist.nproc_per_node=2", cwd=workdir, own_process=True).returncode == 0  # 1 -> 2
-    assert run_gan("train", f"resume={two}", "train.steps=3", "dist.nproc_per_node=1", cwd=workdir, own_process=True).returncode == 0  # 2 -> 1
+    assert (
+        run_gan(
+            "train", f"resume={one}", "train.steps=3", "dist.nproc_per_node=2", cwd=workdir, own_process=True
+        ).returncode
+        == 0
+    )  # 1 -> 2
+    assert (
+        run_gan(
+            "train", f"resume={two}", "train.steps=3", "dist.nproc_per_node=1", cwd=workdir, own_process=True
+        ).returncode
+        == 0
+    )  # 2 -> 1
     assert max_difference(straight, one) < 1e-6 and max_difference(straight, two) < 1e-6
 
 
 def test_torchrun_ranks_agree_on_one_run_directory(workdir: Path) -> None:
     env = gan_env()
-    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "-m", "gan_cli", "train", *SAME_RUN, "train.steps=2"],
-                          cwd=workdir, env=env, capture_output=True, text=True, timeout=300)  # fmt: skip
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc_per_node=2",
+            "-m",
+            "gan_cli",
+            "train",
+            *SAME_RUN,
+            "train.steps=2",
+        ],
+        cwd=workdir,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     runs = [p for p in (workdir / "outputs").glob("*/*") if p.is_dir()]
     assert len(runs) == 1, runs  # both processes took rank 0's name (a time and a pid would differ)
@@ -71,7 +107,11 @@ def test_torchrun_ranks_agree_on_one_run_directory(workdir: Path) -> None:
 
 def test_sigterm_to_the_launcher_saves_once_and_exits_130(workdir: Path) -> None:
     run = workdir / "long"
-    proc = train_until_step(5, [*SAME_RUN, "train.steps=100000", "train.log_every=5", "dist.nproc_per_node=2", f"hydra.run.dir={run}"], workdir)
+    proc = train_until_step(
+        5,
+        [*SAME_RUN, "train.steps=100000", "train.log_every=5", "dist.nproc_per_node=2", f"hydra.run.dir={run}"],
+        workdir,
+    )
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=180)
     assert proc.returncode == 130, err[-2000:]
@@ -81,25 +121,56 @@ def test_sigterm_to_the_launcher_saves_once_and_exits_130(workdir: Path) -> None
     assert status["status"] == "interrupted" and ckpt["step"] == status["step"] >= 5
 
 
-def test_a_batch_the_processes_cannot_share_and_sync_bn_on_the_cpu_are_refused_before_a_run_directory(workdir: Path) -> None:
+def test_a_batch_the_processes_cannot_share_and_sync_bn_on_the_cpu_are_refused_before_a_run_directory(
+    workdir: Path,
+) -> None:
     odd = run_gan("train", "model=mlp", "dataset=ring8", "train.batch_size=63", "dist.nproc_per_node=2", cwd=workdir)
     assert odd.returncode == 2 and "train.batch_size=63 is the global batch" in odd.stderr
     assert not (workdir / "outputs").exists()
-    bn = run_gan("train", "model=dcgan", "train.steps=1", "dist.nproc_per_node=2", "dist.sync_bn=on", "train.threads=1", cwd=workdir)
+    bn = run_gan(
+        "train",
+        "model=dcgan",
+        "train.steps=1",
+        "dist.nproc_per_node=2",
+        "dist.sync_bn=on",
+        "train.threads=1",
+        cwd=workdir,
+    )
     assert bn.returncode == 2 and "SyncBatchNorm runs on GPUs only" in bn.stderr
 
 
 def test_submitit_local_runs_a_sweep_and_a_distributed_job(workdir: Path) -> None:
-    sweep = run_gan("train", "-m", "hydra/launcher=submitit_local", "model=mlp", "dataset=ring8", "train.steps=2", "train.threads=1", "seed=0,1,2,3",
-                    cwd=workdir, own_process=True)  # fmt: skip
+    sweep = run_gan(
+        "train",
+        "-m",
+        "hydra/launcher=submitit_local",
+        "model=mlp",
+        "dataset=ring8",
+        "train.steps=2",
+        "train.threads=1",
+        "seed=0,1,2,3",
+        cwd=workdir,
+        own_process=True,
+    )
     assert sweep.returncode == 0, sweep.stderr[-3000:]
     statuses = sorted((workdir / "multirun").glob("*/*/*/status.json"))
     assert len(statuses) == 4 and all(json.loads(p.read_text())["status"] == "finished" for p in statuses)
 
     one = train(workdir, "one", "train.steps=2")
-    ddp = run_gan("train", "-m", "hydra/launcher=local_ddp", *SAME_RUN, "train.steps=2", "hydra.sweep.dir=ddp", cwd=workdir, own_process=True)
+    ddp = run_gan(
+        "train",
+        "-m",
+        "hydra/launcher=local_ddp",
+        *SAME_RUN,
+        "train.steps=2",
+        "hydra.sweep.dir=ddp",
+        cwd=workdir,
+        own_process=True,
+    )
     assert ddp.returncode == 0, ddp.stderr[-3000:]
-    assert "distributed: 2 processes" in (workdir / "ddp" / "0" / "train.log").read_text()  # ranks from submitit's job environment
+    assert (
+        "distributed: 2 processes" in (workdir / "ddp" / "0" / "train.log").read_text()
+    )  # ranks from submitit's job environment
     assert max_difference(one, workdir / "ddp" / "0") < 1e-6
 
 

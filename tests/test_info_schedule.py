@@ -11,10 +11,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import compose_train, only_run_dir, run_gan
 from omegaconf import OmegaConf
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from test_quality_options import resume_from_midway, same_tree
 
-from conftest import compose_train, only_run_dir, run_gan
 from gan_cli.data import DataSpec
 from gan_cli.errors import GanError
 from gan_cli.losses import build_loss
@@ -22,10 +23,18 @@ from gan_cli.models import build_models, latent_layout, sample_latent
 from gan_cli.models.layers import discriminate
 from gan_cli.rundir import resume_changes
 from gan_cli.schedules import lr_factor
-from test_quality_options import resume_from_midway, same_tree
 
-TOY = ["model=mlp", "dataset=grid25", "model.g_width=8", "model.d_width=8", "model.z_dim=4", "model.info_cat=5", "loss.info_weight=0.5",
-       "train.batch_size=32", "train.num_workers=0"]  # fmt: skip
+TOY = [
+    "model=mlp",
+    "dataset=grid25",
+    "model.g_width=8",
+    "model.d_width=8",
+    "model.z_dim=4",
+    "model.info_cat=5",
+    "loss.info_weight=0.5",
+    "train.batch_size=32",
+    "train.num_workers=0",
+]
 
 
 def _info_terms(schedule: str, step: int, total: int) -> tuple[float, float]:
@@ -56,7 +65,9 @@ def test_info_terms_follow_the_schedule(schedule: str) -> None:
 
 
 def test_only_a_moving_weight_is_logged() -> None:
-    constant, cosine = (build_loss(compose_train(*TOY, f"loss.info_schedule={s}").loss).extra for s in ("constant", "cosine"))
+    constant, cosine = (
+        build_loss(compose_train(*TOY, f"loss.info_schedule={s}").loss).extra for s in ("constant", "cosine")
+    )
     constant.at_step(5, 10), cosine.at_step(6, 10)
     assert constant.scheduled() == {} and cosine.scheduled() == {"weight/info": pytest.approx(0.25)}
 
@@ -75,8 +86,12 @@ def test_cli_bad_info_schedule_exits_2(tmp_path: Path) -> None:
 
 
 def test_a_decaying_info_weight_forbids_extending_the_run() -> None:
-    saved = OmegaConf.to_container(compose_train(*TOY, "loss.info_schedule=cosine", "optimizer.schedule=constant", "train.steps=8"))
-    now = OmegaConf.to_container(compose_train(*TOY, "loss.info_schedule=cosine", "optimizer.schedule=constant", "train.steps=16"))
+    saved = OmegaConf.to_container(
+        compose_train(*TOY, "loss.info_schedule=cosine", "optimizer.schedule=constant", "train.steps=8")
+    )
+    now = OmegaConf.to_container(
+        compose_train(*TOY, "loss.info_schedule=cosine", "optimizer.schedule=constant", "train.steps=16")
+    )
     (change,) = resume_changes(saved, now)
     assert change.startswith("train.steps: 8 -> 16") and "loss.info_schedule=cosine" in change
     constant = OmegaConf.to_container(compose_train(*TOY, "optimizer.schedule=constant", "train.steps=16"))

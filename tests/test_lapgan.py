@@ -6,21 +6,25 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import run_gan
 from omegaconf import OmegaConf
 
-from conftest import run_gan
 from gan_cli.data.spec import DataSpec
 from gan_cli.models.lapgan import build_lapgan, collapse, laplacian_pyramid, level_sizes, up
 
 
-@pytest.mark.parametrize(("side", "sizes"), [(28, [28, 14, 7]), (32, [32, 16, 8]), (64, [64, 32, 16, 8]), (56, [56, 28, 14, 7])])
+@pytest.mark.parametrize(
+    ("side", "sizes"), [(28, [28, 14, 7]), (32, [32, 16, 8]), (64, [64, 32, 16, 8]), (56, [56, 28, 14, 7])]
+)
 def test_the_pyramid_of_an_image_collapses_back_to_it(side: int, sizes: list[int]) -> None:
     assert level_sizes(side) == sizes
     x = torch.rand(4, 3, side, side) * 2 - 1
     pyramid = laplacian_pyramid(x, len(sizes))
     assert [p.shape[-1] for p in pyramid] == sizes
     assert torch.allclose(collapse(pyramid), x, atol=1e-5)
-    ramp = torch.linspace(-1, 1, side).expand(1, 1, side, side)  # a smooth image has (almost) nothing in its band-pass residuals
+    ramp = torch.linspace(-1, 1, side).expand(
+        1, 1, side, side
+    )  # a smooth image has (almost) nothing in its band-pass residuals
     assert laplacian_pyramid(ramp, len(sizes))[0][..., 4:-4, 4:-4].abs().max() < 1e-5
 
 
@@ -31,7 +35,9 @@ def test_the_generator_chains_its_levels_and_the_discriminator_judges_each() -> 
     z = torch.randn(6, G.z_dim)
     outputs = G.pyramid_outputs(z)
     assert [o.shape[-1] for o in outputs] == [7, 14, 28]
-    assert torch.allclose(outputs[1], up(outputs[0]) + G.residuals[1](G.split(z)[1][1], up(outputs[0]), torch.arange(6) % 10))
+    assert torch.allclose(
+        outputs[1], up(outputs[0]) + G.residuals[1](G.split(z)[1][1], up(outputs[0]), torch.arange(6) % 10)
+    )
     assert G(z).shape == (6, 1, 28, 28) and D(G(z)).shape == (6,)
     with pytest.raises(Exception, match="two pyramid levels"):
         build_lapgan(DataSpec("x", (1, 10, 10), 0), 16, 4, 4, 0, 0, 0.0)
@@ -43,14 +49,27 @@ def test_the_levels_learn_their_coefficients_and_sample_chains_them(workdir: Pat
     from gan_cli.sample import load_generator
 
     run = workdir / "lap"
-    args = ["model=lapgan", "model.g_width=8", "model.d_width=8", "model.ema=0", "train.steps=300", "train.batch_size=32", "train.threads=1",
-            "train.log_every=50", "train.sample_every=300", "optimizer.lr=5e-4", f"hydra.run.dir={run}"]  # fmt: skip
+    args = [
+        "model=lapgan",
+        "model.g_width=8",
+        "model.d_width=8",
+        "model.ema=0",
+        "train.steps=300",
+        "train.batch_size=32",
+        "train.threads=1",
+        "train.log_every=50",
+        "train.sample_every=300",
+        "optimizer.lr=5e-4",
+        f"hydra.run.dir={run}",
+    ]
     proc = run_gan("train", *args, cwd=workdir)
     assert proc.returncode == 0, proc.stderr[-2000:]
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     events = EventAccumulator(str(run)).Reload()
-    assert {"loss/D", "D(G(z))", "loss/D/level_0", "loss/G/level_2", "D(x)/level_1", "D(G(z))/level_2"} <= set(events.Tags()["scalars"])  # per level, and the means
+    assert {"loss/D", "D(G(z))", "loss/D/level_0", "loss/G/level_2", "D(x)/level_1", "D(G(z))/level_2"} <= set(
+        events.Tags()["scalars"]
+    )  # per level, and the means
 
     trained, spec, ckpt, _ = load_generator(str(run), torch.device("cpu"), ema=False)
     torch.manual_seed(0)

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from conftest import compose_train, gan_env, load_last, only_run_dir, run_gan
+
 from gan_cli.data import load_dataset
 from gan_cli.data.batching import TensorBatcher
 from gan_cli.data.toys import mode_centers
@@ -25,8 +25,18 @@ from gan_cli.train import build_optimizers, train_step
 @pytest.mark.slow
 def test_gauss1d_theta_goes_to_7(workdir: Path) -> None:
     """G(z) = z + theta against N(7, 1): the game's equilibrium is theta = 7, where D = 1/2 everywhere."""
-    run_gan("train", "model=shift", "dataset=gauss1d", "loss=ns", "optimizer.lr=0.02", "train.steps=2000",
-            "train.log_every=500", "train.sample_every=2000", cwd=workdir, check=True)  # fmt: skip
+    run_gan(
+        "train",
+        "model=shift",
+        "dataset=gauss1d",
+        "loss=ns",
+        "optimizer.lr=0.02",
+        "train.steps=2000",
+        "train.log_every=500",
+        "train.sample_every=2000",
+        cwd=workdir,
+        check=True,
+    )
     ckpt = load_last(only_run_dir(workdir))
     theta = ckpt["models"]["G"]["theta"].item()
     assert abs(theta - 7.0) < 0.5, theta
@@ -58,8 +68,17 @@ def test_fixed_generator_d_reaches_the_analytic_optimum() -> None:
 @pytest.mark.slow
 def test_wgan_gp_covers_the_ring() -> None:
     """WGAN-GP with a small MLP finds (at least 6 of) the 8 modes of ring8 in 500 generator steps (7 at seed 0; 8 after 800)."""
-    cfg = compose_train("model=mlp", "dataset=ring8", "experiment=wgan_gp", "model.g_width=64", "model.d_width=64",
-                        "model.z_dim=8", "model.dropout=0", "optimizer.lr=5e-4", "train.batch_size=256")  # fmt: skip
+    cfg = compose_train(
+        "model=mlp",
+        "dataset=ring8",
+        "experiment=wgan_gp",
+        "model.g_width=64",
+        "model.d_width=64",
+        "model.z_dim=8",
+        "model.dropout=0",
+        "optimizer.lr=5e-4",
+        "train.batch_size=256",
+    )
     seed_everything(0)
     data = load_dataset(cfg.dataset, seed=0)
     G, D = build_models(cfg.model, data.spec)
@@ -88,8 +107,14 @@ def test_toy_preset_covers_every_mode_with_high_quality_samples(tmp_path, preset
     table: in CI's time budget one preset proves the path."""
     env = {**gan_env(), "OMP_NUM_THREADS": "1"}
     run = tmp_path / preset
-    proc = subprocess.run([sys.executable, "-m", "gan_cli", "train", f"experiment={preset}", "seed=0", f"hydra.run.dir={run}"],
-                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)  # fmt: skip
+    proc = subprocess.run(
+        [sys.executable, "-m", "gan_cli", "train", f"experiment={preset}", "seed=0", f"hydra.run.dir={run}"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert proc.returncode == 0, proc.stderr
     last = json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])
     assert last["step"] == steps

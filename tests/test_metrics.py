@@ -58,13 +58,20 @@ def test_grid25_scorer_names_and_values() -> None:
     centers = mode_centers("grid25")
     fake = torch.cat([centers[:20].repeat(100, 1), torch.full((500, 2), 10.0)])  # 20 modes, 80% high quality
     # every high-quality point sits on its centre (spread 0), 20 of 25 modes share them equally: KL = log(25 / 20)
-    expected = {"modes2.5k": 20.0, "hq2.5k": pytest.approx(80.0), "spread2.5k": 0.0, "mode_kl2.5k": pytest.approx(math.log(25 / 20))}
+    expected = {
+        "modes2.5k": 20.0,
+        "hq2.5k": pytest.approx(80.0),
+        "spread2.5k": 0.0,
+        "mode_kl2.5k": pytest.approx(math.log(25 / 20)),
+    }
     assert scorer.score(fake) == expected
     assert scorer.directions() == {"modes2.5k": "max", "hq2.5k": "max", "spread2.5k": "one", "mode_kl2.5k": "min"}
 
 
 @pytest.mark.parametrize("name,std", [("ring8", 0.02), ("grid25", 0.05)])
-def test_mode_spread_and_balance_are_the_datas_on_real_points_and_see_squeezed_or_missing_modes(name: str, std: float) -> None:
+def test_mode_spread_and_balance_are_the_datas_on_real_points_and_see_squeezed_or_missing_modes(
+    name: str, std: float
+) -> None:
     """Real points score spread 1 and mode_kl 0; the same points pulled halfway to their modes score spread 0.5
     (hq then 100 %, above the data's 98.9 %: what hq alone would reward); one mode alone gives KL = log(#modes)."""
     centers = mode_centers(name)
@@ -82,7 +89,9 @@ def test_mode_spread_and_balance_are_the_datas_on_real_points_and_see_squeezed_o
 def test_a_spread_is_better_the_closer_it_is_to_the_datas() -> None:
     assert is_better(0.9, 0.5, "one") and is_better(1.1, 1.5, "one") and not is_better(0.5, 1.5, "one")
     assert is_better(0.1, None, "min") and not is_better(float("nan"), None, "max") and is_better(2.0, 1.0, "max")
-    assert is_better(0.5, 0.0, "one") and not is_better(0.0, 0.5, "one")  # a spread of 0 (every point on a centre) is the worst
+    assert is_better(0.5, 0.0, "one") and not is_better(
+        0.0, 0.5, "one"
+    )  # a spread of 0 (every point on a centre) is the worst
 
 
 def test_gauss1d_moment_gaps() -> None:
@@ -127,7 +136,9 @@ def test_truncation_is_bounded_monotone_and_keeps_untruncated_z() -> None:
     z = torch.randn(2000, 16, generator=torch.Generator().manual_seed(3))
     t = truncate(G, z, 0.7)
     assert t.abs().max() <= 0.7
-    assert (t.gather(0, z.argsort(dim=0)).diff(dim=0) >= 0).all()  # monotone: a seed names the same sample, pulled toward the mode
+    assert (
+        t.gather(0, z.argsort(dim=0)).diff(dim=0) >= 0
+    ).all()  # monotone: a seed names the same sample, pulled toward the mode
     assert t.std() < z.std() and truncate(G, z, None) is z
     assert (truncate(G, z, 50.0) - z).abs().max() < 1e-3  # a huge bound changes nothing
     with pytest.raises(GanError, match="truncation"):
@@ -161,7 +172,9 @@ def test_fid_kid_near_zero_on_real_data_and_grow_with_corruption(lenet_cache: Pa
 
     def scores(images: torch.Tensor) -> tuple[float, float]:
         feats, _ = backbone.features(images, CPU)
-        return F.fid(real, feats), F.kid(real, feats, seed=0, subsets=10)  # 10 subsets: the ordering, not the protocol's precision
+        return F.fid(real, feats), F.kid(
+            real, feats, seed=0, subsets=10
+        )  # 10 subsets: the ordering, not the protocol's precision
 
     fid_real, kid_real = scores(b)
     noise = scores(torch.rand_like(b) * 2 - 1)
@@ -183,7 +196,14 @@ def test_conditional_accuracy_of_real_digits_with_true_and_shuffled_labels(lenet
 
 
 def test_cond_is_a_default_only_for_a_conditional_generator_and_needs_its_labels(lenet_cache: Path, mnist5k) -> None:
-    assert default_metrics("mnist5k", True, True, "lenet", False, conditional=True) == ["fid", "kid", "is", "prdc", "classes", "cond"]
+    assert default_metrics("mnist5k", True, True, "lenet", False, conditional=True) == [
+        "fid",
+        "kid",
+        "is",
+        "prdc",
+        "classes",
+        "cond",
+    ]
     assert "cond" not in default_metrics("mnist5k", True, True, "lenet", False)
     assert "cond" not in default_metrics("mnist5k", True, True, "inception", False, conditional=True)
     assert generated_labels(0, 5) is None and generated_labels(3, 5).tolist() == [0, 1, 2, 0, 1]

@@ -7,8 +7,8 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-
 from conftest import compose_train
+
 from gan_cli.data import DataSpec, LoadedData
 from gan_cli.data.batching import TensorBatcher
 from gan_cli.errors import GanError
@@ -25,7 +25,14 @@ CASES = [("mlp", "mnist"), ("mlp", "toy2d"), ("dcgan", "mnist"), ("dcgan", "cifa
 @pytest.mark.parametrize("model_name,shape_name", CASES)
 def test_every_model_and_loss_trains(model_name: str, shape_name: str, loss_name: str) -> None:
     torch.manual_seed(0)
-    cfg = compose_train(f"model={model_name}", f"loss={loss_name}", "model.g_width=4", "model.d_width=4", "model.z_dim=8", "loss.n_critic=2")
+    cfg = compose_train(
+        f"model={model_name}",
+        f"loss={loss_name}",
+        "model.g_width=4",
+        "model.d_width=4",
+        "model.z_dim=8",
+        "loss.n_critic=2",
+    )
     shape = SHAPES[shape_name]
     spec = DataSpec(shape_name, shape, 0)
     data = LoadedData(spec, x=torch.rand(32, *shape) * 2 - 1)
@@ -58,12 +65,18 @@ def test_dcgan_rejects_unsupported_sizes() -> None:
 
 def test_bce_family_matches_torch_bce() -> None:
     real, fake = torch.randn(16), torch.randn(16)
-    expected = F.binary_cross_entropy_with_logits(real, torch.ones(16)) + F.binary_cross_entropy_with_logits(fake, torch.zeros(16))
+    expected = F.binary_cross_entropy_with_logits(real, torch.ones(16)) + F.binary_cross_entropy_with_logits(
+        fake, torch.zeros(16)
+    )
     for name in ("minimax", "ns"):
         assert torch.allclose(OBJECTIVES.get(name).build(None).d_loss(real, fake), expected, atol=1e-6)
     # minimax G minimises E log(1 - D(G(z))); ns G minimises -E log D(G(z))
-    assert torch.allclose(OBJECTIVES.get("minimax").build(None).g_loss(fake), torch.log1p(-torch.sigmoid(fake)).mean(), atol=1e-6)
-    assert torch.allclose(OBJECTIVES.get("ns").build(None).g_loss(fake), -torch.log(torch.sigmoid(fake)).mean(), atol=1e-6)
+    assert torch.allclose(
+        OBJECTIVES.get("minimax").build(None).g_loss(fake), torch.log1p(-torch.sigmoid(fake)).mean(), atol=1e-6
+    )
+    assert torch.allclose(
+        OBJECTIVES.get("ns").build(None).g_loss(fake), -torch.log(torch.sigmoid(fake)).mean(), atol=1e-6
+    )
 
 
 def test_jsd_estimate_is_zero_for_a_clueless_d_and_log2_for_a_perfect_one() -> None:
@@ -85,7 +98,10 @@ def test_gradient_penalty_is_zero_for_unit_slope_and_one_for_slope_two() -> None
 
 @pytest.mark.parametrize(
     "override,message",
-    [("loss.n_critic=0", "loss.n_critic=0"), ("loss.clip=-1", "loss.clip=-1")],  # unknown names are refused while composing (test_config)
+    [
+        ("loss.n_critic=0", "loss.n_critic=0"),
+        ("loss.clip=-1", "loss.clip=-1"),
+    ],  # unknown names are refused while composing (test_config)
 )
 def test_bad_loss_options_are_named(override: str, message: str) -> None:
     with pytest.raises(GanError, match=message):
@@ -111,7 +127,9 @@ def test_init_std_leaves_adain_starting_near_plain_instance_norm() -> None:
     assert adains and abs(float(weights.std()) - AdaIN.INIT_STD) < 0.005, "AdaIN keeps its own init, not N(0, init_std)"
     assert all(not m.style.bias.detach().any() for m in adains)
     convs = [m for m in G.modules() if isinstance(m, torch.nn.Conv2d)]
-    assert abs(float(torch.cat([c.weight.detach().flatten() for c in convs]).std()) - 0.3) < 0.03, "the other layers get N(0, init_std)"
+    assert abs(float(torch.cat([c.weight.detach().flatten() for c in convs]).std()) - 0.3) < 0.03, (
+        "the other layers get N(0, init_std)"
+    )
 
 
 def test_feature_matching_compares_with_real_features_of_the_updated_discriminator() -> None:
@@ -119,7 +137,9 @@ def test_feature_matching_compares_with_real_features_of_the_updated_discriminat
     from gan_cli.models.layers import discriminate
 
     torch.manual_seed(0)
-    cfg = compose_train("model=mlp", "loss=ns", "loss.feature_matching=true", "model.dropout=0", "model.g_width=8", "model.d_width=8")
+    cfg = compose_train(
+        "model=mlp", "loss=ns", "loss.feature_matching=true", "model.dropout=0", "model.g_width=8", "model.d_width=8"
+    )
     spec = DataSpec("toy2d", (2,), 0)
     data = LoadedData(spec, x=torch.randn(16, 2))
     G, D = build_models(cfg.model, spec)

@@ -22,10 +22,21 @@ def test_two_job_sweep_gives_two_runs(workdir: Path) -> None:
 
 def test_a_failing_job_does_not_stop_the_sweep_and_is_one_paragraph(workdir: Path) -> None:
     # a missing image folder is found only when the job reads its data (options are all checked before the sweep)
-    proc = run_gan("train", "-m", "dataset=image_folder,ring8", f"dataset.path={workdir / 'nope'}", "model=mlp", "train.steps=2",
-                   "model.g_width=8", "model.d_width=8", cwd=workdir)  # fmt: skip
+    proc = run_gan(
+        "train",
+        "-m",
+        "dataset=image_folder,ring8",
+        f"dataset.path={workdir / 'nope'}",
+        "model=mlp",
+        "train.steps=2",
+        "model.g_width=8",
+        "model.d_width=8",
+        cwd=workdir,
+    )
     assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
-    lines = [line for line in proc.stderr.splitlines() if line.startswith("gan: error:")]  # the others: job 1's console log
+    lines = [
+        line for line in proc.stderr.splitlines() if line.startswith("gan: error:")
+    ]  # the others: job 1's console log
     assert len(lines) == 2 and "is not a folder" in lines[0]
     assert lines[1].startswith("gan: error: 1 of 2 sweep jobs failed") and "0 (dataset=image_folder" in lines[1]
     assert "0 failed: " in proc.stdout and "is not a folder" in proc.stdout  # the end-of-sweep report, with the reason

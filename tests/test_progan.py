@@ -10,21 +10,34 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-
 from conftest import TINY, load_last, only_run_dir, run_gan
-from gan_cli.data.spec import DataSpec
-from gan_cli.models.progan import EqualizedConv2d, EqualizedLinear, Growth, build_progan, downscale, stage_sides, stage_widths, upscale
 from test_runs import assert_same_training_state
+
+from gan_cli.data.spec import DataSpec
+from gan_cli.models.progan import (
+    EqualizedConv2d,
+    EqualizedLinear,
+    Growth,
+    build_progan,
+    downscale,
+    stage_sides,
+    stage_widths,
+    upscale,
+)
 
 MNIST = DataSpec("mnist5k", (1, 28, 28), 10)
 # 1 step at 7 px, then per stage 3 fade steps (alpha 0, 1/3, 2/3) and 1 stable step: 14 px fades in over steps 2-4, 28 px over 6-8
 GROW_FAST = ["experiment=progan", "model.g_width=4", "model.d_width=4", "model.fade_steps=3", "model.stable_steps=1"]
 
 
-@pytest.mark.parametrize(("side", "sides"), [(28, [7, 14, 28]), (32, [4, 8, 16, 32]), (64, [4, 8, 16, 32, 64]), (12, [6, 12])])
+@pytest.mark.parametrize(
+    ("side", "sides"), [(28, [7, 14, 28]), (32, [4, 8, 16, 32]), (64, [4, 8, 16, 32, 64]), (12, [6, 12])]
+)
 def test_growing_starts_at_the_smallest_side_halving_reaches(side: int, sides: list[int]) -> None:
     assert stage_sides(side) == sides
-    assert stage_widths(16, len(sides))[-1] == 16 and stage_widths(16, len(sides))[0] == 16 * min(8, 2 ** (len(sides) - 1))
+    assert stage_widths(16, len(sides))[-1] == 16 and stage_widths(16, len(sides))[0] == 16 * min(
+        8, 2 ** (len(sides) - 1)
+    )
 
 
 def test_alpha_rises_linearly_over_the_fade_then_holds() -> None:
@@ -62,7 +75,9 @@ def test_a_new_block_at_alpha_zero_changes_neither_network(stage: int, classes: 
     D.set_progress(stage - 1, 1.0)
     torch.testing.assert_close(new, D(F.avg_pool2d(x, 2), y), rtol=1e-5, atol=1e-5)
     D.set_progress(stage, 0.0)
-    torch.testing.assert_close(D(upscale(x, 28), y), new, rtol=1e-5, atol=1e-5)  # a full-size image is pooled to the stage's side
+    torch.testing.assert_close(
+        D(upscale(x, 28), y), new, rtol=1e-5, atol=1e-5
+    )  # a full-size image is pooled to the stage's side
     if classes:  # the projection term: the same image judged as another class scores differently
         assert not torch.allclose(D(x, (y + 1) % classes), new)
 
@@ -83,6 +98,7 @@ def test_in_eval_mode_g_upscales_to_the_data_side_and_real_batches_fade_like_g()
 def test_equalized_layers_store_unit_weights_and_scale_them_by_he_constant_at_run_time() -> None:
     """Karras et al. 4.1: w_hat = w * sqrt(2 / fan_in) in every forward, with w ~ N(0, 1); initialisation leaves them alone."""
     from conftest import compose_train
+
     from gan_cli.models import build_models
 
     torch.manual_seed(0)
@@ -91,7 +107,9 @@ def test_equalized_layers_store_unit_weights_and_scale_them_by_he_constant_at_ru
     torch.testing.assert_close(conv(x), F.conv2d(x, conv.weight * math.sqrt(2 / (64 * 9)), conv.bias, padding=1))
     torch.testing.assert_close(dense(v), F.linear(v, dense.weight * math.sqrt(2 / 256), dense.bias))
     assert abs(float(conv.weight.detach().std()) - 1) < 0.05 and abs(float(dense.weight.detach().std()) - 1) < 0.05
-    G, _ = build_models(compose_train("model=progan").model, MNIST)  # the base init_std (N(0, 0.02)) is not applied to them
+    G, _ = build_models(
+        compose_train("model=progan").model, MNIST
+    )  # the base init_std (N(0, 0.02)) is not applied to them
     assert abs(float(G.blocks[0][0].weight.detach().std()) - 1) < 0.1
     # the effect the paper is after: a unit-variance input keeps about unit variance through conv + leaky ReLU at any width
     for width in (8, 128):
@@ -104,6 +122,7 @@ def test_equalized_layers_store_unit_weights_and_scale_them_by_he_constant_at_ru
 
 def test_the_drift_term_is_epsilon_times_the_mean_squared_real_output(tmp_path: Path) -> None:
     from conftest import compose_train
+
     from gan_cli.losses import build_loss
 
     loss = build_loss(compose_train("experiment=progan").loss)
@@ -128,12 +147,17 @@ def test_a_run_grows_logs_its_progress_resumes_mid_fade_exactly_and_samples_any_
     samples = only_run_dir(straight) / "samples" / "step_000007.png"
     from PIL import Image
 
-    assert Image.open(samples).size[0] >= 8 * 28  # the progress grid shows 28 px images, upscaled from the 28 px stage's 14 px fade
+    assert (
+        Image.open(samples).size[0] >= 8 * 28
+    )  # the progress grid shows 28 px images, upscaled from the 28 px stage's 14 px fade
 
     run_gan("train", "train.steps=3", *args, cwd=split, check=True)  # stops mid-fade (alpha 1/3 of 14 px)
     run = only_run_dir(split)
     assert load_last(run)["models"]["G"]["_extra_state"] == {"stage": 1, "alpha": 1 / 3}
-    for upscaled, side in (("false", 14), ("true", 28)):  # gan sample from the mid-fade checkpoint: its own side, or the data's
+    for upscaled, side in (
+        ("false", 14),
+        ("true", 28),
+    ):  # gan sample from the mid-fade checkpoint: its own side, or the data's
         out = workdir / f"s{side}.npy"
         proc = run_gan("sample", f"ckpt={run}", "n=5", f"out={out}", f"upscale={upscaled}", cwd=workdir, check=True)
         assert np.load(out).shape == (5, 1, side, side) and f"{side}x{side} px" in proc.stdout
@@ -147,7 +171,10 @@ def test_a_run_grows_logs_its_progress_resumes_mid_fade_exactly_and_samples_any_
     ("args", "message"),
     [
         (["model=progan", "dataset=ring8"], "model=progan grows convolutional G and D over image sides"),
-        (["model=progan", "model.cond=concat"], "model.cond=concat: model=progan takes the class through a projection D"),
+        (
+            ["model=progan", "model.cond=concat"],
+            "model.cond=concat: model=progan takes the class through a projection D",
+        ),
         (["model=progan", "model.d_norm=spectral"], "model.d_norm=spectral: model=progan is the paper's network"),
         (["model=dcgan", "model.fade_steps=10"], "model.fade_steps=10 sets how model=progan grows"),
         (["model=progan", "model.fade_steps=0", "model.stable_steps=0"], "must be >= 0 and not both 0"),
@@ -155,7 +182,9 @@ def test_a_run_grows_logs_its_progress_resumes_mid_fade_exactly_and_samples_any_
     ],
     ids=["points", "concat", "spectral", "dcgan-fade", "no-steps", "ddp"],
 )
-def test_what_progan_does_not_do_is_refused_in_one_paragraph_before_a_run_directory(workdir: Path, args: list[str], message: str) -> None:
+def test_what_progan_does_not_do_is_refused_in_one_paragraph_before_a_run_directory(
+    workdir: Path, args: list[str], message: str
+) -> None:
     proc = run_gan("train", *args, "train.steps=2", cwd=workdir)
     assert proc.returncode == 2, proc.stderr[-1500:]
     assert message in proc.stderr and "Traceback" not in proc.stderr

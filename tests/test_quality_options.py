@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import TINY, compose_train, load_last, only_run_dir, run_gan
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from torch import nn
 
-from conftest import TINY, compose_train, load_last, only_run_dir, run_gan
 from gan_cli.augment import POLICIES, DiffAugment
 from gan_cli.data import DataSpec, LoadedData
 from gan_cli.data.batching import TensorBatcher
@@ -27,7 +27,15 @@ from gan_cli.models import EMA, PackedDiscriminator, build_models, ema_decay, nu
 from gan_cli.schedules import lr_factor
 from gan_cli.train import build_optimizers, train_step
 
-TOY = ["model=mlp", "dataset=ring8", "model.g_width=8", "model.d_width=8", "model.z_dim=4", "train.batch_size=32", "train.num_workers=0"]
+TOY = [
+    "model=mlp",
+    "dataset=ring8",
+    "model.g_width=8",
+    "model.d_width=8",
+    "model.z_dim=4",
+    "train.batch_size=32",
+    "train.num_workers=0",
+]
 LOSSES = ["minimax", "ns", "wgan", "wgan_gp", "lsgan", "hinge"]
 TOY_SPEC = DataSpec("ring8", (2,), 8)
 MNIST_SPEC = DataSpec("mnist", (1, 28, 28), 10)
@@ -279,7 +287,16 @@ def test_lr_factor_shapes() -> None:
 
 def test_cli_logs_the_lr_each_update_used(tmp_path: Path) -> None:
     """lr/G and lr/D at step s are base_lr * lr_factor(s - 1): the rate of update s, warm-up included."""
-    run_gan("train", *TOY, "train.steps=8", "train.log_every=1", "optimizer.schedule=linear", "optimizer.warmup=2", cwd=tmp_path, check=True)
+    run_gan(
+        "train",
+        *TOY,
+        "train.steps=8",
+        "train.log_every=1",
+        "optimizer.schedule=linear",
+        "optimizer.warmup=2",
+        cwd=tmp_path,
+        check=True,
+    )
     acc = EventAccumulator(str(only_run_dir(tmp_path)), size_guidance={"scalars": 0})
     acc.Reload()
     base = compose_train(*TOY).optimizer.lr
@@ -291,7 +308,9 @@ def test_cli_logs_the_lr_each_update_used(tmp_path: Path) -> None:
     assert logged[1] == pytest.approx(base / 2) and logged[3] == pytest.approx(base)  # warm-up, then the peak
 
 
-@pytest.mark.parametrize("override,expected", [("optimizer.schedule=step", "'step'"), ("optimizer.warmup=-1", "optimizer.warmup=-1")])
+@pytest.mark.parametrize(
+    "override,expected", [("optimizer.schedule=step", "'step'"), ("optimizer.warmup=-1", "optimizer.warmup=-1")]
+)
 def test_cli_bad_schedule_options_exit_2(tmp_path: Path, override: str, expected: str) -> None:
     """An unknown schedule or a negative warm-up: exit 2, the message names the value, no traceback."""
     proc = run_gan("train", *TOY, override, "train.steps=2", cwd=tmp_path)
@@ -327,20 +346,33 @@ def resume_from_midway(tmp_path: Path, args: list[str]) -> tuple[dict, dict]:
 def test_resume_toy_with_cosine_warmup_and_ema_is_exact(tmp_path: Path) -> None:
     """Stopped at step 4 of 8 and resumed: G, D, G_ema, optimisers, schedulers and EMA count equal a straight run,
     with a lazy penalty whose steps are counted from the run's start, not from the resume."""
-    a, b = resume_from_midway(tmp_path, [
-        *TOY, "train.ckpt_every=4", "optimizer.schedule=cosine", "optimizer.warmup=2", "model.ema=0.9",
-        "loss.penalty=r1", "loss.penalty_weight=1", "loss.penalty_every=3",  # lazy R1 due at steps 1, 4, 7: 7 is after the resume
-    ])
+    a, b = resume_from_midway(
+        tmp_path,
+        [
+            *TOY,
+            "train.ckpt_every=4",
+            "optimizer.schedule=cosine",
+            "optimizer.warmup=2",
+            "model.ema=0.9",
+            "loss.penalty=r1",
+            "loss.penalty_weight=1",
+            "loss.penalty_every=3",  # lazy R1 due at steps 1, 4, 7: 7 is after the resume
+        ],
+    )
     assert_same_resumable_state(a, b)
     assert a["schedulers"]["G"]["last_epoch"] == 8 and a["ema_state"] == {"updates": 8}
 
 
 def test_resume_images_with_augment_ema_and_linear_schedule_is_exact(tmp_path: Path) -> None:
     """The same on a BatchNorm DCGAN with DiffAugment: the recomputed EMA statistics are saved and restored too."""
-    a, b = resume_from_midway(tmp_path, [*TINY, "train.augment=[color,translation,cutout]", "model.ema=0.9", "optimizer.schedule=linear"])
+    a, b = resume_from_midway(
+        tmp_path, [*TINY, "train.augment=[color,translation,cutout]", "model.ema=0.9", "optimizer.schedule=linear"]
+    )
     assert_same_resumable_state(a, b)
     means = [k for k in a["models"]["G_ema"] if k.endswith("running_mean")]
-    assert means and not torch.equal(a["models"]["G_ema"][means[0]], a["models"]["G"][means[0]]), "the EMA has statistics of its own"
+    assert means and not torch.equal(a["models"]["G_ema"][means[0]], a["models"]["G"][means[0]]), (
+        "the EMA has statistics of its own"
+    )
 
 
 def test_extending_a_run_with_warmup_and_ema_matches_a_longer_run(tmp_path: Path) -> None:
@@ -396,7 +428,9 @@ def test_augment_sees_real_and_fake_in_d_step_and_fake_in_g_step() -> None:
     assert not fake_d.requires_grad and fake_g.requires_grad and torch.equal(fake_d, fake_g.detach())
     assert all(not torch.equal(i, o) for i, o in zip(spy.inputs, spy.outputs)), "every batch D sees is augmented"
     assert all(torch.isfinite(v).all() for v in stats.values())
-    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in G.parameters()), "G's gradient flows through the augmentation"
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in G.parameters()), (
+        "G's gradient flows through the augmentation"
+    )
     assert any(not torch.equal(a, b) for a, b in zip(g_before, G.parameters())), "G did not move"
 
     spy.inputs.clear()
@@ -445,10 +479,16 @@ def toy_setup(*overrides: str):
     return G, D, build_loss(cfg.loss), *build_optimizers(cfg.optimizer, G, D)
 
 
-@pytest.mark.parametrize("n_critic,every,due", [(1, 3, [1, 4, 7]), (2, 3, [1, 2, 4, 5, 7]), (1, 1, [1, 2, 3, 4, 5, 6, 7])])
-def test_lazy_penalty_runs_on_every_nth_d_step_counted_from_the_start(n_critic: int, every: int, due: list[int]) -> None:
+@pytest.mark.parametrize(
+    "n_critic,every,due", [(1, 3, [1, 4, 7]), (2, 3, [1, 2, 4, 5, 7]), (1, 1, [1, 2, 3, 4, 5, 6, 7])]
+)
+def test_lazy_penalty_runs_on_every_nth_d_step_counted_from_the_start(
+    n_critic: int, every: int, due: list[int]
+) -> None:
     """D steps are numbered (step - 1) * n_critic + i; the penalty runs where that is a multiple of penalty_every."""
-    G, D, loss, opt_g, opt_d = toy_setup("loss.penalty=r1", "loss.penalty_weight=1", f"loss.penalty_every={every}", f"loss.n_critic={n_critic}")
+    G, D, loss, opt_g, opt_d = toy_setup(
+        "loss.penalty=r1", "loss.penalty_weight=1", f"loss.penalty_every={every}", f"loss.n_critic={n_critic}"
+    )
     calls: list[int] = []
     inner = loss.penalty
 
@@ -460,7 +500,10 @@ def test_lazy_penalty_runs_on_every_nth_d_step_counted_from_the_start(n_critic: 
     data = batcher(TOY_SPEC, 4)
     for step in range(1, 8):
         stats = train_step(G, D, loss, opt_g, opt_d, data, CPU, step=step)
-        assert (float(stats["loss/penalty"]) != 0) == (step in due), (step, stats["loss/penalty"])  # logged 0 when not run
+        assert (float(stats["loss/penalty"]) != 0) == (step in due), (
+            step,
+            stats["loss/penalty"],
+        )  # logged 0 when not run
     assert sorted(set(calls)) == due
 
 
@@ -468,7 +511,9 @@ def test_lazy_penalty_is_weighted_by_its_interval() -> None:
     """On a due step, penalty_every=4 pulls D four times as hard as penalty_every=1: same D gradient as weight x 4."""
     grads = []
     for every, weight in ((4, 1.0), (1, 4.0)):
-        G, D, loss, opt_g, opt_d = toy_setup("loss.penalty=r1", f"loss.penalty_weight={weight}", f"loss.penalty_every={every}", "optimizer.lr=0")
+        G, D, loss, opt_g, opt_d = toy_setup(
+            "loss.penalty=r1", f"loss.penalty_weight={weight}", f"loss.penalty_every={every}", "optimizer.lr=0"
+        )
         torch.manual_seed(5)
         train_step(G, D, loss, opt_g, opt_d, batcher(TOY_SPEC, 4), CPU, step=1)
         grads.append(torch.cat([p.grad.flatten() for p in D.parameters()]))
@@ -486,7 +531,9 @@ def test_acgan_class_head_learns_from_fakes_only_when_asked(on_fake: bool) -> No
     learn a mark G puts on its fakes; true adds the fakes' cross-entropy, the paper's loss."""
     import torch.nn.functional as F
 
-    loss = build_loss(compose_train("model.cond=acgan", f"loss.aux_on_fake={str(on_fake).lower()}", "loss.aux_weight=0.5").loss)
+    loss = build_loss(
+        compose_train("model.cond=acgan", f"loss.aux_on_fake={str(on_fake).lower()}", "loss.aux_weight=0.5").loss
+    )
     y = torch.tensor([0, 1, 2])
     real, fake = {"class_logits": torch.randn(3, 10)}, {"class_logits": torch.randn(3, 10)}
     terms = loss.extra.d_terms(nn.Linear(1, 1), None, real, fake, y, torch.zeros(3, 1), torch.zeros(3))

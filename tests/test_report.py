@@ -10,17 +10,27 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import run_gan
 from rich.console import Console
 
-from conftest import run_gan
 from gan_cli.errors import GanError
 from gan_cli.report import build_report, parse_arguments, print_report, read_run
 from gan_cli.rundir import RunEnd, RunLock, write_status
 from gan_cli.runtime import parallel_jobs, set_threads
 
 # ring8 at toy size: every job trains 4 steps and scores 200 samples at the end
-TOY = ["dataset=ring8", "model=mlp", "model.g_width=8", "model.d_width=8", "train.steps=4", "train.log_every=2",
-       "train.sample_every=4", "train.ckpt_every=4", "eval.every=4", "eval.n=200"]  # fmt: skip
+TOY = [
+    "dataset=ring8",
+    "model=mlp",
+    "model.g_width=8",
+    "model.d_width=8",
+    "train.steps=4",
+    "train.log_every=2",
+    "train.sample_every=4",
+    "train.ckpt_every=4",
+    "eval.every=4",
+    "eval.n=200",
+]
 
 
 def sweep_dir(cwd: Path) -> Path:
@@ -47,19 +57,46 @@ def test_the_sweep_ends_with_its_report_failed_job_included(swept) -> None:
     assert len(failed) == 1 and "| 32 | 24 |" in failed[0]
     assert "larger than the dataset" in text  # the failed job's reason, from its train.log
     assert "Shared by every run:" in text and "`dataset=ring8`" in text
-    assert "report" in proc.stdout and "failed: train.batch_size=32 is larger than the dataset" in proc.stdout.replace("\n", " ")
+    assert "report" in proc.stdout and "failed: train.batch_size=32 is larger than the dataset" in proc.stdout.replace(
+        "\n", " "
+    )
 
 
 def test_gan_report_ranks_writes_files_and_figures(swept, tmp_path: Path) -> None:
     folder, _ = swept
     out = tmp_path / "r"
-    proc = run_gan("report", str(folder), "sort=hq200", f"out={out}.csv", f"out={out}.json", f"out={out}.md", "plots=true", cwd=tmp_path)
+    proc = run_gan(
+        "report",
+        str(folder),
+        "sort=hq200",
+        f"out={out}.csv",
+        f"out={out}.json",
+        f"out={out}.md",
+        "plots=true",
+        cwd=tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr
     with open(f"{out}.csv") as f:
         rows = list(csv.DictReader(f))
     assert len(rows) == 4
     columns = list(rows[0])
-    for name in ("rank", "run", "train.batch_size", "dataset.limit", "status", "reason", "step", "steps", "seconds", "hq200", "modes200", "loss/D", "loss/G", "D(x)", "D(G(z))"):
+    for name in (
+        "rank",
+        "run",
+        "train.batch_size",
+        "dataset.limit",
+        "status",
+        "reason",
+        "step",
+        "steps",
+        "seconds",
+        "hq200",
+        "modes200",
+        "loss/D",
+        "loss/G",
+        "D(x)",
+        "D(G(z))",
+    ):
         assert name in columns, columns
     assert "dataset" not in columns and "eval.every" not in columns  # shared by all: printed once, not a column
     finished = [r for r in rows if r["status"] == "finished"]
@@ -85,7 +122,9 @@ def test_ranking_follows_each_metric_direction(swept) -> None:
         report = build_report([str(folder)], sort=name)
         assert report.direction == direction
         values = [r.scores[name] for r in report.runs if r.rank is not None]
-        key = {"max": lambda v: -v, "min": lambda v: v, "one": lambda v: abs(math.log(v)) if v > 0 else math.inf}[direction]
+        key = {"max": lambda v: -v, "min": lambda v: v, "one": lambda v: abs(math.log(v)) if v > 0 else math.inf}[
+            direction
+        ]
         assert [key(v) for v in values] == sorted(key(v) for v in values)
 
 
@@ -95,18 +134,26 @@ def test_the_table_fits_80_columns(swept) -> None:
     print_report(build_report([str(folder)]), console)
     text = console.export_text()
     table_lines = [line for line in text.splitlines() if any(c in line for c in "┃│━")]
-    assert len(table_lines) >= 3 * 6 and max(len(line) for line in table_lines) <= 80  # commands and paths wrap in the terminal
+    assert (
+        len(table_lines) >= 3 * 6 and max(len(line) for line in table_lines) <= 80
+    )  # commands and paths wrap in the terminal
     for header in ("train.batch_size", "dataset.limit", "status", "hq200", "loss/D", "D(G(z))"):
         assert header in text  # whole headers, never 'trai…'
 
 
-def fake_run(folder: Path, overrides: list[str], score: float | None = None, end: RunEnd | None = None, log: str = "") -> Path:
+def fake_run(
+    folder: Path, overrides: list[str], score: float | None = None, end: RunEnd | None = None, log: str = ""
+) -> Path:
     (folder / ".hydra").mkdir(parents=True)
     (folder / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(overrides))
     (folder / ".hydra" / "config.yaml").write_text(yaml.safe_dump({"train": {"steps": 10}, "eval": {"best": None}}))
     if score is not None:
-        (folder / "metrics.jsonl").write_text(json.dumps({"step": 10, "fid5k_lenet": score + 1, "seconds": 1}) + "\n"
-                                              + json.dumps({"step": 10, "fid5k_lenet": score, "seconds": 1}) + "\n")  # fmt: skip
+        (folder / "metrics.jsonl").write_text(
+            json.dumps({"step": 10, "fid5k_lenet": score + 1, "seconds": 1})
+            + "\n"
+            + json.dumps({"step": 10, "fid5k_lenet": score, "seconds": 1})
+            + "\n"
+        )
     if end is not None:
         write_status(folder, end)
     (folder / "train.log").write_text(log)
@@ -115,10 +162,20 @@ def fake_run(folder: Path, overrides: list[str], score: float | None = None, end
 
 def test_status_comes_from_status_json_then_the_log(tmp_path: Path) -> None:
     fake_run(tmp_path / "a", ["seed=0"], 20.0, RunEnd(steps=10, step=10, status="finished", exit_code=0, seconds=3.0))
-    fake_run(tmp_path / "b", ["seed=1"], 10.0, log="[2026-01-01 00:00:00,000][INFO] finished at step 10 after 4.5 s; final {}\n")
+    fake_run(
+        tmp_path / "b",
+        ["seed=1"],
+        10.0,
+        log="[2026-01-01 00:00:00,000][INFO] finished at step 10 after 4.5 s; final {}\n",
+    )
     fake_run(tmp_path / "c", ["seed=2"], log="[2026-01-01 00:00:00,000][ERROR] dataset.path='x' is not a folder.\n")
     fake_run(tmp_path / "d", ["seed=3"], log="[2026-01-01 00:00:00,000][INFO] step 2/10\n")  # killed: no end recorded
-    fake_run(tmp_path / "e", ["seed=4"], 30.0, RunEnd(steps=10, step=6, status="diverged", exit_code=3, reason="Training diverged: ..."))
+    fake_run(
+        tmp_path / "e",
+        ["seed=4"],
+        30.0,
+        RunEnd(steps=10, step=6, status="diverged", exit_code=3, reason="Training diverged: ..."),
+    )
     report = build_report([str(tmp_path)])
     by = {r.label: r for r in report.runs}
     assert (by["a"].status, by["a"].seconds) == ("finished", 3.0)
@@ -126,7 +183,10 @@ def test_status_comes_from_status_json_then_the_log(tmp_path: Path) -> None:
     assert by["c"].status == "failed" and by["c"].reason == "dataset.path='x' is not a folder."
     assert by["d"].status == "interrupted" and "killed" in by["d"].reason
     assert by["e"].status == "diverged" and by["e"].rank is None  # a diverged run's score is not ranked
-    assert report.sort == "fid5k_lenet" and [r.label for r in report.runs[:2]] == ["b", "a"]  # fid: lower first, last line wins
+    assert report.sort == "fid5k_lenet" and [r.label for r in report.runs[:2]] == [
+        "b",
+        "a",
+    ]  # fid: lower first, last line wins
     assert report.varied == ["seed"] and report.shared == {}
     with RunLock(tmp_path / "a"):
         assert read_run(tmp_path / "a", "a").status == "running"
@@ -168,8 +228,18 @@ def test_threads_follow_the_option_the_environment_and_the_parallel_jobs(monkeyp
 
 
 def test_parallel_jobs_with_joblib_share_the_cores(tmp_path: Path) -> None:
-    proc = run_gan("train", "-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "loss=ns,lsgan", "train.threads=1", *TOY,
-                   cwd=tmp_path, timeout=600, own_process=True)  # fmt: skip
+    proc = run_gan(
+        "train",
+        "-m",
+        "hydra/launcher=joblib",
+        "hydra.launcher.n_jobs=2",
+        "loss=ns,lsgan",
+        "train.threads=1",
+        *TOY,
+        cwd=tmp_path,
+        timeout=600,
+        own_process=True,
+    )
     assert proc.returncode == 0, proc.stderr
     folder = sweep_dir(tmp_path)
     jobs = sorted(p for p in folder.iterdir() if p.is_dir())
@@ -181,8 +251,19 @@ def test_parallel_jobs_with_joblib_share_the_cores(tmp_path: Path) -> None:
 
 
 def test_optuna_search_returns_the_best_of_its_trials(tmp_path: Path) -> None:
-    proc = run_gan("train", "-m", "hydra/sweeper=optuna", "hydra.sweeper.n_trials=4", "hydra.sweeper.n_jobs=2", "hydra.sweeper.sampler.seed=0",
-                   "optimizer.lr=tag(log, interval(1e-4, 1e-1))", "eval.best=hq200", *TOY, cwd=tmp_path, timeout=600)  # fmt: skip
+    proc = run_gan(
+        "train",
+        "-m",
+        "hydra/sweeper=optuna",
+        "hydra.sweeper.n_trials=4",
+        "hydra.sweeper.n_jobs=2",
+        "hydra.sweeper.sampler.seed=0",
+        "optimizer.lr=tag(log, interval(1e-4, 1e-1))",
+        "eval.best=hq200",
+        *TOY,
+        cwd=tmp_path,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr
     folder = sweep_dir(tmp_path)
     results = yaml.safe_load((folder / "optimization_results.yaml").read_text())
@@ -194,7 +275,16 @@ def test_optuna_search_returns_the_best_of_its_trials(tmp_path: Path) -> None:
     assert results["best_value"] == pytest.approx(max(returned.values()))  # hq: maximised, the direction gan set
     lrs = {yaml.safe_load((folder / j / ".hydra" / "overrides.yaml").read_text())[0] for j in returned}
     assert len(lrs) == 4 and all(lr.startswith("optimizer.lr=") for lr in lrs)  # four sampled learning rates
-    assert len([line for line in (folder / "report.md").read_text().splitlines() if line.startswith("| ") and "finished" in line]) == 4
+    assert (
+        len(
+            [
+                line
+                for line in (folder / "report.md").read_text().splitlines()
+                if line.startswith("| ") and "finished" in line
+            ]
+        )
+        == 4
+    )
 
 
 def test_a_search_without_a_score_is_refused_before_it_starts(tmp_path: Path) -> None:

@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-
 from conftest import run_gan
 
 CALLBACK = [
@@ -36,7 +35,16 @@ class _Payload:
 def finished_run(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("finished")
     run = root / "run"
-    run_gan("train", "model=shift", "dataset=gauss1d", "train.steps=2", "train.threads=1", f"hydra.run.dir={run}", cwd=root, check=True)
+    run_gan(
+        "train",
+        "model=shift",
+        "dataset=gauss1d",
+        "train.steps=2",
+        "train.threads=1",
+        f"hydra.run.dir={run}",
+        cwd=root,
+        check=True,
+    )
     return run
 
 
@@ -73,7 +81,9 @@ def _assert_refused(proc, run: Path, marker: Path, names: str) -> None:
         (["+model@hydra.callbacks=shift"], "'+model@hydra.callbacks=shift'"),
     ],
 )
-def test_a_resume_refuses_what_a_run_directory_adds_beyond_gans_options(finished_run: Path, workdir: Path, extra: list[str], names: str) -> None:
+def test_a_resume_refuses_what_a_run_directory_adds_beyond_gans_options(
+    finished_run: Path, workdir: Path, extra: list[str], names: str
+) -> None:
     run, marker = _planted(finished_run, workdir, extra)
     _assert_refused(run_gan("train", f"resume={run}", "train.steps=4", cwd=workdir), run, marker, names)
 

@@ -11,22 +11,42 @@ from pathlib import Path
 
 import torch
 import yaml
-
 from conftest import compose_train, gan_env, load_last, only_run_dir, run_gan, train_until_step
 
-TOY = ["model=mlp", "dataset=ring8", "model.g_width=8", "model.d_width=8", "model.z_dim=4", "train.batch_size=32", "train.num_workers=0"]
+TOY = [
+    "model=mlp",
+    "dataset=ring8",
+    "model.g_width=8",
+    "model.d_width=8",
+    "model.z_dim=4",
+    "train.batch_size=32",
+    "train.num_workers=0",
+]
 
 
 def tree_digest(run: Path) -> dict[str, str]:
     """Every file under the run directory and its content hash."""
-    return {str(p.relative_to(run)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(run.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(run)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(run.rglob("*"))
+        if p.is_file()
+    }
 
 
 def test_two_runs_started_together_get_a_directory_each(tmp_path: Path) -> None:
     """`gan train ... seed=1 & gan train ... seed=2 &` in one second: each run keeps its own checkpoint and log."""
     cmd = [sys.executable, "-m", "gan_cli", "train", *TOY, "train.steps=6"]
-    procs = [subprocess.Popen([*cmd, f"seed={seed}"], cwd=tmp_path, env=gan_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-             for seed in (1, 2)]  # fmt: skip
+    procs = [
+        subprocess.Popen(
+            [*cmd, f"seed={seed}"],
+            cwd=tmp_path,
+            env=gan_env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for seed in (1, 2)
+    ]
     for proc in procs:
         _, err = proc.communicate(timeout=300)
         assert proc.returncode == 0, err
@@ -39,11 +59,17 @@ def test_two_runs_started_together_get_a_directory_each(tmp_path: Path) -> None:
         assert (run / "train.log").read_text().count("finished") == 1
 
 
-def test_a_refused_resume_changes_nothing_and_an_accepted_one_records_itself_beside_the_original(tmp_path: Path) -> None:
+def test_a_refused_resume_changes_nothing_and_an_accepted_one_records_itself_beside_the_original(
+    tmp_path: Path,
+) -> None:
     run_gan("train", *TOY, "train.steps=4", "optimizer.schedule=constant", cwd=tmp_path, check=True)
     run = only_run_dir(tmp_path)
     before = tree_digest(run)
-    for bad in (["loss=wgan"], ["train.steps=2"], ["train.steps=0"]):  # another loss; a run already past the end; a bad value
+    for bad in (
+        ["loss=wgan"],
+        ["train.steps=2"],
+        ["train.steps=0"],
+    ):  # another loss; a run already past the end; a bad value
         proc = run_gan("train", f"resume={run}", *bad, cwd=tmp_path)
         assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
         assert tree_digest(run) == before, f"resume with {bad} changed the run directory"
@@ -57,7 +83,9 @@ def test_a_refused_resume_changes_nothing_and_an_accepted_one_records_itself_bes
     assert yaml.safe_load((record / "config.yaml").read_text())["train"]["steps"] == 8
 
 
-def test_a_second_trainer_in_the_same_directory_is_refused_and_a_killed_ones_lock_does_not_block(tmp_path: Path) -> None:
+def test_a_second_trainer_in_the_same_directory_is_refused_and_a_killed_ones_lock_does_not_block(
+    tmp_path: Path,
+) -> None:
     run_gan("train", *TOY, "train.steps=2", "optimizer.schedule=constant", cwd=tmp_path, check=True)
     run = only_run_dir(tmp_path)
     first = train_until_step(4, [f"resume={run}", "train.steps=100000", "train.log_every=1"], tmp_path)
@@ -76,15 +104,24 @@ def test_a_second_trainer_in_the_same_directory_is_refused_and_a_killed_ones_loc
 
 def test_a_run_in_a_folder_with_spaces_and_emoji_resumes_with_the_command_it_prints(tmp_path: Path) -> None:
     run = tmp_path / "my runs" / "x ü 😀"
-    proc = train_until_step(3, [*TOY, "train.steps=100000", "train.log_every=1", "optimizer.schedule=constant", f"hydra.run.dir='{run}'"], tmp_path)
+    proc = train_until_step(
+        3,
+        [*TOY, "train.steps=100000", "train.log_every=1", "optimizer.schedule=constant", f"hydra.run.dir='{run}'"],
+        tmp_path,
+    )
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err
     printed = err.replace("\n", " ").split("Continue with: ", 1)[1].strip()
     stopped = load_last(run)["step"]
-    pasted = subprocess.run(["sh", "-c", f"{printed} train.steps={stopped + 2}"], cwd=tmp_path,
-                            env={**gan_env(), "PATH": f"{Path(sys.executable).parent}:{gan_env()['PATH']}"},
-                            capture_output=True, text=True, timeout=300)  # fmt: skip
+    pasted = subprocess.run(
+        ["sh", "-c", f"{printed} train.steps={stopped + 2}"],
+        cwd=tmp_path,
+        env={**gan_env(), "PATH": f"{Path(sys.executable).parent}:{gan_env()['PATH']}"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert pasted.returncode == 0, pasted.stderr
     assert load_last(run)["step"] == stopped + 2
     # the path typed in Hydra's own quoting works too
@@ -108,7 +145,9 @@ def test_last_pt_is_written_after_the_periodic_and_best_checkpoints(tmp_path: Pa
 
     written: list[str] = []
     real_save = train_module.save_checkpoint
-    monkeypatch.setattr(train_module, "save_checkpoint", lambda payload, path: (written.append(path.name), real_save(payload, path)))
+    monkeypatch.setattr(
+        train_module, "save_checkpoint", lambda payload, path: (written.append(path.name), real_save(payload, path))
+    )
     cfg = compose_train(*TOY, "train.steps=4", "train.ckpt_every=2", "eval.every=2", "eval.n=200", "eval.best=hq200")
     train_module.train(cfg, tmp_path / "run", [], {})
     assert written[-1] == "last.pt" and written.count("last.pt") == 2
@@ -151,16 +190,30 @@ def test_a_corrupt_image_stops_the_run_with_its_name_and_status_failed(tmp_path:
         Image.new("RGB", (16, 16), (10 * i, 0, 0)).save(folder / f"{i:02d}.png")
     (folder / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
     run = tmp_path / "run"
-    proc = run_gan("train", "dataset=image_folder", f"dataset.path={folder}", "dataset.image_size=16", "model.cond=none",
-                   "model.g_width=8", "model.d_width=8", "train.batch_size=25", "train.steps=3", "eval.every=0",
-                   "train.num_workers=0", f"hydra.run.dir={run}", cwd=tmp_path)  # fmt: skip
+    proc = run_gan(
+        "train",
+        "dataset=image_folder",
+        f"dataset.path={folder}",
+        "dataset.image_size=16",
+        "model.cond=none",
+        "model.g_width=8",
+        "model.d_width=8",
+        "train.batch_size=25",
+        "train.steps=3",
+        "eval.every=0",
+        "train.num_workers=0",
+        f"hydra.run.dir={run}",
+        cwd=tmp_path,
+    )
     assert proc.returncode == 4 and "Traceback" not in proc.stderr, proc.stderr
     assert "cannot read this image" in proc.stderr and "broken.png" in proc.stderr
     log = (run / "train.log").read_text()
     assert "failed at step" in log and "finished" not in log
 
 
-def test_a_full_disk_mid_run_names_the_cause_keeps_the_checkpoint_and_says_how_to_resume(tmp_path: Path, monkeypatch) -> None:
+def test_a_full_disk_mid_run_names_the_cause_keeps_the_checkpoint_and_says_how_to_resume(
+    tmp_path: Path, monkeypatch
+) -> None:
     import errno
 
     import gan_cli.train as train_module
@@ -198,9 +251,20 @@ def test_a_full_disk_mid_run_names_the_cause_keeps_the_checkpoint_and_says_how_t
 def test_ctrl_c_while_starting_gives_one_line_and_exit_130(tmp_path: Path) -> None:
     import time
 
-    for delay in (0.5, 0.8, 1.4, 2.0):  # while the libraries load (torch takes seconds); while Hydra composes and the data loads
-        proc = subprocess.Popen([sys.executable, "-m", "gan_cli", "train", *TOY, "train.steps=100000"], cwd=tmp_path, env=gan_env(),
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    for delay in (
+        0.5,
+        0.8,
+        1.4,
+        2.0,
+    ):  # while the libraries load (torch takes seconds); while Hydra composes and the data loads
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "gan_cli", "train", *TOY, "train.steps=100000"],
+            cwd=tmp_path,
+            env=gan_env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         time.sleep(delay)
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=120)
@@ -230,7 +294,9 @@ def test_moving_the_data_does_not_block_a_resume_but_other_data_does(tmp_path: P
     saved = {"dataset": {"name": "mnist", "root": "/old/disk", "path": None, "download": True}, "train": {"steps": 10}}
     moved = {"dataset": {"name": "mnist", "root": "/new/disk", "path": None, "download": False}, "train": {"steps": 20}}
     assert resume_changes(saved, moved) == []
-    assert resume_changes(saved, {**moved, "dataset": {**moved["dataset"], "name": "cifar10"}}) == ["dataset.name: 'mnist' -> 'cifar10'"]
+    assert resume_changes(saved, {**moved, "dataset": {**moved["dataset"], "name": "cifar10"}}) == [
+        "dataset.name: 'mnist' -> 'cifar10'"
+    ]
     # a run on a toy resumed where its data has another shape is refused by train() itself
     run_gan("train", *TOY, "train.steps=2", cwd=tmp_path, check=True)
     run = only_run_dir(tmp_path)
@@ -238,7 +304,11 @@ def test_moving_the_data_does_not_block_a_resume_but_other_data_does(tmp_path: P
     ckpt["data_spec"]["shape"] = [3]
     torch.save(ckpt, run / "checkpoints" / "last.pt")
     proc = run_gan("train", f"resume={run}", "train.steps=4", cwd=tmp_path)
-    assert proc.returncode == 2 and "the run trained on ring8: 3, 8 classes, but the data found now is ring8: 2, 8 classes" in proc.stderr.replace("\n", " ")
+    assert (
+        proc.returncode == 2
+        and "the run trained on ring8: 3, 8 classes, but the data found now is ring8: 2, 8 classes"
+        in proc.stderr.replace("\n", " ")
+    )
 
 
 def test_out_of_memory_and_a_path_too_long_are_one_paragraph(tmp_path: Path) -> None:
@@ -249,7 +319,11 @@ def test_out_of_memory_and_a_path_too_long_are_one_paragraph(tmp_path: Path) -> 
     assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
     assert "Out of memory" in proc.stderr and "lower n (now 100000000000)" in proc.stderr
     proc = run_gan("train", *TOY, "train.steps=2", "train.batch_size=100000000000", cwd=tmp_path)
-    assert proc.returncode == 2 and "Traceback" not in proc.stderr and "train.batch_size=100000000000 is larger than the dataset (20,000" in proc.stderr
+    assert (
+        proc.returncode == 2
+        and "Traceback" not in proc.stderr
+        and "train.batch_size=100000000000 is larger than the dataset (20,000" in proc.stderr
+    )
     too_long = str(tmp_path / ("a" * 300) / ("b" * 5000))
     for args in (["sample", f"ckpt={too_long}"], ["eval", f"ckpt={too_long}"], ["train", f"resume={too_long}"]):
         proc = run_gan(*args, cwd=tmp_path)

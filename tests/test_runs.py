@@ -9,12 +9,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
 from conftest import TINY, load_last, only_run_dir, run_gan, train_until_step
 
 # the values model.cond and model.ema took before they were options: what the old-checkpoint test needs
 BEFORE_COND_AND_EMA = ["model.cond=none", "model.ema=0"]
-TOY = ["model=mlp", "dataset=ring8", "model.g_width=8", "model.d_width=8", "model.z_dim=4", "train.batch_size=32", "train.num_workers=0"]
+TOY = [
+    "model=mlp",
+    "dataset=ring8",
+    "model.g_width=8",
+    "model.d_width=8",
+    "model.z_dim=4",
+    "train.batch_size=32",
+    "train.num_workers=0",
+]
 
 
 @pytest.fixture(scope="module")
@@ -49,13 +56,17 @@ def assert_same_training_state(a: dict, b: dict) -> None:
     assert a["models"].keys() == b["models"].keys()
     for net in a["models"]:
         for key, value in a["models"][net].items():
-            assert_same_values(value, b["models"][net][key], f"{net}.{key}")  # tensors, and a growing model's stage and alpha
+            assert_same_values(
+                value, b["models"][net][key], f"{net}.{key}"
+            )  # tensors, and a growing model's stage and alpha
     for net in ("G", "D"):
         sa, sb = a["optimizers"][net]["state"], b["optimizers"][net]["state"]
         assert sa.keys() == sb.keys()
         for idx in sa:
             for key, value in sa[idx].items():
-                assert torch.equal(torch.as_tensor(value), torch.as_tensor(sb[idx][key])), f"optimizer {net} state {idx}.{key} differs"
+                assert torch.equal(torch.as_tensor(value), torch.as_tensor(sb[idx][key])), (
+                    f"optimizer {net} state {idx}.{key} differs"
+                )
     assert a.get("schedulers") == b.get("schedulers") and a.get("ema_state") == b.get("ema_state")
     assert_same_values(a.get("loss_state", {}), b.get("loss_state", {}), "loss_state")
     assert torch.equal(a["rng"]["torch"], b["rng"]["torch"])
@@ -79,12 +90,21 @@ def test_resume_continues_in_the_same_dir_and_matches_an_uninterrupted_run(tmp_p
     [
         # BatchNorm in both nets, an EMA generator (its BatchNorm statistics recomputed), scores every 4 steps
         # (the lenet classifier is built after the restore), historical averaging and an InfoGAN code
-        ["model.ema=0.9", "eval.every=3", "eval.n=200", "eval.metrics=[fid]", "loss.hist_weight=0.1", "model.info_cat=10"],
+        [
+            "model.ema=0.9",
+            "eval.every=3",
+            "eval.n=200",
+            "eval.metrics=[fid]",
+            "loss.hist_weight=0.1",
+            "model.info_cat=10",
+        ],
         ["model=style", "model.ema=0.9"],  # per-layer noise inputs
     ],
     ids=["dcgan-bn-ema-eval-hist-infogan", "style"],
 )
-def test_resume_is_exact_for_image_models_with_every_stateful_option(tmp_path: Path, lenet_cache: Path, case: list[str]) -> None:
+def test_resume_is_exact_for_image_models_with_every_stateful_option(
+    tmp_path: Path, lenet_cache: Path, case: list[str]
+) -> None:
     straight, split = tmp_path / "straight", tmp_path / "split"
     straight.mkdir(), split.mkdir()
     args = [*TINY, *case, "train.sample_every=3", "train.ckpt_every=100"]
@@ -135,8 +155,17 @@ def test_sigterm_also_saves_and_says_how_to_resume(tmp_path: Path) -> None:
 
 
 def test_a_nan_stops_the_run_names_the_step_and_keeps_the_last_good_checkpoint(tmp_path: Path) -> None:
-    proc = run_gan("train", *TOY, "loss=lsgan", "optimizer=sgd", "optimizer.lr=3", "train.steps=60", "train.log_every=1",
-                   "train.ckpt_every=2", cwd=tmp_path)  # fmt: skip
+    proc = run_gan(
+        "train",
+        *TOY,
+        "loss=lsgan",
+        "optimizer=sgd",
+        "optimizer.lr=3",
+        "train.steps=60",
+        "train.log_every=1",
+        "train.ckpt_every=2",
+        cwd=tmp_path,
+    )
     assert proc.returncode == 3, proc.stderr
     message = proc.stderr.replace("\n", " ")
     assert "Training diverged" in message and "non-finite" in message and "Traceback" not in message
@@ -181,7 +210,11 @@ def test_sample_toy_points(tmp_path: Path) -> None:
 def test_bad_input_gives_one_paragraph_no_traceback(tmp_path: Path, args: list[str], expected: str) -> None:
     if torch.cuda.is_available() and "device=cuda:7" in args:
         pytest.skip("this machine has a GPU")
-    proc = run_gan(*[a.replace("ROOT", str(tmp_path)) for a in args], "train.steps=1" if args[0] == "train" else "n=1", cwd=tmp_path)
+    proc = run_gan(
+        *[a.replace("ROOT", str(tmp_path)) for a in args],
+        "train.steps=1" if args[0] == "train" else "n=1",
+        cwd=tmp_path,
+    )
     assert proc.returncode == 2, proc.stderr
     assert "Traceback" not in proc.stderr and proc.stderr.replace("\n", " ").count(expected) == 1  # said once
 
@@ -216,7 +249,9 @@ def test_checkpoints_from_before_an_option_existed_still_sample_and_resume(train
     run_gan("sample", f"ckpt={old}", "n=6", f"out={tmp_path / 'old.npy'}", cwd=tmp_path, check=True)
     run_gan("sample", f"ckpt={trained}", "n=6", f"out={tmp_path / 'new.npy'}", cwd=tmp_path, check=True)
     assert np.array_equal(np.load(tmp_path / "old.npy"), np.load(tmp_path / "new.npy"))
-    run_gan("train", f"resume={old.parent.parent}", "train.steps=5", *TINY, *BEFORE_COND_AND_EMA, cwd=tmp_path, check=True)
+    run_gan(
+        "train", f"resume={old.parent.parent}", "train.steps=5", *TINY, *BEFORE_COND_AND_EMA, cwd=tmp_path, check=True
+    )
     assert load_last(old.parent.parent)["step"] == 5
 
     ckpt["config"]["model"]["wings"] = 2  # a key this version does not know
@@ -229,7 +264,12 @@ def test_an_acgan_checkpoint_from_before_aux_on_fake_keeps_the_papers_loss() -> 
     """ACGAN's D head used to learn from fakes too; an old ACGAN config reads as aux_on_fake=true (any other model: the default)."""
     from gan_cli.config import upgrade_saved_config
 
-    old = {"model": {"name": "dcgan", "cond": "acgan"}, "loss": {"objective": "ns"}, "optimizer": {"name": "adam"}, "dataset": {"name": "mnist5k"}}
+    old = {
+        "model": {"name": "dcgan", "cond": "acgan"},
+        "loss": {"objective": "ns"},
+        "optimizer": {"name": "adam"},
+        "dataset": {"name": "mnist5k"},
+    }
     assert upgrade_saved_config(old)["loss"]["aux_on_fake"] is True
     assert "aux_on_fake" not in old["loss"], "the checkpoint's own dict is not modified"
     old["model"]["cond"] = "concat"
@@ -237,7 +277,16 @@ def test_an_acgan_checkpoint_from_before_aux_on_fake_keeps_the_papers_loss() -> 
 
 
 def test_warnings_and_the_speed_paths_reach_the_console_and_an_error_is_printed_once(tmp_path: Path) -> None:
-    proc = run_gan("train", "train.steps=2", *TINY, "model.cond=none", "loss=wgan_gp", "model.d_norm=batch", cwd=tmp_path, check=True)
+    proc = run_gan(
+        "train",
+        "train.steps=2",
+        *TINY,
+        "model.cond=none",
+        "loss=wgan_gp",
+        "model.d_norm=batch",
+        cwd=tmp_path,
+        check=True,
+    )
     assert "speed paths: amp=" in proc.stderr
     assert "loss.penalty=gp with BatchNorm in D" in proc.stderr  # a warning, on the console and in train.log
     assert "loss.penalty=gp with BatchNorm in D" in (only_run_dir(tmp_path) / "train.log").read_text()

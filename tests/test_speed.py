@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import TINY, only_run_dir, run_gan
 from torch import nn
 
 from bench.loops import Case, build_pair
-from conftest import TINY, only_run_dir, run_gan
 from gan_cli.data import DataSpec, LoadedData, make_batcher
 from gan_cli.data.batching import IndexStream
 from gan_cli.losses import gradient_penalty
@@ -18,10 +18,20 @@ from gan_cli.tracking import SKIPPED, ScalarAccumulator
 
 FP32 = ["train.amp=off", "train.compile=off", "train.channels_last=off"]
 EQUAL_MATH_CASES = [
-    Case("dcgan_ns", ["model=dcgan", "dataset=mnist5k", "model.g_width=8", "model.d_width=8", "model.z_dim=16", "dataset.limit=256"], batch_size=32, speed=FP32),
-    Case("mlp_wgan_gp", ["model=mlp", "experiment=wgan_gp", "dataset=ring8", "model.g_width=16", "model.d_width=16", "dataset.n=1024"],
-         data="ring8", batch_size=32, speed=FP32),
-]  # fmt: skip
+    Case(
+        "dcgan_ns",
+        ["model=dcgan", "dataset=mnist5k", "model.g_width=8", "model.d_width=8", "model.z_dim=16", "dataset.limit=256"],
+        batch_size=32,
+        speed=FP32,
+    ),
+    Case(
+        "mlp_wgan_gp",
+        ["model=mlp", "experiment=wgan_gp", "dataset=ring8", "model.g_width=16", "model.d_width=16", "dataset.n=1024"],
+        data="ring8",
+        batch_size=32,
+        speed=FP32,
+    ),
+]
 
 
 @pytest.mark.parametrize("case", EQUAL_MATH_CASES, ids=lambda c: c.name)
@@ -29,7 +39,9 @@ def test_fast_fp32_path_computes_the_same_losses_as_the_canonical_loop(case: Cas
     """Same seed, weights, batches and noise: the speed-up must not come from doing less work."""
     n = 256 if case.data == "mnist5k" else 1024
     stream = IndexStream(n, case.batch_size, seed=0)
-    order = torch.cat([stream.next_indices() for _ in range(40)]).tolist()  # gan's batch order, fed to the baseline's DataLoader
+    order = torch.cat(
+        [stream.next_indices() for _ in range(40)]
+    ).tolist()  # gan's batch order, fed to the baseline's DataLoader
     gan, baseline = build_pair(case, workers=0, sampler=order)
     assert gan.G_run is gan.G and not gan.plan.channels_last and gan.plan.amp is None
     torch.manual_seed(1)
@@ -93,14 +105,31 @@ def test_steps_skipped_by_the_loss_scaler_count_neither_in_means_nor_as_divergen
 
 
 def test_amp_and_channels_last_train_through_the_cli(workdir: Path) -> None:
-    run_gan("train", "train.steps=3", *TINY, "train.amp=bf16", "train.channels_last=on", "train.data_on_device=off", cwd=workdir, check=True)
+    run_gan(
+        "train",
+        "train.steps=3",
+        *TINY,
+        "train.amp=bf16",
+        "train.channels_last=on",
+        "train.data_on_device=off",
+        cwd=workdir,
+        check=True,
+    )
     log = (only_run_dir(workdir) / "train.log").read_text()
     assert "amp=bf16 channels_last=True compile=False data_on_device=False" in log
     assert "step 3/3" in log
 
 
 def test_fp16_wgan_gp_trains_through_the_cli(workdir: Path) -> None:
-    args = ["model=mlp", "experiment=wgan_gp", "dataset=ring8", "model.g_width=8", "model.d_width=8", "dataset.n=512", "train.batch_size=16"]
+    args = [
+        "model=mlp",
+        "experiment=wgan_gp",
+        "dataset=ring8",
+        "model.g_width=8",
+        "model.d_width=8",
+        "dataset.n=512",
+        "train.batch_size=16",
+    ]
     proc = run_gan("train", "train.steps=4", "train.log_every=2", "train.amp=fp16", *args, cwd=workdir, check=True)
     assert "step 4/4" in proc.stdout
 
@@ -108,7 +137,15 @@ def test_fp16_wgan_gp_trains_through_the_cli(workdir: Path) -> None:
 @pytest.mark.slow
 def test_compile_trains_through_the_cli(workdir: Path) -> None:
     """torch.compile of G and D on a tiny model; the gradient penalty's double backward runs eagerly."""
-    args = ["model=mlp", "experiment=wgan_gp", "dataset=ring8", "model.g_width=8", "model.d_width=8", "dataset.n=512", "train.batch_size=16"]
+    args = [
+        "model=mlp",
+        "experiment=wgan_gp",
+        "dataset=ring8",
+        "model.g_width=8",
+        "model.d_width=8",
+        "dataset.n=512",
+        "train.batch_size=16",
+    ]
     run_gan("train", "train.steps=3", "train.log_every=3", "train.compile=on", *args, cwd=workdir, check=True)
     assert "compile=True" in (only_run_dir(workdir) / "train.log").read_text()
 
@@ -117,15 +154,21 @@ def test_compile_trains_through_the_cli(workdir: Path) -> None:
 def test_bad_speed_option_is_a_clear_error(workdir: Path, override: str, named: str) -> None:
     proc = run_gan("train", "train.steps=1", *TINY, override, cwd=workdir)
     assert proc.returncode == 2
-    assert named in proc.stderr and "expected one of [" in proc.stderr and "Traceback" not in proc.stderr  # the schema's Enum lists them
+    assert (
+        named in proc.stderr and "expected one of [" in proc.stderr and "Traceback" not in proc.stderr
+    )  # the schema's Enum lists them
 
 
 def test_benchmark_races_both_loops_and_writes_a_table() -> None:
     """bench/bench.py's race on a tiny case: both loops train and the table reports images/s and their ratio."""
     from bench.bench import race, table
 
-    case = Case("tiny", ["model=dcgan", "dataset=mnist5k", "model.g_width=8", "model.d_width=8", "model.z_dim=16", "dataset.limit=256"],
-                batch_size=16, speed=FP32)  # fmt: skip
+    case = Case(
+        "tiny",
+        ["model=dcgan", "dataset=mnist5k", "model.g_width=8", "model.d_width=8", "model.z_dim=16", "dataset.limit=256"],
+        batch_size=16,
+        speed=FP32,
+    )
     row = race(case, rounds=2, chunk=1, warmup=1)
     assert row["gan_ips"] > 0 and row["base_ips"] > 0
     assert row["ratio"] == pytest.approx(row["gan_ips"] / row["base_ips"])

@@ -10,11 +10,17 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from conftest import REPO, run_gan
 
 SECTION = "## Your own model, loss, dataset or optimizer"
-FAST = ["train.steps=40", "train.log_every=10", "train.sample_every=20", "train.ckpt_every=20", "train.threads=1", "train.n_samples=16"]
+FAST = [
+    "train.steps=40",
+    "train.log_every=10",
+    "train.sample_every=20",
+    "train.ckpt_every=20",
+    "train.threads=1",
+    "train.n_samples=16",
+]
 
 
 def readme_example(dest: Path) -> list[list[str]]:
@@ -23,7 +29,12 @@ def readme_example(dest: Path) -> list[list[str]]:
     section = text[text.index(SECTION) :]
     section = section[: section.index("\n## ", len(SECTION))]
     files = re.findall(r"<!-- file: (\S+) -->\n```\w+\n(.*?)```", section, re.S)
-    assert {p for p, _ in files} >= {"my_gan/parts.py", "my_conf/model/tiny.yaml", "my_conf/loss/abc.yaml", "my_conf/dataset/blobs.yaml"}
+    assert {p for p, _ in files} >= {
+        "my_gan/parts.py",
+        "my_conf/model/tiny.yaml",
+        "my_conf/loss/abc.yaml",
+        "my_conf/dataset/blobs.yaml",
+    }
     for path, body in files:
         (dest / path).parent.mkdir(parents=True, exist_ok=True)
         (dest / path).write_text(body)
@@ -37,7 +48,9 @@ def with_fast(args: list[str], run: Path | None = None) -> list[str]:
     return [a.replace("RUN", str(run)) for a in args if a.split("=")[0] not in keys]
 
 
-def test_the_readmes_own_model_trains_resumes_samples_and_scores_from_its_config_dir(workdir: Path, lenet_cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_readmes_own_model_trains_resumes_samples_and_scores_from_its_config_dir(
+    workdir: Path, lenet_cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     train, resume, sample, evaluate, helped = readme_example(workdir)
     assert train[:3] == ["train", "--config-dir", "my_conf"] and "model=tiny" in train
 
@@ -48,7 +61,10 @@ def test_the_readmes_own_model_trains_resumes_samples_and_scores_from_its_config
     assert status["status"] == "finished" and status["step"] == 40
     assert "D(G(z))" in status["final"] and "loss/G" in status["final"]
     ckpt = torch.load(run / "checkpoints" / "last.pt", weights_only=True)
-    assert ckpt["config"]["model"]["_target_"] == "my_gan.parts.build" and ckpt["config"]["model"]["args"] == {"z_dim": 32, "hidden": 256}
+    assert ckpt["config"]["model"]["_target_"] == "my_gan.parts.build" and ckpt["config"]["model"]["args"] == {
+        "z_dim": 32,
+        "hidden": 256,
+    }
     assert ckpt["config"]["optimizer"]["_target_"] == "torch.optim.AdamW" and ckpt["data_spec"]["shape"] == [1, 16, 16]
     assert "G_ema" in ckpt["models"]  # model.ema applies to a user's G too
     assert ckpt["optimizers"]["G"]["param_groups"][0]["weight_decay"] == 0.01  # optimizer.args reached AdamW
@@ -69,7 +85,9 @@ def test_the_readmes_own_model_trains_resumes_samples_and_scores_from_its_config
     refused = run_gan("sample", f"ckpt={run}", cwd=workdir)
     assert refused.returncode == 2 and "allow_targets=[my_gan" in refused.stderr and "Traceback" not in refused.stderr
     out = workdir / "grid.png"
-    drawn = run_gan(*with_fast(sample, run), f"out={out}", "n=16", cwd=workdir)  # allow_targets=[my_gan]: the model only
+    drawn = run_gan(
+        *with_fast(sample, run), f"out={out}", "n=16", cwd=workdir
+    )  # allow_targets=[my_gan]: the model only
     assert drawn.returncode == 0, drawn.stderr
     assert out.stat().st_size > 0
 
@@ -87,7 +105,16 @@ def test_a_checkpoint_naming_os_system_is_refused_before_anything_is_imported(wo
     from gan_cli.checkpoint import save_checkpoint
 
     run = workdir / "outputs" / "plain"
-    run_gan("train", "model=shift", "dataset=gauss1d", "train.steps=2", "train.threads=1", f"hydra.run.dir={run}", cwd=workdir, check=True)
+    run_gan(
+        "train",
+        "model=shift",
+        "dataset=gauss1d",
+        "train.steps=2",
+        "train.threads=1",
+        f"hydra.run.dir={run}",
+        cwd=workdir,
+        check=True,
+    )
     ckpt = torch.load(run / "checkpoints" / "last.pt", weights_only=True)
     marker = workdir / "PWNED"
     ckpt["config"]["model"].update({"name": "evil", "_target_": "os.system", "args": {"command": f"touch {marker}"}})
@@ -95,10 +122,18 @@ def test_a_checkpoint_naming_os_system_is_refused_before_anything_is_imported(wo
     crafted = workdir / "crafted.pt"
     save_checkpoint(ckpt, crafted)
 
-    for command in (["sample", f"ckpt={crafted}"], ["sample", f"ckpt={crafted}", "allow_targets=[my_gan]"], ["eval", f"ckpt={crafted}"]):
+    for command in (
+        ["sample", f"ckpt={crafted}"],
+        ["sample", f"ckpt={crafted}", "allow_targets=[my_gan]"],
+        ["eval", f"ckpt={crafted}"],
+    ):
         proc = run_gan(*command, cwd=workdir)
         assert proc.returncode == 2, proc.stderr
-        assert "model._target_='os.system'" in proc.stderr and "allow_targets=[os]" in proc.stderr and "Traceback" not in proc.stderr
+        assert (
+            "model._target_='os.system'" in proc.stderr
+            and "allow_targets=[os]" in proc.stderr
+            and "Traceback" not in proc.stderr
+        )
     assert not marker.exists()
 
 
@@ -109,17 +144,21 @@ def test_allowed_prefixes_match_whole_module_names_and_nested_targets(monkeypatc
     mine = {"model": {"_target_": "my_gan.parts.build", "args": {}}}
     check_checkpoint_targets(mine, ["model"], ["my_gan"], "c.pt")
     check_checkpoint_targets({"model": {"_target_": None}}, ["model"], [], "c.pt")  # a built-in: nothing to allow
-    check_checkpoint_targets({"optimizer": {"_target_": "torch.optim.AdamW"}}, ["model", "dataset", "loss"], [], "c.pt")  # never rebuilt
-    for config, allow in (({"model": {"_target_": "my_gan_evil.build"}}, ["my_gan"]),
-                          ({"model": {"_target_": "my_gan.parts.build", "args": {"act": {"_target_": "os.system"}}}}, ["my_gan"]),
-                          ({"dataset": {"_target_": "my_gan.data"}}, [])):  # fmt: skip
+    check_checkpoint_targets(
+        {"optimizer": {"_target_": "torch.optim.AdamW"}}, ["model", "dataset", "loss"], [], "c.pt"
+    )  # never rebuilt
+    for config, allow in (
+        ({"model": {"_target_": "my_gan_evil.build"}}, ["my_gan"]),
+        ({"model": {"_target_": "my_gan.parts.build", "args": {"act": {"_target_": "os.system"}}}}, ["my_gan"]),
+        ({"dataset": {"_target_": "my_gan.data"}}, []),
+    ):
         with pytest.raises(GanError, match="allow_targets"):
             check_checkpoint_targets(config, ["model", "dataset"], allow, "c.pt")
     monkeypatch.setenv(ALLOW_ENV, "other, my_gan")
     check_checkpoint_targets(mine, ["model"], [], "c.pt")
 
 
-BROKEN = '''
+BROKEN = """
 import torch
 from torch import nn
 
@@ -150,22 +189,40 @@ class HalfLoss:
     name = "half"
     def d_loss(self, real, fake):
         return fake.mean() - real.mean()
-'''
+"""
 
 
 @pytest.mark.parametrize(
     ("files", "args", "expected"),
     [
         ({"model/a.yaml": "name: a\n_target_: broken.no_z_dim\n"}, ["model=a"], "needs an integer z_dim >= 1"),
-        ({"model/a.yaml": "name: a\n_target_: broken.wrong_logits\n"}, ["model=a"], "The discriminator of model=a (broken.wrong_logits) for dataset=ring8 returned (2, 1) for 2 samples; the contract is one raw logit per sample, shape (2,)"),
-        ({"model/a.yaml": "name: a\n_target_: broken.wrong_logits\n"}, ["model=a", "model.d_norm=spectral"], "model.d_norm=spectral sets an option of gan's built-in architectures"),
+        (
+            {"model/a.yaml": "name: a\n_target_: broken.wrong_logits\n"},
+            ["model=a"],
+            "The discriminator of model=a (broken.wrong_logits) for dataset=ring8 returned (2, 1) for 2 samples; the contract is one raw logit per sample, shape (2,)",
+        ),
+        (
+            {"model/a.yaml": "name: a\n_target_: broken.wrong_logits\n"},
+            ["model=a", "model.d_norm=spectral"],
+            "model.d_norm=spectral sets an option of gan's built-in architectures",
+        ),
         ({"model/a.yaml": "name: dcgan\n_target_: broken.wrong_logits\n"}, ["model=a"], "give it a name of its own"),
         ({"model/a.yaml": "name: a\n_target_: broken.absent\n"}, ["model=a"], "module 'broken' has no 'absent'"),
-        ({"loss/h.yaml": "objective: half\n_target_: broken.HalfLoss\n"}, ["model=mlp", "loss=h"], "it lacks estimate_tag, outputs_probability, g_loss(), d_output(), estimate()"),
-        ({"optimizer/o.yaml": "name: o\n_target_: builtins.dict\n"}, ["model=mlp", "optimizer=o"], "optimizer._target_='builtins.dict' could not be built"),
+        (
+            {"loss/h.yaml": "objective: half\n_target_: broken.HalfLoss\n"},
+            ["model=mlp", "loss=h"],
+            "it lacks estimate_tag, outputs_probability, g_loss(), d_output(), estimate()",
+        ),
+        (
+            {"optimizer/o.yaml": "name: o\n_target_: builtins.dict\n"},
+            ["model=mlp", "optimizer=o"],
+            "optimizer._target_='builtins.dict' could not be built",
+        ),
     ],
 )
-def test_a_component_that_breaks_the_contract_is_named_before_step_one(workdir: Path, files: dict[str, str], args: list[str], expected: str) -> None:
+def test_a_component_that_breaks_the_contract_is_named_before_step_one(
+    workdir: Path, files: dict[str, str], args: list[str], expected: str
+) -> None:
     (workdir / "broken.py").write_text(BROKEN)
     for path, body in files.items():
         (workdir / "conf" / path).parent.mkdir(parents=True, exist_ok=True)

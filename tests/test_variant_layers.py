@@ -13,9 +13,17 @@ from torch import nn
 from gan_cli.config import group_defaults
 from gan_cli.data.spec import DataSpec
 from gan_cli.errors import GanError
-from gan_cli.losses import ExtraTerms, OBJECTIVES, PENALTIES, build_loss, mutual_info_bound, orthogonal_regularisation
+from gan_cli.losses import OBJECTIVES, PENALTIES, ExtraTerms, build_loss, mutual_info_bound, orthogonal_regularisation
 from gan_cli.models import build_models, latent_layout, sample_latent
-from gan_cli.models.layers import AdaIN, LatentLayout, MinibatchDiscrimination, MinibatchStdDev, SelfAttention, apply_spectral_norm, discriminate
+from gan_cli.models.layers import (
+    AdaIN,
+    LatentLayout,
+    MinibatchDiscrimination,
+    MinibatchStdDev,
+    SelfAttention,
+    apply_spectral_norm,
+    discriminate,
+)
 
 MNIST = DataSpec("mnist5k", (1, 28, 28), 10)
 CIFAR = DataSpec("cifar10", (3, 32, 32), 10)
@@ -64,7 +72,9 @@ def test_adain_normalises_each_channel_then_applies_the_style() -> None:
     assert torch.allclose(out.mean((2, 3)), torch.zeros(2, 3), atol=1e-5)
     assert torch.allclose(out.std((2, 3), unbiased=False), torch.ones(2, 3), atol=1e-3)
     with torch.no_grad():
-        adain.style.bias.copy_(torch.tensor([1.0, 0.0, -0.5, 2.0, -1.0, 0.5]))  # scales 1+(1, 0, -0.5), shifts (2, -1, 0.5)
+        adain.style.bias.copy_(
+            torch.tensor([1.0, 0.0, -0.5, 2.0, -1.0, 0.5])
+        )  # scales 1+(1, 0, -0.5), shifts (2, -1, 0.5)
     out = adain(x, w)
     assert torch.allclose(out.mean((2, 3)), torch.tensor([2.0, -1.0, 0.5]).expand(2, 3), atol=1e-4)
     assert torch.allclose(out.std((2, 3), unbiased=False), torch.tensor([2.0, 1.0, 0.5]).expand(2, 3), atol=1e-3)
@@ -117,13 +127,17 @@ def test_one_sided_label_smoothing_moves_the_optimal_real_output_to_one_minus_s(
     loss.objective.d_loss(logit, torch.tensor([-50.0])).backward()
     assert abs(logit.grad.item()) < 1e-6
     plain = OBJECTIVES.get("ns").build(None)
-    assert plain.d_loss(torch.tensor([2.0]), torch.tensor([-1.0])) < loss.objective.d_loss(torch.tensor([2.0]), torch.tensor([-1.0]))
+    assert plain.d_loss(torch.tensor([2.0]), torch.tensor([-1.0])) < loss.objective.d_loss(
+        torch.tensor([2.0]), torch.tensor([-1.0])
+    )
 
 
 def test_orthogonal_regularisation_is_zero_for_orthogonal_rows() -> None:
     layer = nn.Linear(4, 4, bias=False)
     with torch.no_grad():
-        layer.weight.copy_(torch.linalg.qr(torch.randn(4, 4))[0] * 3)  # orthogonal rows of any norm: BigGAN leaves norms free
+        layer.weight.copy_(
+            torch.linalg.qr(torch.randn(4, 4))[0] * 3
+        )  # orthogonal rows of any norm: BigGAN leaves norms free
     assert orthogonal_regularisation(layer).item() == pytest.approx(0.0, abs=1e-4)
     with torch.no_grad():
         layer.weight.fill_(1.0)

@@ -8,16 +8,29 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import only_run_dir, run_gan
 from omegaconf import OmegaConf
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from conftest import only_run_dir, run_gan
 from gan_cli.config import command_defaults
 from gan_cli.data.toys import mode_centers
 from gan_cli.sample import sample
 
-RING = ["model=mlp", "dataset=ring8", "model.g_width=32", "model.d_width=32", "model.z_dim=4", "model.dropout=0", "train.steps=400",
-        "train.batch_size=128", "optimizer.lr=1e-3", "train.log_every=50", "train.sample_every=400", "train.ckpt_every=400", "train.num_workers=0"]  # fmt: skip
+RING = [
+    "model=mlp",
+    "dataset=ring8",
+    "model.g_width=32",
+    "model.d_width=32",
+    "model.z_dim=4",
+    "model.dropout=0",
+    "train.steps=400",
+    "train.batch_size=128",
+    "optimizer.lr=1e-3",
+    "train.log_every=50",
+    "train.sample_every=400",
+    "train.ckpt_every=400",
+    "train.num_workers=0",
+]
 
 
 @pytest.fixture
@@ -35,7 +48,12 @@ def test_every_conditioning_puts_each_label_on_its_own_mode(workdir: Path, one_t
     labels = torch.arange(8).repeat_interleave(50)
     for run in runs:
         out = run / "s.npy"
-        sample(OmegaConf.merge(command_defaults("sample"), {"ckpt": str(run), "out": str(out), "labels": labels.tolist(), "device": "cpu"}))
+        sample(
+            OmegaConf.merge(
+                command_defaults("sample"),
+                {"ckpt": str(run), "out": str(out), "labels": labels.tolist(), "device": "cpu"},
+            )
+        )
         nearest = torch.cdist(torch.from_numpy(np.load(out)), mode_centers("ring8")).argmin(1)
         hit = (nearest == labels).float().mean().item()
         assert hit > 0.9, (run, hit)

@@ -21,8 +21,15 @@ class IndexStream:
     """`device`: where the indices are handed out; a GPU keeps each epoch's permutation resident, so a
     batch costs no host-to-device copy (the permutation itself is drawn on the CPU, identically everywhere)."""
 
-    def __init__(self, n: int, batch_size: int, seed: int, start_batch: int = 0, device: torch.device | str = "cpu",
-                 shard: tuple[int, int] = (0, 1)) -> None:  # fmt: skip
+    def __init__(
+        self,
+        n: int,
+        batch_size: int,
+        seed: int,
+        start_batch: int = 0,
+        device: torch.device | str = "cpu",
+        shard: tuple[int, int] = (0, 1),
+    ) -> None:
         self.n, self.batch_size, self.seed = n, batch_size, seed
         self.rank, self.world = shard
         self.batches_done = start_batch
@@ -63,8 +70,16 @@ class TensorBatcher:
     host memory and each gathered batch is copied over (through pinned memory on CUDA), for sets too large for the GPU.
     """
 
-    def __init__(self, data: LoadedData, batch_size: int, device: torch.device, seed: int, start_batch: int = 0, on_device: bool = True,
-                 shard: tuple[int, int] = (0, 1)) -> None:  # fmt: skip
+    def __init__(
+        self,
+        data: LoadedData,
+        batch_size: int,
+        device: torch.device,
+        seed: int,
+        start_batch: int = 0,
+        on_device: bool = True,
+        shard: tuple[int, int] = (0, 1),
+    ) -> None:
         assert data.x is not None
         home = device if on_device else torch.device("cpu")
         self.x = data.x.to(home)
@@ -88,8 +103,16 @@ class TensorBatcher:
 class LoaderBatcher:
     """Datasets read from disk: a DataLoader with workers and pinned memory, fed by the same index stream."""
 
-    def __init__(self, data: LoadedData, batch_size: int, device: torch.device, seed: int, num_workers: int, start_batch: int = 0,
-                 shard: tuple[int, int] = (0, 1)) -> None:  # fmt: skip
+    def __init__(
+        self,
+        data: LoadedData,
+        batch_size: int,
+        device: torch.device,
+        seed: int,
+        num_workers: int,
+        start_batch: int = 0,
+        shard: tuple[int, int] = (0, 1),
+    ) -> None:
         self.stream = IndexStream(len(data), batch_size, seed, start_batch, shard=shard)
         self.device = device
         self.has_labels = data.spec.num_classes > 0
@@ -116,8 +139,16 @@ class LoaderBatcher:
         return self._consumed
 
 
-def make_batcher(data: LoadedData, batch_size: int, device: torch.device, seed: int, num_workers: int, start_batch: int = 0, on_device: bool = True,
-                 shard: tuple[int, int] = (0, 1)):  # fmt: skip
+def make_batcher(
+    data: LoadedData,
+    batch_size: int,
+    device: torch.device,
+    seed: int,
+    num_workers: int,
+    start_batch: int = 0,
+    on_device: bool = True,
+    shard: tuple[int, int] = (0, 1),
+):
     """`batch_size` is the global batch; with `shard` = (rank, world) each batch is this rank's slice of it."""
     if data.x is not None:
         return TensorBatcher(data, batch_size, device, seed, start_batch, on_device, shard)

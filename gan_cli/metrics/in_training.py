@@ -25,8 +25,17 @@ class TrainingEval:
     """`classes`: the classes a class-conditional G takes (0: not conditional); its samples are then generated
     with labels 0, 1, ..., k-1, 0, ... and the default scores include `cond` (does G draw the class it is asked for)."""
 
-    def __init__(self, cfg, dataset_cfg, data, run_dir: Path, device: torch.device, d_is_probability: bool, saved: Optional[dict] = None,
-                 classes: int = 0) -> None:  # fmt: skip
+    def __init__(
+        self,
+        cfg,
+        dataset_cfg,
+        data,
+        run_dir: Path,
+        device: torch.device,
+        d_is_probability: bool,
+        saved: Optional[dict] = None,
+        classes: int = 0,
+    ) -> None:
         self.every = int(cfg.every)
         self.run_dir = run_dir
         self.seed = int(cfg.seed)
@@ -39,13 +48,25 @@ class TrainingEval:
             raise GanError(f"eval.every={self.every} must be >= 0 (0 turns evaluation during training off).")
         if self.every == 0:
             return
-        self.scorer = Scorer(data, dataset_cfg, cfg.metrics, cfg.n, cfg.backbone, device, self.seed, cfg.inception_weights,
-                             has_d=d_is_probability, conditional=classes > 0)  # fmt: skip
+        self.scorer = Scorer(
+            data,
+            dataset_cfg,
+            cfg.metrics,
+            cfg.n,
+            cfg.backbone,
+            device,
+            self.seed,
+            cfg.inception_weights,
+            has_d=d_is_probability,
+            conditional=classes > 0,
+        )
         self.labels = generated_labels(classes, self.scorer.n)
         directions = self.scorer.directions()
         self.best_name = cfg.best or next(iter(directions))
         if self.best_name not in directions:
-            raise GanError(f"eval.best={self.best_name!r} is not among the scores this run computes. Allowed: {', '.join(directions)}.")
+            raise GanError(
+                f"eval.best={self.best_name!r} is not among the scores this run computes. Allowed: {', '.join(directions)}."
+            )
         self.direction = directions[self.best_name]
         if saved and saved.get("best_name") == self.best_name:  # a resumed run keeps its best (of the same score only)
             self.best_value = saved.get("best_value")
@@ -85,14 +106,22 @@ class TrainingEval:
             tracker.writer.add_scalar(f"metrics/{name}", value, step)
         self.latest = scores
         tracker.latest.update({f"metrics/{k}": v for k, v in scores.items()})
-        record = {"step": step, **scores, "seconds": round(time.perf_counter() - t0, 3), "train_seconds": round(train_seconds, 3)}
+        record = {
+            "step": step,
+            **scores,
+            "seconds": round(time.perf_counter() - t0, 3),
+            "train_seconds": round(train_seconds, 3),
+        }
         with open(self.run_dir / "metrics.jsonl", "a") as f:
             f.write(json.dumps(record) + "\n")
         value = scores[self.best_name]
         better = is_better(value, self.best_value, self.direction)
         if better:
             self.best_value = value
-        tracker.console.print("  ".join(f"{k} {v:.4g}" for k, v in scores.items()) + (f"  (best {self.best_name})" if better else ""), highlight=False)
+        tracker.console.print(
+            "  ".join(f"{k} {v:.4g}" for k, v in scores.items()) + (f"  (best {self.best_name})" if better else ""),
+            highlight=False,
+        )
         self._eval_seconds += time.perf_counter() - t0
         return better
 

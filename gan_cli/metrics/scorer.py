@@ -48,15 +48,37 @@ class Metric:
 METRICS: dict[str, Metric] = {
     "fid": Metric({"fid": LOWER}, "Frechet distance between Gaussian fits of real and fake features"),
     "kid": Metric({"kid": LOWER}, "kernel (MMD^2) distance of features, unbiased, 100 subsets"),
-    "is": Metric({"is": HIGHER}, "Inception-Score-style exp(E KL(p(y|x) || p(y))) with the classifier", needs_logits=True),
-    "prdc": Metric({k: HIGHER for k in ("precision", "recall", "density", "coverage")}, "k-NN manifold estimates (k=5)"),
-    "classes": Metric({"classes": HIGHER, "class_kl": LOWER}, "classes the samples cover; KL of their class histogram to uniform", needs_logits=True),
-    "cond": Metric({"cond_acc": HIGHER}, "fraction of samples the classifier puts in the class they were generated with", needs_logits=True),
-    "modes": Metric({"modes": HIGHER, "hq": HIGHER, "spread": NEAR_ONE, "mode_kl": LOWER},
-                    "modes covered, % high-quality samples (within 3 std), their spread around the modes (data: 1) and KL of their mode shares to uniform",
-                    on_features=False, datasets=MODE_TOYS),
-    "moments": Metric({"mean_gap": LOWER, "std_gap": LOWER}, "|sample mean - 7| and |sample std - std|", on_features=False, datasets=("gauss1d",)),
-    "dstar": Metric({"dstar_l1": LOWER}, "mean |D(x) - D*(x)|, D* = p_data/(p_data + p_g)", on_features=False, datasets=("gauss1d",)),
+    "is": Metric(
+        {"is": HIGHER}, "Inception-Score-style exp(E KL(p(y|x) || p(y))) with the classifier", needs_logits=True
+    ),
+    "prdc": Metric(
+        {k: HIGHER for k in ("precision", "recall", "density", "coverage")}, "k-NN manifold estimates (k=5)"
+    ),
+    "classes": Metric(
+        {"classes": HIGHER, "class_kl": LOWER},
+        "classes the samples cover; KL of their class histogram to uniform",
+        needs_logits=True,
+    ),
+    "cond": Metric(
+        {"cond_acc": HIGHER},
+        "fraction of samples the classifier puts in the class they were generated with",
+        needs_logits=True,
+    ),
+    "modes": Metric(
+        {"modes": HIGHER, "hq": HIGHER, "spread": NEAR_ONE, "mode_kl": LOWER},
+        "modes covered, % high-quality samples (within 3 std), their spread around the modes (data: 1) and KL of their mode shares to uniform",
+        on_features=False,
+        datasets=MODE_TOYS,
+    ),
+    "moments": Metric(
+        {"mean_gap": LOWER, "std_gap": LOWER},
+        "|sample mean - 7| and |sample std - std|",
+        on_features=False,
+        datasets=("gauss1d",),
+    ),
+    "dstar": Metric(
+        {"dstar_l1": LOWER}, "mean |D(x) - D*(x)|, D* = p_data/(p_data + p_g)", on_features=False, datasets=("gauss1d",)
+    ),
 }
 
 
@@ -70,7 +92,9 @@ def direction_of(name: str) -> Optional[str]:
     the name is not one gan reports. The inverse of Scorer.name_of, for readers of saved scores (gan report)."""
     outputs = {o: d for m in METRICS.values() for o, d in m.outputs.items()}
     for output in sorted(outputs, key=len, reverse=True):  # dstar_l1 before a shorter name it starts with
-        if name.startswith(output) and re.fullmatch(r"(\d+(\.\d+)?k|\d+)(_[a-z0-9]+)?(_t[0-9.]+)?", name[len(output) :]):
+        if name.startswith(output) and re.fullmatch(
+            r"(\d+(\.\d+)?k|\d+)(_[a-z0-9]+)?(_t[0-9.]+)?", name[len(output) :]
+        ):
             return outputs[output]
     return None
 
@@ -82,7 +106,9 @@ COND_NEEDS_LABELS = (
 )
 
 
-def default_metrics(dataset: str, is_image: bool, has_labels: bool, backbone: str, has_d: bool, conditional: bool = False) -> list[str]:
+def default_metrics(
+    dataset: str, is_image: bool, has_labels: bool, backbone: str, has_d: bool, conditional: bool = False
+) -> list[str]:
     if dataset in MODE_TOYS:
         return ["modes"]
     if dataset == "gauss1d":
@@ -108,27 +134,52 @@ class Scorer:
     so the dataset must hold n samples besides the real set (checked before any feature is computed).
     """
 
-    def __init__(self, data, dataset_cfg, metrics: Optional[list[str]], n: Optional[int], backbone: str, device: torch.device,
-                 seed: int, inception_weights: Optional[str] = None, has_d: bool = False, conditional: bool = False,
-                 reference: bool = False) -> None:  # fmt: skip
+    def __init__(
+        self,
+        data,
+        dataset_cfg,
+        metrics: Optional[list[str]],
+        n: Optional[int],
+        backbone: str,
+        device: torch.device,
+        seed: int,
+        inception_weights: Optional[str] = None,
+        has_d: bool = False,
+        conditional: bool = False,
+        reference: bool = False,
+    ) -> None:
         spec = data.spec
         self.spec, self.device, self.seed = spec, device, seed
         self.std = 1.0 if dataset_cfg.get("std") is None else float(dataset_cfg.std)
-        names = list(metrics) if metrics else default_metrics(spec.name, spec.is_image, spec.num_classes > 0, backbone, has_d, conditional)
+        names = (
+            list(metrics)
+            if metrics
+            else default_metrics(spec.name, spec.is_image, spec.num_classes > 0, backbone, has_d, conditional)
+        )
         if not names:
-            raise GanError(f"No metric is defined for dataset {spec.name!r}: pass metrics=[...] with some of {', '.join(METRICS)}.")
+            raise GanError(
+                f"No metric is defined for dataset {spec.name!r}: pass metrics=[...] with some of {', '.join(METRICS)}."
+            )
         for name in names:
             if name not in METRICS:
                 raise one_of("metric", name, METRICS)
             m = METRICS[name]
             if m.on_features and not spec.is_image:
-                raise GanError(f"metric {name!r} compares image features, but dataset {spec.name!r} is toy data. Use {self._toy_choices()}.")
+                raise GanError(
+                    f"metric {name!r} compares image features, but dataset {spec.name!r} is toy data. Use {self._toy_choices()}."
+                )
             if not m.on_features and spec.name not in m.datasets:
-                raise GanError(f"metric {name!r} is defined only for dataset {' or '.join(m.datasets)}, not {spec.name!r}.")
+                raise GanError(
+                    f"metric {name!r} is defined only for dataset {' or '.join(m.datasets)}, not {spec.name!r}."
+                )
             if m.needs_logits and backbone != "lenet":
-                raise GanError(f"metric {name!r} needs class probabilities, which backbone={backbone} does not give. Use backbone=lenet or drop {name!r}.")
+                raise GanError(
+                    f"metric {name!r} needs class probabilities, which backbone={backbone} does not give. Use backbone=lenet or drop {name!r}."
+                )
             if name == "dstar" and not has_d:
-                raise GanError("metric 'dstar' compares D(x) with the optimal D*(x) and needs a probability-output D (loss=minimax or loss=ns).")
+                raise GanError(
+                    "metric 'dstar' compares D(x) with the optimal D*(x) and needs a probability-output D (loss=minimax or loss=ns)."
+                )
             if name == "cond" and not conditional:
                 raise GanError(COND_NEEDS_LABELS)
         if backbone not in ("lenet", "inception"):
@@ -152,7 +203,14 @@ class Scorer:
             self.backbone = build_backbone(backbone, self._full(data, dataset_cfg), device, inception_weights)
             x, _ = labelled_tensors(data)
             self.real_feats, self.real_logits = self.backbone.features(x[self._order[: self.n_real]], device)
-            self.protocol.update({"backbone": backbone, "n_real": self.n_real, "split": "train (the data G learns from)", **self.backbone.info})
+            self.protocol.update(
+                {
+                    "backbone": backbone,
+                    "n_real": self.n_real,
+                    "split": "train (the data G learns from)",
+                    **self.backbone.info,
+                }
+            )
             self.protocol.pop("has_logits", None)
         else:
             self.protocol.update({"backbone": None, "n_real": "analytic (known mixture)", "split": None})
@@ -202,8 +260,12 @@ class Scorer:
         """{reported name: 'min', 'max' or 'one' (best at 1)} of every quantity this scorer reports."""
         return {self.name_of(o): d for m in self.metrics for o, d in METRICS[m].outputs.items()}
 
-    def score(self, fake: torch.Tensor, d_prob: Optional[Callable[[torch.Tensor], torch.Tensor]] = None,
-              labels: Optional[torch.Tensor] = None) -> dict[str, float]:  # fmt: skip
+    def score(
+        self,
+        fake: torch.Tensor,
+        d_prob: Optional[Callable[[torch.Tensor], torch.Tensor]] = None,
+        labels: Optional[torch.Tensor] = None,
+    ) -> dict[str, float]:
         """Scores of `fake` (n samples, in data space); `d_prob` maps points to D's probability (for dstar);
         `labels`: the class each sample was generated with (for cond)."""
         if "cond" in self.metrics and labels is None:
@@ -229,7 +291,12 @@ class Scorer:
                 values = {"cond_acc": F.conditional_accuracy(logits, labels.cpu())}
             elif m == "modes":
                 cov = toy.mode_coverage(fake, mode_centers(self.spec.name), self.std)
-                values = {"modes": float(cov.modes_covered), "hq": 100.0 * cov.high_quality, "spread": cov.spread, "mode_kl": cov.mode_kl}
+                values = {
+                    "modes": float(cov.modes_covered),
+                    "hq": 100.0 * cov.high_quality,
+                    "spread": cov.spread,
+                    "mode_kl": cov.mode_kl,
+                }
             elif m == "moments":
                 values = toy.moment_gaps(fake, GAUSS1D_MEAN, self.std)
             else:  # dstar

@@ -21,7 +21,9 @@ class ModeCoverage:
     modes_covered: int
     n_modes: int
     high_quality: float  # fraction of samples within 3 std of their nearest mode
-    spread: float = math.nan  # RMS distance of the high-quality samples to their mode, over the data's (1 = as wide as the data)
+    spread: float = (
+        math.nan
+    )  # RMS distance of the high-quality samples to their mode, over the data's (1 = as wide as the data)
     mode_kl: float = math.nan  # KL(share of high-quality samples per mode || uniform): 0 when every mode gets its share
 
 
@@ -36,7 +38,11 @@ def truncated_mean_square(dims: int, n_std: float) -> float:
     """E[|x - mu|^2 / std^2 | |x - mu| <= n_std std] for an isotropic Gaussian in `dims` dimensions: |x - mu|^2 / std^2
     is chi-square with `dims` degrees of freedom, whose mean below t is dims * P(chi2_{dims+2} < t) / P(chi2_dims < t)."""
     t = torch.tensor(n_std**2 / 2, dtype=torch.float64)
-    return float(dims * torch.special.gammainc(torch.tensor(dims / 2 + 1.0, dtype=torch.float64), t) / torch.special.gammainc(torch.tensor(dims / 2, dtype=torch.float64), t))
+    return float(
+        dims
+        * torch.special.gammainc(torch.tensor(dims / 2 + 1.0, dtype=torch.float64), t)
+        / torch.special.gammainc(torch.tensor(dims / 2, dtype=torch.float64), t)
+    )
 
 
 def mode_coverage(samples: torch.Tensor, centers: torch.Tensor, std: float, n_std: float = 3.0) -> ModeCoverage:

@@ -22,7 +22,14 @@ from gan_cli.errors import GanError, one_of
 from gan_cli.models.dcgan import DCGANGenerator, dcgan_discriminator, resolutions
 from gan_cli.models.ema import EMA, ema_decay  # noqa: F401  (re-exported)
 from gan_cli.models.lapgan import build_lapgan
-from gan_cli.models.layers import CONDITIONINGS, MINIBATCH_LAYERS, HeadOptions, LatentInput, LatentLayout, apply_spectral_norm
+from gan_cli.models.layers import (
+    CONDITIONINGS,
+    MINIBATCH_LAYERS,
+    HeadOptions,
+    LatentInput,
+    LatentLayout,
+    apply_spectral_norm,
+)
 from gan_cli.models.mlp import G_ACTIVATIONS, MLPGenerator, mlp_discriminator
 from gan_cli.models.progan import build_progan, check_growth_options
 from gan_cli.models.shift import LogisticDiscriminator, ShiftGenerator
@@ -34,21 +41,29 @@ G_NORMS = ("batch", "virtual")
 
 def _head(cfg, spec: DataSpec) -> HeadOptions:
     # BigGAN pairs G's conditional batch norm with the projection discriminator
-    return HeadOptions("projection" if cfg.cond == "cbn" else cfg.cond, spec.num_classes, cfg.minibatch, cfg.info_cat, cfg.info_cont)
+    return HeadOptions(
+        "projection" if cfg.cond == "cbn" else cfg.cond, spec.num_classes, cfg.minibatch, cfg.info_cat, cfg.info_cont
+    )
 
 
 def _latent(cfg, spec: DataSpec) -> LatentInput:
     """z (and InfoGAN's codes), with the label embedding appended for every conditioning but cbn, which feeds
     the label to G's norm layers instead."""
-    return LatentInput(LatentLayout(cfg.z_dim, cfg.info_cat, cfg.info_cont), spec.num_classes if cfg.cond not in ("none", "cbn") else 0)
+    return LatentInput(
+        LatentLayout(cfg.z_dim, cfg.info_cat, cfg.info_cont), spec.num_classes if cfg.cond not in ("none", "cbn") else 0
+    )
 
 
 def _mlp(cfg, spec: DataSpec) -> tuple[nn.Module, nn.Module]:
-    return MLPGenerator(spec, _latent(cfg, spec), cfg.g_width, cfg.g_act), mlp_discriminator(spec, cfg.d_width, cfg.dropout, cfg.d_norm, _head(cfg, spec))
+    return MLPGenerator(spec, _latent(cfg, spec), cfg.g_width, cfg.g_act), mlp_discriminator(
+        spec, cfg.d_width, cfg.dropout, cfg.d_norm, _head(cfg, spec)
+    )
 
 
 def _dcgan(cfg, spec: DataSpec) -> tuple[nn.Module, nn.Module]:
-    G = DCGANGenerator(spec, _latent(cfg, spec), cfg.g_width, cfg.attention, cfg.g_norm, spec.num_classes if cfg.cond == "cbn" else 0)
+    G = DCGANGenerator(
+        spec, _latent(cfg, spec), cfg.g_width, cfg.attention, cfg.g_norm, spec.num_classes if cfg.cond == "cbn" else 0
+    )
     return G, dcgan_discriminator(spec, cfg.d_width, cfg.d_norm, _head(cfg, spec), cfg.attention)
 
 
@@ -58,7 +73,15 @@ def _style(cfg, spec: DataSpec) -> tuple[nn.Module, nn.Module]:
 
 
 def _lapgan(cfg, spec: DataSpec) -> tuple[nn.Module, nn.Module]:
-    return build_lapgan(spec, cfg.z_dim, cfg.g_width, cfg.d_width, cfg.levels, spec.num_classes if cfg.cond == "concat" else 0, cfg.dropout)
+    return build_lapgan(
+        spec,
+        cfg.z_dim,
+        cfg.g_width,
+        cfg.d_width,
+        cfg.levels,
+        spec.num_classes if cfg.cond == "concat" else 0,
+        cfg.dropout,
+    )
 
 
 def _progan(cfg, spec: DataSpec) -> tuple[nn.Module, nn.Module]:
@@ -74,13 +97,28 @@ def _from_target(build: Callable[..., tuple[nn.Module, nn.Module]]) -> Callable[
 
 
 # the keys of every built-in network: the latent, the widths, init, normalisation and the heads of D
-_ARCH_KEYS = ("z_dim", "g_width", "d_width", "d_norm", "init_std", "g_spectral", "cond", "minibatch", "info_cat", "info_cont")
-MODELS = Registry("model", "name", shared=("name", "ema", "ema_warmup", "pack"), target_uses=("_target_", "args"), adapt=_from_target)
+_ARCH_KEYS = (
+    "z_dim",
+    "g_width",
+    "d_width",
+    "d_norm",
+    "init_std",
+    "g_spectral",
+    "cond",
+    "minibatch",
+    "info_cat",
+    "info_cont",
+)
+MODELS = Registry(
+    "model", "name", shared=("name", "ema", "ema_warmup", "pack"), target_uses=("_target_", "args"), adapt=_from_target
+)
 MODELS.add("mlp", _mlp, uses=(*_ARCH_KEYS, "dropout", "g_act"))
 MODELS.add("dcgan", _dcgan, uses=(*_ARCH_KEYS, "g_norm", "attention"))
 MODELS.add("style", _style, uses=(*_ARCH_KEYS, "attention", "style_mixing"))
 MODELS.add("shift", _shift, uses=("init_std",))
-MODELS.add("lapgan", _lapgan, uses=("z_dim", "g_width", "d_width", "dropout", "init_std", "g_spectral", "cond", "levels"))
+MODELS.add(
+    "lapgan", _lapgan, uses=("z_dim", "g_width", "d_width", "dropout", "init_std", "g_spectral", "cond", "levels")
+)
 MODELS.add("progan", _progan, uses=("z_dim", "g_width", "d_width", "cond", "fade_steps", "stable_steps"))
 _GROWTH_KEYS = ("fade_steps", "stable_steps")
 CONV_MODELS = ("dcgan", "style")  # the models with feature maps (where self-attention can sit)
@@ -169,9 +207,13 @@ def _user_pair(component: Component, cfg, spec: DataSpec) -> tuple[nn.Module, nn
     try:
         built = component.build(cfg, spec)
     except (TypeError, ValueError) as exc:
-        raise GanError(f"model._target_={component.target!r} could not build a model for {spec.describe()} with model.args={target_args(cfg)}: {exc}.") from exc
+        raise GanError(
+            f"model._target_={component.target!r} could not build a model for {spec.describe()} with model.args={target_args(cfg)}: {exc}."
+        ) from exc
     if not (isinstance(built, (tuple, list)) and len(built) == 2 and all(isinstance(m, nn.Module) for m in built)):
-        raise GanError(f"model._target_={component.target!r} returned {type(built).__name__}; the contract is a pair (G, D) of torch.nn.Module (gan_cli/contracts.py).")
+        raise GanError(
+            f"model._target_={component.target!r} returned {type(built).__name__}; the contract is a pair (G, D) of torch.nn.Module (gan_cli/contracts.py)."
+        )
     return built[0], built[1]
 
 
@@ -193,9 +235,13 @@ def _check_variant_options(cfg, spec: DataSpec) -> None:
     if cfg.g_norm not in G_NORMS:
         raise one_of("model.g_norm", cfg.g_norm, G_NORMS)
     if not 0.0 <= cfg.style_mixing <= 1.0:
-        raise GanError(f"model.style_mixing={cfg.style_mixing} is a probability: give a number in [0, 1] (StyleGAN used 0.9), or 0 for none.")
+        raise GanError(
+            f"model.style_mixing={cfg.style_mixing} is a probability: give a number in [0, 1] (StyleGAN used 0.9), or 0 for none."
+        )
     if cfg.style_mixing > 0 and cfg.name != "style":
-        raise GanError(f"model.style_mixing={cfg.style_mixing} mixes the per-layer styles of model=style; model={cfg.name} has none. Use model=style, or model.style_mixing=0.")
+        raise GanError(
+            f"model.style_mixing={cfg.style_mixing} mixes the per-layer styles of model=style; model={cfg.name} has none. Use model=style, or model.style_mixing=0."
+        )
     if cfg.style_mixing > 0 and (cfg.info_cat or cfg.info_cont):
         raise GanError(
             f"model.style_mixing={cfg.style_mixing} gives a sample the styles of a second z, whose InfoGAN codes the Q head could not be "
@@ -207,9 +253,13 @@ def _check_variant_options(cfg, spec: DataSpec) -> None:
             f"with model.g_norm={cfg.g_norm} has none to condition. Use model=dcgan model.g_norm=batch, or another model.cond (concat, projection, acgan)."
         )
     if cfg.g_norm == "virtual" and cfg.name != "dcgan":
-        raise GanError(f"model.g_norm=virtual replaces the BatchNorm layers of DCGAN's generator; model={cfg.name} has none. Use model=dcgan or model.g_norm=batch.")
+        raise GanError(
+            f"model.g_norm=virtual replaces the BatchNorm layers of DCGAN's generator; model={cfg.name} has none. Use model=dcgan or model.g_norm=batch."
+        )
     if cfg.levels < 0 or (cfg.levels and cfg.name != "lapgan"):
-        raise GanError(f"model.levels={cfg.levels} sets the pyramid levels of model=lapgan (>= 2, or 0 for as many as the image size allows); model={cfg.name} has none.")
+        raise GanError(
+            f"model.levels={cfg.levels} sets the pyramid levels of model=lapgan (>= 2, or 0 for as many as the image size allows); model={cfg.name} has none."
+        )
     if cfg.name == "lapgan":
         _check_lapgan(cfg)
     if cfg.name == "progan":
@@ -217,20 +267,37 @@ def _check_variant_options(cfg, spec: DataSpec) -> None:
     else:
         grown = [f"model.{k}={cfg[k]}" for k in _GROWTH_KEYS if cfg[k] != base_values("model")[k]]
         if grown:
-            raise GanError(f"{', '.join(grown)} sets how model=progan grows; model={cfg.name} does not grow. Use model=progan, or leave the key at its default.")
+            raise GanError(
+                f"{', '.join(grown)} sets how model=progan grows; model={cfg.name} does not grow. Use model=progan, or leave the key at its default."
+            )
     if cfg.g_act not in G_ACTIVATIONS:
         raise one_of("model.g_act", cfg.g_act, G_ACTIVATIONS)
     if cfg.g_act != "leaky" and cfg.name != "mlp":
-        raise GanError(f"model.g_act={cfg.g_act} sets the hidden activation of the MLP generator; model={cfg.name} has its own (DCGAN's G uses ReLU, as in the paper). Use model=mlp or leave model.g_act=leaky.")
+        raise GanError(
+            f"model.g_act={cfg.g_act} sets the hidden activation of the MLP generator; model={cfg.name} has its own (DCGAN's G uses ReLU, as in the paper). Use model=mlp or leave model.g_act=leaky."
+        )
     if cfg.minibatch not in MINIBATCH_LAYERS:
         raise one_of("model.minibatch", cfg.minibatch, MINIBATCH_LAYERS)
     if cfg.info_cat < 0 or cfg.info_cont < 0 or cfg.info_cat == 1:
-        raise GanError(f"model.info_cat={cfg.info_cat} and model.info_cont={cfg.info_cont} must be >= 0 (and info_cat 0 or at least 2 categories).")
+        raise GanError(
+            f"model.info_cat={cfg.info_cat} and model.info_cont={cfg.info_cont} must be >= 0 (and info_cat 0 or at least 2 categories)."
+        )
     if cfg.name == "shift":
-        fixed = (("cond", "none"), ("minibatch", "none"), ("info_cat", 0), ("info_cont", 0), ("attention", 0), ("d_norm", "none"), ("g_spectral", False), ("g_norm", "batch"))
+        fixed = (
+            ("cond", "none"),
+            ("minibatch", "none"),
+            ("info_cat", 0),
+            ("info_cont", 0),
+            ("attention", 0),
+            ("d_norm", "none"),
+            ("g_spectral", False),
+            ("g_norm", "batch"),
+        )
         changed = [k for k, off in fixed if cfg[k] != off]
         if changed:
-            raise GanError(f"model=shift is the fixed 1-D example and takes none of {', '.join('model.' + k for k in changed)}. Use model=mlp or model=dcgan for variants.")
+            raise GanError(
+                f"model=shift is the fixed 1-D example and takes none of {', '.join('model.' + k for k in changed)}. Use model=mlp or model=dcgan for variants."
+            )
         return
     if cfg.cond != "none" and spec.num_classes < 2:
         raise GanError(
@@ -239,32 +306,46 @@ def _check_variant_options(cfg, spec: DataSpec) -> None:
         )
     if cfg.attention:
         if cfg.name not in CONV_MODELS:
-            raise GanError(f"model.attention={cfg.attention} needs feature maps; model={cfg.name} has none. Use model=dcgan or model=style, or model.attention=0.")
+            raise GanError(
+                f"model.attention={cfg.attention} needs feature maps; model={cfg.name} has none. Use model=dcgan or model=style, or model.attention=0."
+            )
         allowed = resolutions(spec)
         if cfg.attention not in allowed:
-            raise GanError(f"model.attention={cfg.attention} is not a feature-map side of model={cfg.name} on dataset={spec.name}. Allowed: {', '.join(map(str, allowed))} (or 0 for none).")
+            raise GanError(
+                f"model.attention={cfg.attention} is not a feature-map side of model={cfg.name} on dataset={spec.name}. Allowed: {', '.join(map(str, allowed))} (or 0 for none)."
+            )
 
 
 def _check_lapgan(cfg) -> None:
     stray = _unused_keys("model", cfg, MODELS.get("lapgan"))
     if stray:
-        raise GanError(f"{', '.join(stray)}: model=lapgan's levels are the paper's small MLP and conv nets, which read only "
-                       f"{', '.join('model.' + k for k in MODELS.get('lapgan').uses if k != 'name')}. Use model=dcgan or model=style for those options.")  # fmt: skip
+        raise GanError(
+            f"{', '.join(stray)}: model=lapgan's levels are the paper's small MLP and conv nets, which read only "
+            f"{', '.join('model.' + k for k in MODELS.get('lapgan').uses if k != 'name')}. Use model=dcgan or model=style for those options."
+        )
     if cfg.cond not in ("none", "concat"):
-        raise GanError(f"model.cond={cfg.cond}: model=lapgan conditions every level on the class by concatenation (model.cond=concat, or auto), or not at all (none).")
+        raise GanError(
+            f"model.cond={cfg.cond}: model=lapgan conditions every level on the class by concatenation (model.cond=concat, or auto), or not at all (none)."
+        )
     if cfg.pack > 1:
-        raise GanError(f"model.pack={cfg.pack}: model=lapgan's discriminators judge one pyramid level of one sample each; use model.pack=1.")
+        raise GanError(
+            f"model.pack={cfg.pack}: model=lapgan's discriminators judge one pyramid level of one sample each; use model.pack=1."
+        )
 
 
 def _check_progan(cfg) -> None:
     label = MODELS.get("progan")
     stray = _unused_keys("model", cfg, label)
     if stray:
-        raise GanError(f"{', '.join(stray)}: model=progan is the paper's network (equalized learning rate, pixel norm, minibatch std-dev, "
-                       f"no BatchNorm), which reads only {', '.join('model.' + k for k in label.uses if k != 'name')}. Use model=dcgan or model=style for those options.")  # fmt: skip
+        raise GanError(
+            f"{', '.join(stray)}: model=progan is the paper's network (equalized learning rate, pixel norm, minibatch std-dev, "
+            f"no BatchNorm), which reads only {', '.join('model.' + k for k in label.uses if k != 'name')}. Use model=dcgan or model=style for those options."
+        )
     if cfg.cond not in ("none", "projection"):
-        raise GanError(f"model.cond={cfg.cond}: model=progan takes the class through a projection D and a class embedding appended to z "
-                       f"(model.cond=projection, or auto on labelled data) or is unconditional (model.cond=none, the paper's).")  # fmt: skip
+        raise GanError(
+            f"model.cond={cfg.cond}: model=progan takes the class through a projection D and a class embedding appended to z "
+            f"(model.cond=projection, or auto on labelled data) or is unconditional (model.cond=none, the paper's)."
+        )
     check_growth_options(cfg.fade_steps, cfg.stable_steps)
 
 
@@ -287,10 +368,14 @@ class PackedDiscriminator(nn.Module):
 
     def pack(self, x: torch.Tensor) -> torch.Tensor:
         if len(x) % self.m:
-            raise GanError(f"model.pack={self.m} needs batches whose size is a multiple of {self.m}; got {len(x)}. Set train.batch_size to a multiple of {self.m}.")
+            raise GanError(
+                f"model.pack={self.m} needs batches whose size is a multiple of {self.m}; got {len(x)}. Set train.batch_size to a multiple of {self.m}."
+            )
         return x.reshape(len(x) // self.m, self.m * x.shape[1], *x.shape[2:])
 
-    def forward_with_extras(self, x: torch.Tensor, y: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def forward_with_extras(
+        self, x: torch.Tensor, y: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         return self.inner.forward_with_extras(self.pack(x), None)
 
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
@@ -299,11 +384,15 @@ class PackedDiscriminator(nn.Module):
 
 def _check_pack(cfg, spec: DataSpec) -> None:
     if cfg.pack < 1:
-        raise GanError(f"model.pack={cfg.pack} must be a positive number of samples per discriminator input (1 = no packing; PacGAN uses 2 to 4).")
+        raise GanError(
+            f"model.pack={cfg.pack} must be a positive number of samples per discriminator input (1 = no packing; PacGAN uses 2 to 4)."
+        )
     if cfg.pack == 1:
         return
     if cfg.name == "shift":
-        raise GanError(f"model.pack={cfg.pack} needs a discriminator body to widen; model=shift is the fixed 1-D example. Use model=mlp.")
+        raise GanError(
+            f"model.pack={cfg.pack} needs a discriminator body to widen; model=shift is the fixed 1-D example. Use model=mlp."
+        )
     if spec.shape == (1,):  # the 1-D example's sample plots and dstar score draw D(x) of single points
         raise GanError(
             f"model.pack={cfg.pack} makes D judge packs of samples, but dataset={spec.name} is 1-D: its plots and its dstar score "
@@ -334,7 +423,9 @@ def num_classes(G: nn.Module) -> int:
     return int(getattr(G, "classes", 0))  # a G that reads the labels itself (model=lapgan's levels) says how many
 
 
-def sample_latent(G: nn.Module, n: int, device: torch.device | str, generator: torch.Generator | None = None) -> torch.Tensor:
+def sample_latent(
+    G: nn.Module, n: int, device: torch.device | str, generator: torch.Generator | None = None
+) -> torch.Tensor:
     """z ~ N(0, I) of G's latent size, with InfoGAN's codes (one-hot, uniform) in its tail when G has them."""
     return latent_layout(G).sample(n, device, generator)
 
@@ -349,7 +440,9 @@ def truncate(G: nn.Module, z: torch.Tensor, truncation: float | None) -> torch.T
     if truncation is None:
         return z
     if truncation <= 0:
-        raise GanError(f"truncation={truncation} must be a positive number of standard deviations (e.g. 0.7), or null for none.")
+        raise GanError(
+            f"truncation={truncation} must be a positive number of standard deviations (e.g. 0.7), or null for none."
+        )
     n = latent_layout(G).n_noise
     normal = torch.distributions.Normal(0.0, 1.0)
     lo = float(normal.cdf(torch.tensor(-float(truncation))))

@@ -15,8 +15,17 @@ from torch import nn
 
 from gan_cli.data.spec import DataSpec
 from gan_cli.errors import GanError
-from gan_cli.models.layers import (CBN_EMBED, ConditionalBatchNorm2d, ConditionalSequential, Discriminator, HeadOptions, LabelToInput, LatentInput,
-                                   SelfAttention, VirtualBatchNorm2d)
+from gan_cli.models.layers import (
+    CBN_EMBED,
+    ConditionalBatchNorm2d,
+    ConditionalSequential,
+    Discriminator,
+    HeadOptions,
+    LabelToInput,
+    LatentInput,
+    SelfAttention,
+    VirtualBatchNorm2d,
+)
 
 
 def dcgan_layout(spec: DataSpec, model: str = "dcgan") -> tuple[int, int]:
@@ -42,7 +51,9 @@ def _d_norm(kind: str, channels: int) -> nn.Module:
     if kind == "batch":
         return nn.BatchNorm2d(channels)
     if kind == "layer":
-        return nn.GroupNorm(1, channels)  # layer norm over (C, H, W), per-channel affine: per-sample, so fine with gradient penalties
+        return nn.GroupNorm(
+            1, channels
+        )  # layer norm over (C, H, W), per-channel affine: per-sample, so fine with gradient penalties
     return nn.Identity()  # none, or spectral (applied to the weights by build_models)
 
 
@@ -57,14 +68,24 @@ class DCGANGenerator(nn.Module):
     """`cbn_classes` > 0: BigGAN's class-conditional batch norm in every norm layer (model.cond=cbn), from one
     class embedding table shared by all of them, instead of the label appended to z."""
 
-    def __init__(self, spec: DataSpec, latent: LatentInput, width: int, attention: int = 0, norm: str = "batch", cbn_classes: int = 0) -> None:
+    def __init__(
+        self,
+        spec: DataSpec,
+        latent: LatentInput,
+        width: int,
+        attention: int = 0,
+        norm: str = "batch",
+        cbn_classes: int = 0,
+    ) -> None:
         super().__init__()
         base, k = dcgan_layout(spec)
         self.input = latent
         self.z_dim = latent.layout.size
         self.virtual = norm == "virtual"
         if self.virtual:  # a buffer, so the reference batch travels with the weights into every checkpoint
-            self.register_buffer("reference_z", latent.layout.sample(VBN_REFERENCE, "cpu", torch.Generator().manual_seed(12345)))
+            self.register_buffer(
+                "reference_z", latent.layout.sample(VBN_REFERENCE, "cpu", torch.Generator().manual_seed(12345))
+            )
         self.class_embed = nn.Embedding(cbn_classes, CBN_EMBED) if cbn_classes else None
 
         def g_norm(channels: int) -> nn.Module:
@@ -73,7 +94,11 @@ class DCGANGenerator(nn.Module):
             return VirtualBatchNorm2d(channels, VBN_REFERENCE) if self.virtual else nn.BatchNorm2d(channels)
 
         ch, res = width * 2 ** (k - 1), base
-        layers: list[nn.Module] = [nn.ConvTranspose2d(latent.size, ch, base, 1, 0, bias=False), g_norm(ch), nn.ReLU(True)]
+        layers: list[nn.Module] = [
+            nn.ConvTranspose2d(latent.size, ch, base, 1, 0, bias=False),
+            g_norm(ch),
+            nn.ReLU(True),
+        ]
         layers += _attention(res, attention, ch)
         for _ in range(k - 1):
             layers += [nn.ConvTranspose2d(ch, ch // 2, 4, 2, 1, bias=False), g_norm(ch // 2), nn.ReLU(True)]
@@ -89,7 +114,9 @@ class DCGANGenerator(nn.Module):
             return self.net(self.input(z, None).view(len(z), -1, 1, 1), self.class_embed(y))
         if not self.virtual:
             return self.net(self.input(z, y).view(len(z), -1, 1, 1))
-        v = torch.cat([self.input(self.reference_z.to(z.dtype), None), self.input(z, y)])  # reference labels cycle through the classes
+        v = torch.cat(
+            [self.input(self.reference_z.to(z.dtype), None), self.input(z, y)]
+        )  # reference labels cycle through the classes
         return self.net(v.view(len(v), -1, 1, 1))[VBN_REFERENCE:]
 
 

@@ -54,7 +54,9 @@ class EMA:
     def update(self, G: nn.Module) -> None:
         self.updates += 1
         weight = 1.0 - ema_decay(self.decay, self.updates, self.warmup)
-        if self._pairs is None or self._pairs[0] is not G:  # the parameter lists, built once (walking the modules costs each step)
+        if (
+            self._pairs is None or self._pairs[0] is not G
+        ):  # the parameter lists, built once (walking the modules costs each step)
             self._pairs = (G, list(self.module.parameters()), list(G.parameters()))
         torch._foreach_lerp_(self._pairs[1], self._pairs[2], weight)
         self._power_iterate()

@@ -87,9 +87,13 @@ class CoarseG(nn.Module):
         super().__init__()
         self.shape = (channels, side, side)
         self.net = nn.Sequential(
-            nn.Linear(z_dim + classes, 8 * width), nn.ReLU(), nn.Linear(8 * width, 8 * width), nn.ReLU(),
-            nn.Linear(8 * width, channels * side * side), nn.Tanh(),
-        )  # fmt: skip
+            nn.Linear(z_dim + classes, 8 * width),
+            nn.ReLU(),
+            nn.Linear(8 * width, 8 * width),
+            nn.ReLU(),
+            nn.Linear(8 * width, channels * side * side),
+            nn.Tanh(),
+        )
         self.classes = classes
 
     def forward(self, z: torch.Tensor, y: Optional[torch.Tensor]) -> torch.Tensor:
@@ -104,9 +108,14 @@ class ResidualG(nn.Module):
         super().__init__()
         self.classes = classes
         self.net = nn.Sequential(
-            nn.Conv2d(channels + 1 + classes, width, 3, padding=1), nn.BatchNorm2d(width), nn.ReLU(),
-            nn.Conv2d(width, width, 3, padding=1), nn.BatchNorm2d(width), nn.ReLU(), nn.Conv2d(width, channels, 3, padding=1),
-        )  # fmt: skip
+            nn.Conv2d(channels + 1 + classes, width, 3, padding=1),
+            nn.BatchNorm2d(width),
+            nn.ReLU(),
+            nn.Conv2d(width, width, 3, padding=1),
+            nn.BatchNorm2d(width),
+            nn.ReLU(),
+            nn.Conv2d(width, channels, 3, padding=1),
+        )
 
     def forward(self, noise: torch.Tensor, coarse: torch.Tensor, y: Optional[torch.Tensor]) -> torch.Tensor:
         return self.net(torch.cat([coarse, noise, *_label_maps(y, self.classes, coarse)], 1))
@@ -125,14 +134,20 @@ class LevelD(nn.Module):
         self.classes = classes
         half = math.ceil(side / 2)
         self.net = nn.Sequential(
-            nn.Conv2d(in_channels + classes + 1, width, 3, padding=1), nn.LeakyReLU(0.2),
-            nn.Conv2d(width, 2 * width, 4, stride=2, padding=1 if side % 2 == 0 else 2), nn.LeakyReLU(0.2),
-            nn.Flatten(), nn.Dropout(dropout), nn.Linear(2 * width * half * half, 1),
-        )  # fmt: skip
+            nn.Conv2d(in_channels + classes + 1, width, 3, padding=1),
+            nn.LeakyReLU(0.2),
+            nn.Conv2d(width, 2 * width, 4, stride=2, padding=1 if side % 2 == 0 else 2),
+            nn.LeakyReLU(0.2),
+            nn.Flatten(),
+            nn.Dropout(dropout),
+            nn.Linear(2 * width * half * half, 1),
+        )
 
     def forward(self, x: torch.Tensor, y: Optional[torch.Tensor]) -> torch.Tensor:
         spread = x.std(0, unbiased=False).mean() if len(x) > 1 else x.new_zeros(())
-        return self.net(torch.cat([x, spread.expand(len(x), 1, *x.shape[2:]), *_label_maps(y, self.classes, x)], 1)).squeeze(1)
+        return self.net(
+            torch.cat([x, spread.expand(len(x), 1, *x.shape[2:]), *_label_maps(y, self.classes, x)], 1)
+        ).squeeze(1)
 
 
 class LapGenerator(nn.Module):
@@ -193,28 +208,40 @@ class LapDiscriminator(nn.Module):
         channels, side = spec.shape[0], spec.shape[-1]
         self.sizes = level_sizes(side, levels)
         self.levels_d = nn.ModuleList(
-            LevelD(2 * channels if k < len(self.sizes) - 1 else channels, s, width * 2**k, classes, dropout) for k, s in enumerate(self.sizes)
+            LevelD(2 * channels if k < len(self.sizes) - 1 else channels, s, width * 2**k, classes, dropout)
+            for k, s in enumerate(self.sizes)
         )
         self.classes = classes
 
-    def level(self, k: int, target: torch.Tensor, coarse: Optional[torch.Tensor], y: Optional[torch.Tensor]) -> torch.Tensor:
+    def level(
+        self, k: int, target: torch.Tensor, coarse: Optional[torch.Tensor], y: Optional[torch.Tensor]
+    ) -> torch.Tensor:
         return self.levels_d[k](target if coarse is None else torch.cat([coarse, target], 1), y)
 
     def forward(self, x: torch.Tensor, y: Optional[torch.Tensor] = None) -> torch.Tensor:
         if self.classes and y is None:
             y = torch.arange(len(x), device=x.device) % self.classes
         pyramid = laplacian_pyramid(x, len(self.sizes))
-        logits = [self.level(k, pyramid[k], up(pyramid[k + 1]) if k < len(pyramid) - 1 else None, y) for k in range(len(pyramid))]
+        logits = [
+            self.level(k, pyramid[k], up(pyramid[k + 1]) if k < len(pyramid) - 1 else None, y)
+            for k in range(len(pyramid))
+        ]
         return torch.stack(logits).mean(0)
 
 
-def build_lapgan(spec: DataSpec, z_dim: int, g_width: int, d_width: int, levels: int, classes: int, dropout: float) -> tuple[nn.Module, nn.Module]:
+def build_lapgan(
+    spec: DataSpec, z_dim: int, g_width: int, d_width: int, levels: int, classes: int, dropout: float
+) -> tuple[nn.Module, nn.Module]:
     if not spec.is_image or spec.shape[1] != spec.shape[2]:
-        raise GanError(f"model=lapgan builds a Laplacian pyramid of square images; dataset={spec.name} holds {spec.describe()}. Use an image dataset.")
+        raise GanError(
+            f"model=lapgan builds a Laplacian pyramid of square images; dataset={spec.name} holds {spec.describe()}. Use an image dataset."
+        )
     sizes = level_sizes(spec.shape[-1], levels)
     if len(sizes) < 2:
         raise GanError(
             f"model=lapgan needs at least two pyramid levels, but {spec.shape[-1]}x{spec.shape[-1]} images do not halve to a side >= {SMALLEST} "
             f"(model.levels={levels}). Use images of an even side >= 14 (dataset.image_size), or another model."
         )
-    return LapGenerator(spec, z_dim, g_width, levels, classes), LapDiscriminator(spec, d_width, levels, classes, dropout)
+    return LapGenerator(spec, z_dim, g_width, levels, classes), LapDiscriminator(
+        spec, d_width, levels, classes, dropout
+    )

@@ -238,7 +238,9 @@ class DiscriminatorHead(nn.Module):
         self.classify = nn.Linear(features, opts.num_classes) if opts.cond == "acgan" else None
         # InfoGAN (Chen et al. 2016): Q shares D's body and estimates the codes from h
         n_codes = opts.info_cat + opts.info_cont
-        self.q = nn.Sequential(nn.Linear(features, 128), nn.LeakyReLU(0.2), nn.Linear(128, n_codes)) if n_codes else None
+        self.q = (
+            nn.Sequential(nn.Linear(features, 128), nn.LeakyReLU(0.2), nn.Linear(128, n_codes)) if n_codes else None
+        )
 
     def forward(self, h: torch.Tensor, y: Optional[torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         extras: dict[str, torch.Tensor] = {"features": h}
@@ -261,13 +263,17 @@ class Discriminator(nn.Module):
     returns the head's extra outputs for the auxiliary loss terms.
     """
 
-    def __init__(self, body: nn.Module, features: int, opts: HeadOptions, label_input: Optional[LabelToInput] = None) -> None:
+    def __init__(
+        self, body: nn.Module, features: int, opts: HeadOptions, label_input: Optional[LabelToInput] = None
+    ) -> None:
         super().__init__()
         self.label_input = label_input
         self.body = body
         self.head = DiscriminatorHead(features, opts)
 
-    def forward_with_extras(self, x: torch.Tensor, y: Optional[torch.Tensor] = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def forward_with_extras(
+        self, x: torch.Tensor, y: Optional[torch.Tensor] = None
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         if self.label_input is not None:
             x = self.label_input(x, y)
         return self.head(self.body(x).flatten(1), y)
@@ -276,7 +282,9 @@ class Discriminator(nn.Module):
         return self.forward_with_extras(x, y)[0]  # logits: no sigmoid inside the model
 
 
-def discriminate(D: nn.Module, x: torch.Tensor, y: Optional[torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+def discriminate(
+    D: nn.Module, x: torch.Tensor, y: Optional[torch.Tensor]
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """(logits, extras) for any D; models without heads (the 1-D logistic D) have no extras."""
     with_extras = getattr(D, "forward_with_extras", None)  # getattr also reaches through torch.compile's wrapper
     if with_extras is not None:
@@ -287,8 +295,9 @@ def discriminate(D: nn.Module, x: torch.Tensor, y: Optional[torch.Tensor]) -> tu
 Scored = tuple[torch.Tensor, dict[str, torch.Tensor]]
 
 
-def discriminate_pair(D: nn.Module, real: torch.Tensor, fake: torch.Tensor, y: Optional[torch.Tensor],
-                      input_grad: bool = False) -> tuple[Scored, Scored, torch.Tensor]:  # fmt: skip
+def discriminate_pair(
+    D: nn.Module, real: torch.Tensor, fake: torch.Tensor, y: Optional[torch.Tensor], input_grad: bool = False
+) -> tuple[Scored, Scored, torch.Tensor]:
     """D on real and fake in one pass over [real; fake] (the labels twice): for a D that scores each sample on
     its own (`batch_coupled(D)` empty) the logits and extras of two passes, from one forward and one backward
     through D with twice the rows (a few percent faster for small MLPs on a CPU: bench/d_pass.py).
@@ -300,14 +309,24 @@ def discriminate_pair(D: nn.Module, real: torch.Tensor, fake: torch.Tensor, y: O
         x.requires_grad_(True)
     logits, extras = discriminate(D, x, None if y is None else torch.cat([y, y]))
     half = len(logits) // 2  # a packed D (PacGAN) returns one logit per pack: real packs first, then fake ones
-    return (logits[:half], {k: v[:half] for k, v in extras.items()}), (logits[half:], {k: v[half:] for k, v in extras.items()}), x
+    return (
+        (logits[:half], {k: v[:half] for k, v in extras.items()}),
+        (logits[half:], {k: v[half:] for k, v in extras.items()}),
+        x,
+    )
 
 
 def batch_coupled(D: nn.Module) -> list[str]:
     """The kinds of layer in D whose output for a sample depends on the other samples of its batch: BatchNorm
     (in training mode), minibatch discrimination, minibatch std-dev (layers that say so by `couples_batch`).
     Such a D judges [real; fake] differently from real and fake apart, so it cannot share one pass."""
-    return sorted({type(m).__name__ for m in D.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) or getattr(m, "couples_batch", False)})
+    return sorted(
+        {
+            type(m).__name__
+            for m in D.modules()
+            if isinstance(m, nn.modules.batchnorm._BatchNorm) or getattr(m, "couples_batch", False)
+        }
+    )
 
 
 class LatentInput(nn.Module):
@@ -360,7 +379,9 @@ class ConditionalBatchNorm2d(nn.Module):
     def __init__(self, channels: int, embed_dim: int = CBN_EMBED) -> None:
         super().__init__()
         self.bn = nn.BatchNorm2d(channels, affine=False)
-        self.gain = nn.Linear(embed_dim, channels, bias=False)  # N(0, init_std) like every linear layer: gains start near 1
+        self.gain = nn.Linear(
+            embed_dim, channels, bias=False
+        )  # N(0, init_std) like every linear layer: gains start near 1
         self.bias = nn.Linear(embed_dim, channels, bias=False)
 
     def forward(self, x: torch.Tensor, embedding: torch.Tensor) -> torch.Tensor:

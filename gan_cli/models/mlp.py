@@ -10,7 +10,6 @@ from torch import nn
 from gan_cli.data.spec import DataSpec
 from gan_cli.models.layers import Discriminator, HeadOptions, LabelToInput, LatentInput
 
-
 G_ACTIVATIONS = ("leaky", "relu")
 
 
@@ -29,12 +28,15 @@ class MLPGenerator(nn.Module):
             return nn.ReLU() if activation == "relu" else nn.LeakyReLU(0.2)
 
         self.net = nn.Sequential(
-            nn.Linear(latent.size, width), act(),
-            nn.Linear(width, 2 * width), act(),
-            nn.Linear(2 * width, 4 * width), act(),
+            nn.Linear(latent.size, width),
+            act(),
+            nn.Linear(width, 2 * width),
+            act(),
+            nn.Linear(2 * width, 4 * width),
+            act(),
             nn.Linear(4 * width, out),
             nn.Tanh() if spec.is_image else nn.Identity(),  # images live in [-1, 1]; toy points anywhere in R^d
-        )  # fmt: skip
+        )
 
     def forward(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         return self.net(self.input(z, y)).view(len(z), *self.shape)

@@ -174,7 +174,9 @@ class ProGenerator(Growing):
         widths = stage_widths(width, len(self.sides))
         self.input = LatentInput(LatentLayout(z_dim), classes)
         first = self.sides[0]
-        self.dense = EqualizedLinear(self.input.size, widths[0] * first * first, gain=math.sqrt(2) / 4)  # the paper's 4x4 "conv" from z
+        self.dense = EqualizedLinear(
+            self.input.size, widths[0] * first * first, gain=math.sqrt(2) / 4
+        )  # the paper's 4x4 "conv" from z
         self.first_conv = _conv_block(widths[0], widths[0], norm=True)[:3]
         self.blocks = nn.ModuleList(_conv_block(widths[i - 1], widths[i], norm=True) for i in range(1, len(self.sides)))
         self.to_rgb = nn.ModuleList(EqualizedConv2d(w, spec.shape[0], 1, gain=1.0) for w in widths)
@@ -204,11 +206,18 @@ class ProDiscriminator(Growing):
         super().__init__(spec.shape[1])
         self.full = spec.shape[1]
         widths = stage_widths(width, len(self.sides))
-        self.from_rgb = nn.ModuleList(nn.Sequential(EqualizedConv2d(spec.shape[0], w, 1), nn.LeakyReLU(LEAK)) for w in widths)
+        self.from_rgb = nn.ModuleList(
+            nn.Sequential(EqualizedConv2d(spec.shape[0], w, 1), nn.LeakyReLU(LEAK)) for w in widths
+        )
         self.blocks = nn.ModuleList(
-            nn.Sequential(EqualizedConv2d(widths[i], widths[i], 3), nn.LeakyReLU(LEAK), EqualizedConv2d(widths[i], widths[i - 1], 3), nn.LeakyReLU(LEAK))
+            nn.Sequential(
+                EqualizedConv2d(widths[i], widths[i], 3),
+                nn.LeakyReLU(LEAK),
+                EqualizedConv2d(widths[i], widths[i - 1], 3),
+                nn.LeakyReLU(LEAK),
+            )
             for i in range(1, len(self.sides))
-        )  # fmt: skip
+        )
         first, w0 = self.sides[0], widths[0]
         self.final_conv = nn.Sequential(EqualizedConv2d(w0 + 1, w0, 3), nn.LeakyReLU(LEAK))
         self.final_dense = nn.Sequential(EqualizedLinear(w0 * first * first, w0), nn.LeakyReLU(LEAK))
@@ -216,10 +225,14 @@ class ProDiscriminator(Growing):
         self.project = nn.Embedding(classes, w0) if classes else None  # Miyato & Koyama's projection discriminator
         self.classes = classes
 
-    def forward_with_extras(self, x: torch.Tensor, y: Optional[torch.Tensor] = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def forward_with_extras(
+        self, x: torch.Tensor, y: Optional[torch.Tensor] = None
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         side = self.side
         if x.shape[-1] not in (side, self.full):
-            raise GanError(f"model=progan's D at stage {self.stage} reads images of side {side} (or {self.full}, pooled); got {tuple(x.shape)}.")
+            raise GanError(
+                f"model=progan's D at stage {self.stage} reads images of side {side} (or {self.full}, pooled); got {tuple(x.shape)}."
+            )
         x = downscale(x, side)
         h = self.from_rgb[self.stage](x)
         if self.stage > 0:
@@ -249,9 +262,13 @@ class ProDiscriminator(Growing):
         return x
 
 
-def build_progan(spec: DataSpec, z_dim: int, g_width: int, d_width: int, classes: int) -> tuple[ProGenerator, ProDiscriminator]:
+def build_progan(
+    spec: DataSpec, z_dim: int, g_width: int, d_width: int, classes: int
+) -> tuple[ProGenerator, ProDiscriminator]:
     if not spec.is_image:
-        raise GanError(f"model=progan grows convolutional G and D over image sides; dataset={spec.name} holds points. Use model=mlp for toy data.")
+        raise GanError(
+            f"model=progan grows convolutional G and D over image sides; dataset={spec.name} holds points. Use model=mlp for toy data."
+        )
     if len(stage_sides(spec.shape[1])) < 2 or spec.shape[1] != spec.shape[2]:
         raise GanError(
             f"model=progan grows square images by doubling from a side >= {SMALLEST}; {spec.describe()} has no smaller stage. "

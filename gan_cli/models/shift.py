@@ -16,7 +16,9 @@ from gan_cli.errors import GanError
 
 def _check(spec: DataSpec) -> None:
     if spec.shape != (1,):
-        raise GanError(f"model=shift is the 1-D example and needs 1-D data (dataset=gauss1d); dataset={spec.name} has shape {list(spec.shape)}.")
+        raise GanError(
+            f"model=shift is the 1-D example and needs 1-D data (dataset=gauss1d); dataset={spec.name} has shape {list(spec.shape)}."
+        )
 
 
 class ShiftGenerator(nn.Module):

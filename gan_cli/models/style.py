@@ -52,7 +52,9 @@ class StyleLayer(nn.Module):
 
 
 class StyleGenerator(nn.Module):
-    def __init__(self, spec: DataSpec, latent: LatentInput, width: int, attention: int = 0, mixing: float = 0.0) -> None:
+    def __init__(
+        self, spec: DataSpec, latent: LatentInput, width: int, attention: int = 0, mixing: float = 0.0
+    ) -> None:
         super().__init__()
         self.mixing = mixing
         base, k = dcgan_layout(spec, "style")
@@ -70,8 +72,10 @@ class StyleGenerator(nn.Module):
         for _ in range(k):
             out = max(ch // 2, width // 2, 1)
             res *= 2
-            layers += [StyleLayer(ch, out, w_dim, upsample=True, attention=False),
-                       StyleLayer(out, out, w_dim, upsample=False, attention=attention == res)]  # fmt: skip
+            layers += [
+                StyleLayer(ch, out, w_dim, upsample=True, attention=False),
+                StyleLayer(out, out, w_dim, upsample=False, attention=attention == res),
+            ]
             ch = out
         self.layers = nn.ModuleList(layers)
         self.to_image = nn.Conv2d(ch, spec.shape[0], 1)
@@ -91,7 +95,9 @@ class StyleGenerator(nn.Module):
             x = layer(x, w)
         return torch.tanh(self.to_image(x))
 
-    def mixed(self, z_coarse: torch.Tensor, z_fine: torch.Tensor, y: torch.Tensor | None = None, crossover: int | None = None) -> torch.Tensor:
+    def mixed(
+        self, z_coarse: torch.Tensor, z_fine: torch.Tensor, y: torch.Tensor | None = None, crossover: int | None = None
+    ) -> torch.Tensor:
         """Styles from z_coarse for the first `crossover` layers (default: those below full resolution), z_fine after."""
         cut = self.coarse_layers if crossover is None else crossover
         w_coarse, w_fine = self.style(z_coarse, y), self.style(z_fine, y)
