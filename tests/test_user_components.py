@@ -12,7 +12,7 @@ import pytest
 import torch
 from conftest import REPO, run_gan
 
-SECTION = "## Your own model, loss, dataset or optimizer"
+SECTION = "## A complete example"
 FAST = [
     "train.steps=40",
     "train.log_every=10",
@@ -24,8 +24,8 @@ FAST = [
 
 
 def readme_example(dest: Path) -> list[list[str]]:
-    """Write the files of the README's "Your own model" section under `dest`; return its commands as argument lists."""
-    text = (REPO / "README.md").read_text()
+    """Write the files of docs/components.md's complete example under `dest`; return its commands as argument lists."""
+    text = (REPO / "docs" / "components.md").read_text()
     section = text[text.index(SECTION) :]
     section = section[: section.index("\n## ", len(SECTION))]
     files = re.findall(r"<!-- file: (\S+) -->\n```\w+\n(.*?)```", section, re.S)
