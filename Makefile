@@ -7,7 +7,7 @@ ARGS   ?=
 # one pytest worker per core (at most 8): each worker and the `gan` runs it starts use one thread
 TEST_JOBS ?= $(shell n=$$(nproc 2>/dev/null || echo 2); [ $$n -gt 8 ] && n=8; echo $$n)
 
-.PHONY: install train lint test test-fast bench bench-sweep bench-dpass bench-dist tensorboard clean
+.PHONY: install train lint docs test test-fast bench-reference bench bench-sweep bench-dpass bench-dist tensorboard clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,9 +20,13 @@ install: $(STAMP)  ## create .venv with gan, its sweep plugins (joblib launcher,
 train: $(STAMP)  ## train the default GAN (DCGAN, mnist5k) on this machine; extra overrides via ARGS="..."
 	$(BIN)/gan train $(ARGS)
 
-lint: $(STAMP)  ## ruff (lint and format check)
+lint: $(STAMP)  ## ruff (lint and format check), then import-linter (one-way layers, no circles: pyproject.toml)
 	$(BIN)/ruff check gan_cli tests bench
 	$(BIN)/ruff format --check gan_cli tests bench
+	$(BIN)/lint-imports
+
+docs: $(STAMP)  ## the documentation site (docs/, mkdocs-material) into site/; a broken link or a page missing from the nav fails
+	$(BIN)/mkdocs build --strict
 
 test: lint  ## lint, then the whole test suite (CPU, offline)
 	$(BIN)/python -m pytest -q -n $(TEST_JOBS) --dist worksteal
@@ -41,6 +45,9 @@ bench-dpass: $(STAMP)  ## train.d_pass=separate vs joint (one pass of D over [re
 
 bench-dist: $(STAMP)  ## one run on 1 and on 2 processes (DDP, gloo, one thread each), side by side; writes bench/RESULTS_distributed.md
 	$(BIN)/python -m bench.distributed $(ARGS)
+
+bench-reference: $(STAMP)  ## re-train the reference runs and check them bit-identical to bench/reference.json (python -m bench.reference --save writes it)
+	$(BIN)/python -m bench.reference $(ARGS)
 
 tensorboard: $(STAMP)  ## TensorBoard over every run and sweep
 	$(BIN)/tensorboard --logdir . --port 6006

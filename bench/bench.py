@@ -24,17 +24,15 @@ import argparse
 import json
 import math
 import os
-import platform
 import subprocess
 import sys
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
-import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from bench.helpers import alternate, machine, timed
 from bench.loops import Case, build_loop, build_pair
 
 HERE = Path(__file__).resolve().parent
@@ -71,15 +69,6 @@ def scaling_cases() -> list[Case]:
     return by_batch + by_size
 
 
-def timed(loop, steps: int) -> float:
-    loop.sync()
-    t = time.perf_counter()
-    for _ in range(steps):
-        loop.step()
-    loop.sync()
-    return time.perf_counter() - t
-
-
 def step_flops(loop) -> float:
     """FLOPs of one training step (torch's FlopCounterMode); nan where the step differentiates twice."""
     try:
@@ -88,23 +77,6 @@ def step_flops(loop) -> float:
         return float(counter.get_total_flops())
     except RuntimeError:  # the counter cannot follow autograd.grad inside a step (gradient penalties)
         return float("nan")
-
-
-def alternate(loops: dict[str, Any], rounds: int, chunk: int, warmup: int) -> tuple[dict[str, float], dict[str, int]]:
-    """(seconds, CUDA peak bytes) of each loop over `rounds` chunks of `chunk` steps, after `warmup` steps each: the
-    loops take turns, the order flipping every round, so a shared machine's changing load slows them alike."""
-    for loop in loops.values():
-        timed(loop, warmup)
-    seconds, cuda_peak = dict.fromkeys(loops, 0.0), dict.fromkeys(loops, 0)
-    for r in range(rounds):
-        for name in list(loops) if r % 2 == 0 else list(loops)[::-1]:
-            device = loops[name].device
-            if device.type == "cuda":
-                torch.cuda.reset_peak_memory_stats(device)
-            seconds[name] += timed(loops[name], chunk)
-            if device.type == "cuda":
-                cuda_peak[name] = max(cuda_peak[name], torch.cuda.max_memory_allocated(device))
-    return seconds, cuda_peak
 
 
 def race(case: Case, rounds: int, chunk: int, warmup: int) -> dict:
@@ -168,21 +140,6 @@ def peak_rss(case: Case, which: str, steps: int, speed: list[str]) -> dict:
 # ---------------------------------------------------------------------------------------------
 # the report
 # ---------------------------------------------------------------------------------------------
-def machine() -> str:
-    if torch.cuda.is_available():
-        return f"{torch.cuda.get_device_name()} (CUDA {torch.version.cuda}), torch {torch.__version__}"
-    cpu = platform.processor() or platform.machine()
-    try:
-        cpu = next(
-            line.split(":", 1)[1].strip()
-            for line in Path("/proc/cpuinfo").read_text().splitlines()
-            if line.startswith("model name")
-        )
-    except (OSError, StopIteration):
-        pass
-    return f"CPU: {cpu}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads, torch {torch.__version__}"
-
-
 def table(rows: list[dict], rss: dict, peak_tflops: float | None) -> list[str]:
     cuda = any("gan_cuda_mib" in r for r in rows)
     head = "| case | gan images/s | baseline images/s | ratio | FLOPs baseline / gan | gan GFLOP/s |"

@@ -15,7 +15,7 @@ import argparse
 import copy
 from pathlib import Path
 
-from bench.bench import alternate, machine
+from bench.helpers import alternate, machine
 from bench.loops import Case, GanLoop, _build
 
 HERE = Path(__file__).resolve().parent

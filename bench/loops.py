@@ -28,8 +28,8 @@ from gan_cli.data import DataSpec, LoadedData, load_dataset, make_batcher
 from gan_cli.losses import build_loss
 from gan_cli.models import build_models
 from gan_cli.optimizers import build_optimizers
-from gan_cli.speed import Precision, enable_backend_speedups, plan_speed, prepare_models
-from gan_cli.train import train_step
+from gan_cli.training.speed import Precision, enable_backend_speedups, plan_speed, prepare_models
+from gan_cli.training.step import train_step
 
 
 @dataclass

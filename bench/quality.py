@@ -205,7 +205,7 @@ def train_gan(
 def train_canonical(
     every: int, n: int, budget: float, extra: list[str], max_steps: Optional[int], workers: int, log=print
 ) -> Curve:
-    from bench.bench import timed
+    from bench.helpers import timed
     from bench.loops import CanonicalLoop
     from gan_cli.data import load_dataset
     from gan_cli.metrics.scorer import Scorer

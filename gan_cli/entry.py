@@ -15,16 +15,7 @@ import os
 import signal
 import sys
 
-INTERRUPTED = 130  # gan_cli.errors.INTERRUPTED, repeated here so that nothing but the standard library loads first
-
-
-def interrupted_message(command: str) -> str:
-    """The one line for a Ctrl-C that stops `gan` without saving (during start-up, or a second one in training)."""
-    who = f"gan {command}" if command else "gan"
-    return (
-        f"gan: error: {who}: interrupted. A second Ctrl-C stops at once without saving: a run directory keeps the checkpoint "
-        f"of its last save (resume it with `gan train resume=<run dir>`); one Ctrl-C during training saves first."
-    )
+from gan_cli.errors import INTERRUPTED, interrupted_message  # errors.py imports nothing of gan and no library
 
 
 def _interrupted(signum, frame) -> None:

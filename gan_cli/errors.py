@@ -12,6 +12,15 @@ IO_FAILED = 4  # the disk or a file failed under a running command (full, read-o
 INTERRUPTED = 130  # Ctrl-C or SIGTERM, after saving
 
 
+def interrupted_message(command: str) -> str:
+    """The one line for a Ctrl-C that stops `gan` without saving (during start-up, or a second one in training)."""
+    who = f"gan {command}" if command else "gan"
+    return (
+        f"gan: error: {who}: interrupted. A second Ctrl-C stops at once without saving: a run directory keeps the checkpoint "
+        f"of its last save (resume it with `gan train resume=<run dir>`); one Ctrl-C during training saves first."
+    )
+
+
 class GanError(Exception):
     """A user-facing error: the message names the bad value and what is allowed."""
 

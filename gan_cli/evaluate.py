@@ -28,8 +28,7 @@ from gan_cli.losses import build_objective
 from gan_cli.metrics import Scorer
 from gan_cli.metrics.scorer import generated_labels
 from gan_cli.models import build_models, num_classes
-from gan_cli.runtime import generate, load_state, pick_device
-from gan_cli.sample import load_generator
+from gan_cli.runtime import generate, load_generator, load_state, pick_device
 
 
 def checkpoints_of(target: str) -> list[Path]:
@@ -224,7 +223,7 @@ def evaluate(cfg) -> list[dict[str, Any]]:
 def print_sweep_table(paths: list[Path], results: list[dict[str, Any]]) -> None:
     """A sweep's scores as `gan report` lays runs out: one row per job, the overrides that differ as columns (those
     all jobs share printed once), split into tables that fit the terminal."""
-    from gan_cli.report import print_columns, read_overrides, split_overrides
+    from gan_cli.tables import print_columns, read_overrides, split_overrides
 
     console = Console()
     overrides = [read_overrides(run_dir_of(p)) for p in paths]

@@ -19,8 +19,8 @@ from torch import nn
 from gan_cli.components import Registry, target_args
 from gan_cli.contracts import Objective as ObjectiveContract
 from gan_cli.contracts import missing_members
-from gan_cli.distributed import per_sample
 from gan_cli.errors import GanError, one_of
+from gan_cli.parallel import per_sample
 from gan_cli.schedules import SCHEDULES, lr_factor
 
 LOG4 = math.log(4.0)

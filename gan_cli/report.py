@@ -28,11 +28,11 @@ from typing import Any, Optional, Sequence
 import yaml
 from hydra.experimental.callback import Callback
 from rich.console import Console
-from rich.table import Table
 
 from gan_cli.errors import GanError, shown
 from gan_cli.metrics.scorer import HIGHER, NEAR_ONE, direction_of
 from gan_cli.rundir import is_locked, read_status, shell_command
+from gan_cli.tables import print_columns, read_overrides, split_overrides
 
 STATUSES = ("finished", "interrupted", "diverged", "failed", "running")
 LOSS_TAGS = ("loss/D", "loss/G", "D(x)", "D(G(z))")
@@ -126,13 +126,6 @@ def _read_yaml(path: Path) -> Any:
         return yaml.safe_load(path.read_text())
     except (OSError, yaml.YAMLError):
         return None
-
-
-def read_overrides(run: Path) -> dict[str, str]:
-    """key -> value of the run's command-line overrides (hydra.* left out: where it ran, not what it ran)."""
-    items = _read_yaml(run / ".hydra" / "overrides.yaml") or []
-    pairs = (str(o).split("=", 1) for o in items if "=" in str(o))
-    return {k.lstrip("+~"): v for k, v in pairs if not k.lstrip("+~").startswith("hydra.")}
 
 
 def error_line(run: Path) -> str:
@@ -247,18 +240,6 @@ def _labels(runs: list[Path]) -> list[str]:
     return [str(r.relative_to(root)) for r in runs]
 
 
-def split_overrides(overrides: list[dict[str, str]]) -> tuple[dict[str, str], list[str]]:
-    """(the overrides every run has with the same value, the keys whose values differ or that some runs lack);
-    a single run shares nothing: all its overrides are what sets it apart."""
-    keys = list(dict.fromkeys(k for o in overrides for k in o))
-    shared = (
-        {k: overrides[0][k] for k in keys if all(o.get(k) == overrides[0].get(k) for o in overrides)}
-        if len(overrides) > 1
-        else {}
-    )
-    return shared, [k for k in keys if k not in shared]
-
-
 def _order_value(value: float, direction: Optional[str]) -> float:
     if direction == NEAR_ONE:
         return abs(math.log(value)) if value > 0 else math.inf
@@ -338,25 +319,6 @@ def columns(report: Report) -> list[tuple[str, list[str]]]:
     return cols
 
 
-def fit_columns(cols: list[tuple[str, list[str]]], width: int, keep: int = 2) -> list[list[tuple[str, list[str]]]]:
-    """Split the columns into tables that each fit `width` characters, the first `keep` (rank, run) in every one."""
-
-    def need(col: tuple[str, list[str]]) -> int:
-        return max(len(col[0]), *(len(c) for c in col[1])) + 3  # rich's padding and border
-
-    head, rest = cols[:keep], cols[keep:]
-    tables: list[list[tuple[str, list[str]]]] = []
-    current, used = list(head), sum(need(c) for c in head) + 1
-    for col in rest:
-        if len(current) > keep and used + need(col) > width:
-            tables.append(current)
-            current, used = list(head), sum(need(c) for c in head) + 1
-        current.append(col)
-        used += need(col)
-    tables.append(current)
-    return tables
-
-
 def next_commands(row: RunRow) -> list[str]:
     """How to use the best run: sample from it, and continue it (a finished run needs more steps to resume)."""
     commands = [shell_command("gan", "sample", f"ckpt={row.path}")]
@@ -383,18 +345,6 @@ def summary_lines(report: Report) -> list[str]:
         if r.reason and r.status != "finished":
             lines.append(f"{r.label} {r.status}: {r.reason}")
     return lines
-
-
-def print_columns(cols: list[tuple[str, list[str]]], console: Console, keep: int = 2) -> None:
-    """(header, cells) columns as rich tables that each fit the console, the first `keep` columns in every one."""
-    rows = len(cols[0][1])
-    for part in fit_columns(cols, console.width, keep):
-        table = Table(show_edge=False, pad_edge=False)
-        for i, (header, _) in enumerate(part):
-            table.add_column(header, justify="left" if i == keep - 1 else "right", no_wrap=True)
-        for r in range(rows):
-            table.add_row(*(cells[r] for _, cells in part))
-        console.print(table)
 
 
 def print_report(report: Report, console: Optional[Console] = None, title: str = "gan report") -> None:

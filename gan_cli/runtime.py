@@ -10,15 +10,39 @@ from __future__ import annotations
 import os
 import random
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Sequence
 
 import numpy as np
 import torch
+from omegaconf import OmegaConf
 from torch import nn
 
-from gan_cli.errors import GanError
-from gan_cli.models import sample_latent, truncate
+from gan_cli.checkpoint import load_checkpoint
+from gan_cli.components import check_checkpoint_targets
+from gan_cli.data import DataSpec
+from gan_cli.errors import GanError, shown
+from gan_cli.models import build_models, sample_latent, truncate
 from gan_cli.rng import seeded_global_rng
+
+REBUILT_GROUPS = (
+    "model",
+    "dataset",
+    "loss",
+)  # what sample and eval rebuild from a checkpoint's config (never its optimizer)
+
+
+def load_generator(
+    ckpt_target: str, device: torch.device, ema: bool = True, allow_targets: Sequence[str] = ()
+) -> tuple[torch.nn.Module, DataSpec, dict, Path]:
+    """(G in eval mode, data spec, checkpoint dict, checkpoint path); the EMA generator when asked and present.
+
+    A checkpoint naming its own components (`_target_`) is refused unless the user allowed their modules."""
+    ckpt, path = load_checkpoint(ckpt_target, map_location=device)
+    check_checkpoint_targets(ckpt["config"], REBUILT_GROUPS, allow_targets, shown(path))
+    spec = DataSpec.from_dict(ckpt["data_spec"])
+    G, _ = build_models(OmegaConf.create(ckpt["config"]["model"]), spec)
+    load_state(G, ckpt["models"]["G_ema" if ema and "G_ema" in ckpt["models"] else "G"], path)
+    return G.to(device).eval(), spec, ckpt, path
 
 
 def seed_everything(seed: int) -> None:
@@ -79,26 +103,6 @@ def render(
         y = labels[i : i + batch].to(device) if labels is not None else None
         chunks.append(G(z[i : i + batch].to(device), y).float().cpu())
     return torch.cat(chunks)
-
-
-def grad_norm(module: nn.Module) -> torch.Tensor:
-    """The L2 norm of all of a module's gradients, in one multi-tensor kernel (0 when none were computed)."""
-    grads = [p.grad for p in module.parameters() if p.grad is not None]
-    return torch.nn.utils.get_total_norm(grads) if grads else torch.zeros(())
-
-
-def update(
-    amp, net: str, opt: torch.optim.Optimizer, loss: torch.Tensor, module: nn.Module, measure: bool = True
-) -> Optional[torch.Tensor]:
-    """One optimizer step of G or D (`net`) under `amp`'s loss scaling; with `measure`, the gradients are unscaled first and
-    their norm returned (what `grad_norm/D`, `grad_norm/G` log), else None."""
-    amp.backward(net, loss)
-    norm = None
-    if measure:
-        amp.unscale(net, opt)
-        norm = grad_norm(module)
-    amp.step(net, opt)
-    return norm
 
 
 def usable_cores() -> int:

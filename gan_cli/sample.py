@@ -8,46 +8,23 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Callable, Optional, Sequence
+from typing import Callable, Optional
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from omegaconf import OmegaConf
 
-from gan_cli.checkpoint import load_checkpoint, run_dir_of
-from gan_cli.components import check_checkpoint_targets
-from gan_cli.data import DataSpec
+from gan_cli.checkpoint import run_dir_of
 from gan_cli.data.toys import TOY_NAMES, make_toy
-from gan_cli.errors import GanError, io_failure, one_of, shown
-from gan_cli.models import build_models, latent_layout, num_classes, sample_latent, truncate
+from gan_cli.errors import GanError, io_failure, one_of
+from gan_cli.models import latent_layout, num_classes, sample_latent, truncate
 from gan_cli.models.progan import Growing, downscale
 from gan_cli.plots import image_grid, points_figure, save_figure
 from gan_cli.rng import seeded_global_rng
-from gan_cli.runtime import load_state, pick_device, render
+from gan_cli.runtime import load_generator, pick_device, render
 
 OUT_KINDS = (".png", ".npy", ".pt")
-
-
-REBUILT_GROUPS = (
-    "model",
-    "dataset",
-    "loss",
-)  # what sample and eval rebuild from a checkpoint's config (never its optimizer)
-
-
-def load_generator(
-    ckpt_target: str, device: torch.device, ema: bool = True, allow_targets: Sequence[str] = ()
-) -> tuple[torch.nn.Module, DataSpec, dict, Path]:
-    """(G in eval mode, data spec, checkpoint dict, checkpoint path); the EMA generator when asked and present.
-
-    A checkpoint naming its own components (`_target_`) is refused unless the user allowed their modules."""
-    ckpt, path = load_checkpoint(ckpt_target, map_location=device)
-    check_checkpoint_targets(ckpt["config"], REBUILT_GROUPS, allow_targets, shown(path))
-    spec = DataSpec.from_dict(ckpt["data_spec"])
-    G, _ = build_models(OmegaConf.create(ckpt["config"]["model"]), spec)
-    load_state(G, ckpt["models"]["G_ema" if ema and "G_ema" in ckpt["models"] else "G"], path)
-    return G.to(device).eval(), spec, ckpt, path
 
 
 # ---------------------------------------------------------------------------------------------

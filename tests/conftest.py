@@ -56,7 +56,7 @@ def _forkserver():
 
         _FORKSERVER = multiprocessing.get_context("forkserver")
         _FORKSERVER.set_forkserver_preload(
-            ["torch", "gan_cli.cli", "gan_cli.train", "gan_cli.sample", "gan_cli.evaluate"]
+            ["torch", "gan_cli.cli", "gan_cli.training.run", "gan_cli.sample", "gan_cli.evaluate"]
         )
     return _FORKSERVER
 

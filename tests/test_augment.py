@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from gan_cli.augment import POLICIES, DiffAugment, parse_policy
 from gan_cli.errors import GanError
+from gan_cli.training.augment import POLICIES, DiffAugment, parse_policy
 
 SHAPES = [(4, 1, 28, 28), (4, 3, 32, 32)]
 ALL_POLICIES = [(p,) for p in POLICIES] + [POLICIES]

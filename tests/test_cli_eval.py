@@ -31,7 +31,7 @@ def test_a_resumed_run_keeps_its_best_score_and_only_a_better_one_replaces_best_
     from gan_cli.data import load_dataset
     from gan_cli.metrics.in_training import TrainingEval
     from gan_cli.models import build_models
-    from gan_cli.tracking import Tracker
+    from gan_cli.training.tracking import Tracker
 
     cpu = torch.device("cpu")
     cfg = compose_train(*RING, "eval.every=10", "eval.n=500", "eval.best=hq500")
@@ -160,7 +160,7 @@ def test_eval_every_scores_cond_of_a_conditional_generator(tmp_path: Path, lenet
     from gan_cli.data import load_dataset
     from gan_cli.metrics.in_training import TrainingEval
     from gan_cli.models import build_models, num_classes
-    from gan_cli.tracking import Tracker
+    from gan_cli.training.tracking import Tracker
 
     cfg = compose_train(*TINY, "model.cond=concat", "eval.every=10", "eval.n=200", "eval.metrics=[cond]")
     data = load_dataset(cfg.dataset, cfg.seed)

@@ -113,7 +113,6 @@ def test_help_lists_commands_and_groups(workdir: Path) -> None:
 def test_every_choice_enum_lists_exactly_what_its_registry_offers() -> None:
     """The schema's Enums (what Hydra accepts) and the registries (what the code builds) are one list of names."""
     from gan_cli import config as c
-    from gan_cli.augment import POLICIES
     from gan_cli.losses import PENALTIES
     from gan_cli.metrics.backbones import BACKBONES
     from gan_cli.models import D_NORMS, G_NORMS
@@ -121,7 +120,8 @@ def test_every_choice_enum_lists_exactly_what_its_registry_offers() -> None:
     from gan_cli.models.mlp import G_ACTIVATIONS
     from gan_cli.sample import MODES
     from gan_cli.schedules import SCHEDULES
-    from gan_cli.speed import AMP_MODES, SWITCH_VALUES
+    from gan_cli.training.augment import POLICIES
+    from gan_cli.training.speed import AMP_MODES, SWITCH_VALUES
 
     pairs = [
         (c.DNorm, D_NORMS),

@@ -22,8 +22,10 @@ from gan_cli.errors import GanError
 from gan_cli.losses import build_loss, r1_from_grad, r1_penalty
 from gan_cli.models import build_models
 from gan_cli.models.layers import batch_coupled, discriminate, discriminate_pair
-from gan_cli.speed import Precision
-from gan_cli.train import build_optimizers, check_d_pass, train_step
+from gan_cli.optimizers import build_optimizers
+from gan_cli.training.setup import check_d_pass
+from gan_cli.training.speed import Precision
+from gan_cli.training.step import train_step
 
 CPU = torch.device("cpu")
 TOY_SPEC = DataSpec("grid25", (2,), 25)

@@ -46,7 +46,7 @@ def test_the_generator_chains_its_levels_and_the_discriminator_judges_each() -> 
 @pytest.mark.slow
 def test_the_levels_learn_their_coefficients_and_sample_chains_them(workdir: Path, mnist5k) -> None:
     from gan_cli.models import build_models
-    from gan_cli.sample import load_generator
+    from gan_cli.runtime import load_generator
 
     run = workdir / "lap"
     args = [

@@ -18,8 +18,9 @@ from gan_cli.losses import build_loss
 from gan_cli.metrics.toy import mode_coverage
 from gan_cli.models import build_models
 from gan_cli.models.shift import LogisticDiscriminator, ShiftGenerator
+from gan_cli.optimizers import build_optimizers
 from gan_cli.runtime import seed_everything
-from gan_cli.train import build_optimizers, train_step
+from gan_cli.training.step import train_step
 
 
 @pytest.mark.slow

@@ -14,7 +14,8 @@ from gan_cli.data.batching import TensorBatcher
 from gan_cli.errors import GanError
 from gan_cli.losses import OBJECTIVES, build_loss, gradient_penalty
 from gan_cli.models import build_models
-from gan_cli.train import build_optimizers, train_step
+from gan_cli.optimizers import build_optimizers
+from gan_cli.training.step import train_step
 
 LOSSES = ["minimax", "ns", "wgan", "wgan_gp", "lsgan", "hinge"]
 SHAPES = {"mnist": (1, 28, 28), "cifar": (3, 32, 32), "celeba64": (3, 64, 64), "toy2d": (2,)}

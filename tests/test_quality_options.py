@@ -18,14 +18,15 @@ from conftest import TINY, compose_train, load_last, only_run_dir, run_gan
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from torch import nn
 
-from gan_cli.augment import POLICIES, DiffAugment
 from gan_cli.data import DataSpec, LoadedData
 from gan_cli.data.batching import TensorBatcher
 from gan_cli.errors import GanError
 from gan_cli.losses import build_loss
 from gan_cli.models import EMA, PackedDiscriminator, build_models, ema_decay, num_classes, sample_latent
+from gan_cli.optimizers import build_optimizers
 from gan_cli.schedules import lr_factor
-from gan_cli.train import build_optimizers, train_step
+from gan_cli.training.augment import POLICIES, DiffAugment
+from gan_cli.training.step import train_step
 
 TOY = [
     "model=mlp",

@@ -141,15 +141,16 @@ def test_resume_removes_the_temp_files_of_a_killed_write(tmp_path: Path) -> None
 
 def test_last_pt_is_written_after_the_periodic_and_best_checkpoints(tmp_path: Path, monkeypatch) -> None:
     """A process killed while writing step_N.pt or best.pt resumes from before step N and writes them again."""
-    import gan_cli.train as train_module
+    import gan_cli.training.state as state_module
+    from gan_cli.training.run import train
 
     written: list[str] = []
-    real_save = train_module.save_checkpoint
+    real_save = state_module.save_checkpoint
     monkeypatch.setattr(
-        train_module, "save_checkpoint", lambda payload, path: (written.append(path.name), real_save(payload, path))
+        state_module, "save_checkpoint", lambda payload, path: (written.append(path.name), real_save(payload, path))
     )
     cfg = compose_train(*TOY, "train.steps=4", "train.ckpt_every=2", "eval.every=2", "eval.n=200", "eval.best=hq200")
-    train_module.train(cfg, tmp_path / "run", [], {})
+    train(cfg, tmp_path / "run", [], {})
     assert written[-1] == "last.pt" and written.count("last.pt") == 2
     for periodic in ("step_000002.pt", "step_000004.pt"):
         assert written.index(periodic) < written.index("last.pt", written.index(periodic))
@@ -216,11 +217,12 @@ def test_a_full_disk_mid_run_names_the_cause_keeps_the_checkpoint_and_says_how_t
 ) -> None:
     import errno
 
-    import gan_cli.train as train_module
+    import gan_cli.training.state as state_module
     from gan_cli.errors import GanError
+    from gan_cli.training.run import train
 
     calls: list[str] = []
-    real_save = train_module.save_checkpoint
+    real_save = state_module.save_checkpoint
 
     def save_until_the_disk_fills(payload, path):
         calls.append(path.name)
@@ -228,11 +230,11 @@ def test_a_full_disk_mid_run_names_the_cause_keeps_the_checkpoint_and_says_how_t
             raise OSError(errno.ENOSPC, "No space left on device", str(path))
         real_save(payload, path)
 
-    monkeypatch.setattr(train_module, "save_checkpoint", save_until_the_disk_fills)
+    monkeypatch.setattr(state_module, "save_checkpoint", save_until_the_disk_fills)
     run = tmp_path / "run"
     cfg = compose_train(*TOY, "train.steps=6", "train.ckpt_every=2")
     try:
-        train_module.train(cfg, run, [], {})
+        train(cfg, run, [], {})
         raise AssertionError("training went on with a full disk")
     except GanError as err:
         message = str(err)

@@ -13,8 +13,8 @@ from bench.loops import Case, build_pair
 from gan_cli.data import DataSpec, LoadedData, make_batcher
 from gan_cli.data.batching import IndexStream
 from gan_cli.losses import gradient_penalty
-from gan_cli.speed import Precision
-from gan_cli.tracking import SKIPPED, ScalarAccumulator
+from gan_cli.training.speed import Precision
+from gan_cli.training.tracking import SKIPPED, ScalarAccumulator
 
 FP32 = ["train.amp=off", "train.compile=off", "train.channels_last=off"]
 EQUAL_MATH_CASES = [

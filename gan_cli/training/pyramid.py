@@ -15,13 +15,13 @@ from typing import Callable, Optional
 import torch
 from torch import nn
 
-from gan_cli.distributed import per_sample
 from gan_cli.errors import GanError
 from gan_cli.losses import GanLoss
 from gan_cli.models import sample_latent
 from gan_cli.models.lapgan import LapDiscriminator, LapGenerator, laplacian_pyramid, up
-from gan_cli.runtime import update
-from gan_cli.speed import FP32, Precision, eager
+from gan_cli.parallel import per_sample
+from gan_cli.training.speed import FP32, Precision, eager
+from gan_cli.training.step import update
 
 
 def is_pyramid(G: nn.Module) -> bool:

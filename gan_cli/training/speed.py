@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from gan_cli.errors import GanError, one_of
-from gan_cli.tracking import SKIPPED
+from gan_cli.training.tracking import SKIPPED
 
 SWITCH_VALUES = ("auto", "on", "off")
 AMP_MODES = ("auto", "bf16", "fp16", "off")

@@ -22,8 +22,8 @@ from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData, Sessi
 from torch.utils.tensorboard import SummaryWriter
 from torch.utils.tensorboard.summary import hparams
 
-from gan_cli.distributed import all_min_, all_sum_
 from gan_cli.errors import DIVERGED, GanError
+from gan_cli.parallel import all_min_, all_sum_
 
 log = logging.getLogger("gan_cli")
 SHOWN = ("loss/D", "loss/G", "D(x)", "D(G(z))")  # what the progress line shows

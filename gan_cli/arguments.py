@@ -1,0 +1,396 @@
+"""`gan train`'s argument pipeline, before Hydra starts: `--config-dir` as a search path, `resume=RUN` as the run's own
+overrides, torchrun's ranks in rank 0's directory, the pre-check that composes the config and builds the run's parts
+(so a bad option is one paragraph and exit 2 with no run directory made), and an Optuna search's direction.
+
+`prepare(command, args)` is the one call the dispatcher makes; it returns the arguments Hydra is then given.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Optional
+
+import yaml
+from omegaconf import DictConfig, OmegaConf
+
+from gan_cli.config import GROUPS, config_dir, register_schemas
+from gan_cli.errors import GanError
+from gan_cli.saved_overrides import check_hydra_unchanged, check_saved_overrides, check_saved_searchpath
+
+register_schemas()  # the typed schemas every composition (here and in the Hydra apps) starts from
+CONF = str(config_dir())
+
+
+def prepare(command: str, args: list[str]) -> Optional[list[str]]:
+    """The arguments to hand Hydra for `gan <command> args`, every check done; None when `--help` was answered here."""
+    if command != "train":
+        precheck(command, args)
+        return args
+    multirun = any(a in ("-m", "--multirun") for a in args)
+    args = config_dir_arguments(args)
+    if any(a in ("-h", "--help") for a in args):
+        from gan_cli.help import train_help
+
+        print(train_help(compose_config(command, [a for a in args if not a.startswith("-")], with_hydra=True)))
+        return None
+    if not multirun and any(a.startswith("resume=") for a in args):
+        args = resume_arguments(args)
+    args = torchrun_arguments(args, multirun)
+    precheck(command, args)
+    return search_arguments(args) if multirun else args
+
+
+def _override_key(override: str) -> str:
+    return override.split("=", 1)[0].lstrip("+~")
+
+
+def resume_target(arg: str) -> str:
+    """The path in `resume=...`: the text as the shell passed it when such a file or folder exists (spaces and any
+    letters allowed, as in the command printed after Ctrl-C), else the value Hydra's grammar reads (e.g. '...' quoted)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    raw = arg.split("=", 1)[1]
+    try:
+        if Path(os.path.expanduser(raw)).exists():
+            return raw
+    except OSError:  # too long to be a path: resolve_checkpoint says so
+        return raw
+    try:
+        value = OverridesParser.create().parse_overrides([arg])[0].value()
+    except Exception:  # not Hydra syntax either: the text is the path (resolve_checkpoint then says it does not exist)
+        return raw
+    return value if isinstance(value, str) else raw
+
+
+CONFIG_DIR_FLAGS = ("--config-dir", "-cd")
+
+
+def config_dir_arguments(args: list[str]) -> list[str]:
+    """`--config-dir DIR` (or `-cd DIR`, `--config-dir=DIR`) -> the override `hydra.searchpath=[file://DIR]`.
+
+    The same search path Hydra's flag would add, as an override: the pre-check composes with it, a sweep passes it
+    to every job, and `.hydra/hydra.yaml` records it, so `gan train resume=RUN` finds the user's components again."""
+    out, dirs, i = [], [], 0
+    while i < len(args):
+        a = args[i]
+        if a in CONFIG_DIR_FLAGS:
+            if i + 1 >= len(args):
+                raise GanError(
+                    f"{a} needs a folder: gan train {a} my_conf model=my_model (the folder holds model/my_model.yaml)."
+                )
+            dirs.append(args[i + 1])
+            i += 2
+            continue
+        if a.startswith("--config-dir="):
+            dirs.append(a.split("=", 1)[1])
+        else:
+            out.append(a)
+        i += 1
+    for d in dirs:
+        if not Path(os.path.expanduser(d)).is_dir():
+            raise GanError(
+                f"--config-dir {d!r} is not a folder. Point it at the folder that holds your model/, loss/, dataset/ or optimizer/ YAML files."
+            )
+    if not dirs:
+        return args
+    paths = ",".join(f"file://{Path(os.path.expanduser(d)).resolve()}" for d in dirs)
+    return [*out, f"hydra.searchpath=[{paths}]"]
+
+
+def torchrun_arguments(args: list[str], multirun: bool) -> list[str]:
+    """`torchrun --nproc_per_node=N -m gan_cli train ...`: every rank trains in rank 0's run directory.
+
+    Each of the N processes composes the config itself, and a run directory named by the time and process id would
+    differ in each; so the ranks join the run's process group now, before Hydra starts, and take rank 0's name. Only
+    rank 0's Hydra writes .hydra/ there."""
+    from gan_cli.parallel import backend_for, broadcast_text, join, launched_world, shard_device
+    from gan_cli.rundir import override
+    from gan_cli.runtime import pick_device
+
+    world = launched_world()
+    if world is None or not world.distributed:
+        return args
+    if multirun:
+        raise GanError(
+            "torchrun starts one distributed run; a sweep (-m) runs its jobs through a Hydra launcher instead, e.g. "
+            'gan train -m hydra/launcher=submitit_slurm hydra.launcher.tasks_per_node=8 ... (README "Many GPUs and clusters").'
+        )
+    cfg = compose_config("train", [a for a in args if not a.startswith("-")], with_hydra=True)
+    join(
+        world,
+        backend_for(str(cfg.dist.backend), shard_device(world, pick_device(str(cfg.device)))),
+        float(cfg.dist.timeout),
+    )
+    chosen = next(
+        (a.split("=", 1)[1] for a in args if a.startswith("hydra.run.dir=")), None
+    )  # resume=RUN names it for all
+    run_dir = broadcast_text(chosen or str(cfg.hydra.run.dir))
+    extra = [] if chosen else [override("hydra.run.dir", run_dir)]
+    return [*args, *extra, *([] if world.main else ["hydra.output_subdir=null"])]
+
+
+def resume_arguments(args: list[str]) -> list[str]:
+    """`gan train resume=RUN ...` -> the run's own overrides, then the new ones, in RUN itself.
+
+    Hydra composes the same config the run was started with, the new overrides win, and the training
+    code refuses any change other than length and cadence. Hydra writes nothing into RUN/.hydra
+    (`hydra.output_subdir=null`): the original files stay as they were, and an accepted resume records
+    its own under .hydra/resumes/.
+    """
+    from gan_cli.checkpoint import load_checkpoint, resolve_checkpoint, run_dir_of
+    from gan_cli.rundir import override
+
+    at = next(i for i, a in enumerate(args) if a.startswith("resume="))
+    target = resume_target(args[at])
+    if not target or target == "null":
+        return args
+    ckpt_path = resolve_checkpoint(target)
+    run_dir = run_dir_of(ckpt_path)
+    args = [*args[:at], override("resume", target), *args[at + 1 :]]
+    saved_file = run_dir / ".hydra" / "overrides.yaml"
+    if saved_file.is_file():
+        try:
+            saved, where = yaml.safe_load(saved_file.read_text()) or [], ".hydra/overrides.yaml"
+        except yaml.YAMLError as exc:
+            raise GanError(
+                f"The run {str(run_dir)!r} has a .hydra/overrides.yaml that is not valid YAML ({str(exc).splitlines()[0]}); "
+                "it cannot be resumed as it is."
+            ) from None
+    else:
+        saved, where = load_checkpoint(ckpt_path)[0].get("overrides", []), "its checkpoint"
+    saved = check_saved_overrides(saved, run_dir, where, _schema_keys("train"), _selectable_groups())
+    new_keys = {_override_key(a) for a in args if "=" in a}
+    kept = [o for o in saved if _override_key(o) not in new_keys and _override_key(o) != "resume"]
+    searchpath = check_saved_searchpath(_saved_searchpath(run_dir), run_dir)
+    if searchpath and "hydra.searchpath" not in new_keys:  # the run's --config-dir: where its own components are
+        kept.append(f"hydra.searchpath=[{','.join(searchpath)}]")
+    _check_saved_targets(kept, args, "hydra.searchpath" in new_keys, run_dir)
+    return [*kept, *args, override("hydra.run.dir", str(run_dir)), "hydra.output_subdir=null"]
+
+
+def _schema_keys(command: str) -> list[str]:
+    """Every option key of `gan <command>` (dotted), from its typed schema."""
+    from gan_cli.config import EvalConfig, GanConfig, SampleConfig
+    from gan_cli.rundir import flatten
+
+    schema = {"train": GanConfig, "sample": SampleConfig, "eval": EvalConfig}[command]
+    return list(flatten(OmegaConf.to_container(OmegaConf.structured(schema))))  # type: ignore[arg-type]
+
+
+def _selectable_groups() -> list[str]:
+    """The config groups a user selects (model=..., +experiment=...): gan's own folders of options, not Hydra's."""
+    return [*GROUPS, *(p.name for p in Path(CONF).iterdir() if p.is_dir() and p.name not in ("hydra", "base", *GROUPS))]
+
+
+def _check_saved_targets(kept: list[str], args: list[str], own_config_dir: bool, run_dir: Path) -> None:
+    """A resume composes the run's config from what the run directory saved (its overrides, its --config-dir), and a
+    run directory may come from anywhere: code it names (`_target_`) is imported only when this command vouches for it
+    (its own --config-dir) or GAN_ALLOW_TARGETS allows it. A `_target_` set by a saved override needs the variable always."""
+    from gan_cli.components import check_checkpoint_targets
+
+    own_args = [a for a in args if not a.startswith("-")]
+    own = compose_config("train", own_args, with_hydra=True)
+    resumed = compose_config("train", [*kept, *own_args], with_hydra=True)
+    check_hydra_unchanged(
+        OmegaConf.to_container(own.hydra, resolve=False), OmegaConf.to_container(resumed.hydra, resolve=False), run_dir
+    )  # type: ignore[arg-type]
+    injected = [o for o in kept if "_target_" in _override_key(o) or ".args" in _override_key(o)]
+    if own_config_dir and not injected:
+        return
+    cfg = OmegaConf.to_container(resumed, resolve=False)
+    cfg.pop("hydra", None)  # type: ignore[union-attr]
+    check_checkpoint_targets(cfg, GROUPS, None, repr(str(run_dir)), resume=True)  # type: ignore[arg-type]
+
+
+def _saved_searchpath(run_dir: Path) -> list[str]:
+    try:
+        saved = yaml.safe_load((run_dir / ".hydra" / "hydra.yaml").read_text()) or {}
+    except (OSError, yaml.YAMLError):
+        return []
+    return [str(p) for p in (saved.get("hydra", {}).get("searchpath") or [])]
+
+
+def check_resume(cfg: DictConfig) -> None:
+    """Refuse a resume before Hydra starts, so a refused one leaves the run directory exactly as it was:
+    a change to what is trained, a run already at its last step, or a run another process trains now."""
+    from gan_cli.checkpoint import load_checkpoint, run_dir_of
+    from gan_cli.config import to_plain
+    from gan_cli.rundir import check_resumable, in_use, is_locked
+
+    ckpt, path = load_checkpoint(cfg.resume)
+    check_resumable(ckpt, path, to_plain(cfg))
+    holder = is_locked(run_dir_of(path))
+    if holder is not None:
+        raise in_use(run_dir_of(path), holder)
+
+
+def explain_config_error(exc: Exception) -> str:
+    """Hydra/OmegaConf's multi-line composition error as one paragraph, without the search-path dump."""
+    text = str(exc)
+    if exc.__cause__ is not None and str(exc.__cause__) not in text:
+        text += "\n" + str(exc.__cause__)
+    text = text.split("Config search path:")[0]
+    parts: list[str] = []
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or line.startswith(("reference_type=", "object_type=")):
+            continue
+        if (
+            parts and line.isidentifier() and parts[-1].endswith((":", ","))
+        ):  # an option listed under "Available options"
+            parts[-1] += f" {line},"
+        else:
+            parts.append(line if line.endswith((".", ":", ",")) else line + ".")
+    return " ".join(parts).rstrip(",") + ("." if parts and parts[-1].endswith(",") else "")
+
+
+def _case_values(o) -> list:
+    """The values of one override to check: [None] when it sweeps nothing; both ends of a search interval
+    (`interval(1e-5, 1e-3)`, which only a search sweeper such as Optuna samples from)."""
+    from hydra.core.override_parser.types import IntervalSweep
+
+    if not o.is_sweep_override():
+        return [None]
+    value = o.value()
+    if isinstance(value, IntervalSweep):
+        return [str(value.start), str(value.end)]
+    return list(o.sweep_string_iterator())
+
+
+def sweep_cases(args: list[str]) -> list[list[str]]:
+    """One override list per value of each swept key (the others at their first value): composing each finds a
+    bad value anywhere in a sweep, in as many compositions as there are values, not as many as there are jobs."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    try:
+        parsed = OverridesParser.create().parse_overrides(args)
+    except Exception as exc:
+        raise GanError(explain_config_error(exc)) from exc
+    values = [_case_values(o) for o in parsed]
+    first = [
+        arg if vals == [None] else f"{o.input_line.split('=', 1)[0]}={vals[0]}"
+        for arg, o, vals in zip(args, parsed, values)
+    ]
+    cases = [first]
+    for i, (o, vals) in enumerate(zip(parsed, values)):
+        for v in vals[1:]:
+            cases.append([*first[:i], f"{o.input_line.split('=', 1)[0]}={v}", *first[i + 1 :]])
+    return cases
+
+
+def refuse_added_keys(command: str, args: list[str]) -> None:
+    """`+foo=1` or `++train.stepz=10` would add a key that nothing reads, and the run would quietly ignore it.
+    Every option gan has is already in its config, so `+` is only for selecting a config group (`+experiment=ring8`)."""
+    import difflib
+
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    try:
+        parsed = OverridesParser.create().parse_overrides(args)
+    except Exception as exc:
+        raise GanError(explain_config_error(exc)) from exc
+    known = _schema_keys(command)
+    for o in parsed:
+        key = o.key_or_group
+        user_args = any(key.startswith(f"{group}.args.") for group in GROUPS)  # a _target_'s own keywords
+        if (
+            not (o.is_add() or o.is_force_add())
+            or key in known
+            or user_args
+            or key.startswith("hydra")
+            or Path(CONF, key).is_dir()
+        ):
+            continue
+        close = difflib.get_close_matches(key, known, n=1)
+        hint = (
+            f" Did you mean {close[0]}?"
+            if close
+            else f" The options of gan {command} are listed by `gan {command} --cfg job`."
+        )
+        raise GanError(
+            f"{o.input_line!r} adds the key {key!r}, which gan {command} does not have: nothing would read it. "
+            f"Every option already exists, so set it without '+' (key=value); '+' only selects a config group, as in +experiment=ring8, "
+            f"or adds a keyword of your own component, as in +model.args.hidden=128.{hint}"
+        )
+
+
+def compose_config(command: str, args: list[str], with_hydra: bool = False):
+    """The config Hydra will compose for `gan <command> args` (its `hydra` node too when asked); errors as GanError."""
+    from hydra import compose, initialize_config_dir
+
+    try:
+        with initialize_config_dir(config_dir=CONF, version_base="1.3", job_name=f"gan_{command}"):
+            overrides = [
+                a for a in args if with_hydra or not a.startswith("hydra.") or a.startswith("hydra.searchpath=")
+            ]
+            return compose(config_name=command, overrides=overrides, return_hydra_config=with_hydra)
+    except Exception as exc:  # any composition error is the user's input
+        message = explain_config_error(exc)
+        if "Could not find 'hydra/launcher/" in message or "Could not find 'hydra/sweeper/" in message:
+            message += (
+                " Launchers and sweepers are Hydra plugins: joblib and optuna come with `make install` (pip install 'gan-cli[sweep]'); "
+                "others install as their own package, e.g. hydra-submitit-launcher."
+            )
+        raise GanError(message) from exc
+
+
+def precheck(command: str, args: list[str]) -> None:
+    """Compose a single run's config before Hydra starts it, so a bad override gets a clear message and exit 2."""
+
+    if any(a in ("-m", "--multirun") for a in args) and command == "train":
+        for one in sweep_cases([a for a in args if not a.startswith("-")]):
+            precheck(command, one)
+        return
+    if any(a.startswith("-") for a in args):  # --help, --cfg, -cd ...: leave those to Hydra
+        return
+    refuse_added_keys(command, args)
+    cfg = compose_config(command, args)
+    if command == "train":
+        from gan_cli.training.setup import check_options
+
+        check_options(cfg)  # before Hydra makes a run directory for a run that cannot start
+        if cfg.get("resume"):
+            check_resume(cfg)
+
+
+SEARCH_DIRECTIONS = {"min": "minimize", "max": "maximize"}
+
+
+def search_arguments(args: list[str]) -> list[str]:
+    """`hydra/sweeper=optuna`: the search optimises what `gan train` returns, the last value of eval.best, so it
+    needs scores during training and a named score; its direction (minimize/maximize) comes from the metric."""
+    from hydra import compose, initialize_config_dir
+
+    from gan_cli.metrics.scorer import NEAR_ONE, direction_of
+
+    sweeper = next((a.split("=", 1)[1] for a in args if a.split("=", 1)[0].lstrip("+") == "hydra/sweeper"), None)
+    if sweeper != "optuna":
+        return args
+    first = sweep_cases([a for a in args if not a.startswith("-")])[0]
+    with initialize_config_dir(config_dir=CONF, version_base="1.3", job_name="gan_train"):
+        cfg = compose(config_name="train", overrides=[a for a in first if not a.startswith("hydra")])
+    example = "e.g. eval.every=500 eval.best=fid5k_lenet (images) or eval.every=1000 eval.best=hq2.5k (ring8, grid25)"
+    if cfg.eval.every <= 0 or not cfg.eval.best:
+        raise GanError(
+            f"hydra/sweeper=optuna searches for the options with the best score, and gan train returns a score only when it scores "
+            f"during training: set eval.every > 0 (now {cfg.eval.every}) and name the score to optimise with eval.best (now {cfg.eval.best}), {example}."
+        )
+    direction = direction_of(str(cfg.eval.best))
+    if direction is None or direction == NEAR_ONE:
+        why = (
+            "is best at 1, which a search can neither minimise nor maximise"
+            if direction == NEAR_ONE
+            else "is not a score name gan reports"
+        )
+        raise GanError(f"eval.best={cfg.eval.best} {why}: name a score that is lower- or higher-is-better, {example}.")
+    wanted = SEARCH_DIRECTIONS[direction]
+    given = next((a.split("=", 1)[1] for a in args if a.split("=", 1)[0] == "hydra.sweeper.direction"), None)
+    if given is None:
+        return [*args, f"hydra.sweeper.direction={wanted}"]
+    if given != wanted:
+        raise GanError(
+            f"hydra.sweeper.direction={given}, but {cfg.eval.best} is {direction[:3]}imised ({'lower' if direction == 'min' else 'higher'} is better): "
+            f"drop hydra.sweeper.direction, gan sets it to {wanted}."
+        )
+    return args

@@ -1,0 +1,272 @@
+"""The training loop, readable top to bottom.
+
+    for each generator step:
+        k = loss.n_critic times:  D step on a real batch and G(z)  (+ penalty, then weight clipping)
+        G step on D(G(z))
+        scalars into on-device sums; every log_every steps one read, logged and NaN-checked
+        fixed-noise samples every sample_every, checkpoint every ckpt_every
+        scores every eval.every (metrics.jsonl, checkpoints/best.pt)
+
+`run_loop` reads in one screen: `set_up` builds (and so checks) everything, `resume_into` loads a checkpoint into
+the `TrainingState` whose `state_dict` wrote it, then the loop.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import signal
+from pathlib import Path
+from typing import Any, Optional
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+from torch import nn
+
+from gan_cli.checkpoint import LAST
+from gan_cli.config import to_plain
+from gan_cli.data import make_batcher
+from gan_cli.errors import DIVERGED, INTERRUPTED, GanError
+from gan_cli.metrics.in_training import TrainingEval
+from gan_cli.models import num_classes
+from gan_cli.parallel import (
+    SINGLE,
+    World,
+    agree,
+)
+from gan_cli.plots import image_grid, points_figure, save_figure
+from gan_cli.rng import seeded_global_rng
+from gan_cli.rundir import (
+    RunEnd,
+    flatten,
+    resume_command,
+)
+from gan_cli.training.growth import GrowingBatches, growth_of, set_growth
+from gan_cli.training.pyramid import is_pyramid, pyramid_step
+from gan_cli.training.setup import set_up
+from gan_cli.training.state import resume_into, save_checkpoints
+from gan_cli.training.step import train_step
+from gan_cli.training.tracking import NonFiniteLoss, Tracker
+
+log = logging.getLogger("gan_cli")
+
+
+# ---------------------------------------------------------------------------------------------
+# checkpoints and samples
+# ---------------------------------------------------------------------------------------------
+def write_samples(
+    G: nn.Module, D: nn.Module, fixed_z: torch.Tensor, data, step: int, run_dir: Path, tracker: Tracker
+) -> None:
+    """The fixed-noise batch as a PNG under samples/ and in TensorBoard (a plot for toy data)."""
+    was_training = G.training
+    G.eval()
+    with torch.no_grad(), seeded_global_rng(0, fixed_z.device):  # the same noise inputs (model=style) in every picture
+        fake = G(fixed_z)
+    G.train(was_training)
+    path = run_dir / "samples" / f"step_{step:06d}.png"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if data.spec.is_image:
+        from torchvision.utils import save_image
+
+        grid = image_grid(fake)
+        save_image(grid, path)
+        tracker.image("samples", grid, step)
+    else:
+        real = data.x[: len(fake) * 8].cpu()
+        with torch.no_grad():
+            d_fn = (lambda xs: torch.sigmoid(D(xs.to(fixed_z.device))).squeeze()) if data.spec.shape == (1,) else None
+            fig = points_figure(fake, real, d_fn, title=f"{data.spec.name}, step {step}")
+        tracker.figure("samples", fig, step)
+        save_figure(fig, path)
+
+
+# ---------------------------------------------------------------------------------------------
+# the run
+# ---------------------------------------------------------------------------------------------
+class StopRequest:
+    """SIGINT/SIGTERM/SIGUSR2 ask the loop to stop at the end of the current step (a second Ctrl-C stops at once).
+
+    `patient`: a process of a distributed run, where Ctrl-C reaches every worker and then the launcher passes the
+    signal on again: the workers keep the first request, agree on a step to stop at, save once and exit (the launcher
+    kills them if that takes too long)."""
+
+    def __init__(self, patient: bool = False) -> None:
+        self.signal: Optional[int] = None
+        self.patient = patient
+        self._previous: dict[int, Any] = {}
+
+    def _handle(self, signum, frame) -> None:
+        if self.signal is not None:
+            if self.patient:
+                return
+            raise KeyboardInterrupt
+        self.signal = signum
+
+    def __enter__(self) -> StopRequest:
+        # SIGUSR2: what Slurm (through submitit's signal_delay_s) sends ahead of a job's time limit
+        for sig in (signal.SIGINT, signal.SIGTERM, *([signal.SIGUSR2] if hasattr(signal, "SIGUSR2") else [])):
+            self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+
+def run_loop(
+    cfg: DictConfig,
+    run_dir: Path,
+    overrides: list[str],
+    hparam_choices: dict[str, Any],
+    end: RunEnd,
+    parallel_jobs: int,
+    world: World = SINGLE,
+) -> float:
+    data, state, (G_run, D_run), augment, plan = set_up(cfg, run_dir, parallel_jobs, world)
+    plain_cfg = to_plain(cfg)
+    ckpt = resume_into(cfg, state, data, run_dir, overrides, plain_cfg, world.main) if cfg.resume else None
+    start_step = end.step = state.step
+    batcher = make_batcher(
+        data,
+        cfg.train.batch_size,
+        state.device,
+        cfg.seed,
+        cfg.train.num_workers,
+        start_batch=state.batches_done,
+        on_device=plan.data_on_device,
+        shard=(world.rank, world.size),
+    )
+    scores_cfg = (
+        cfg.eval if world.main else OmegaConf.merge(cfg.eval, {"every": 0})
+    )  # rank 0 scores; the others wait at the next step
+    evaluator = TrainingEval(
+        scores_cfg,
+        cfg.dataset,
+        data,
+        run_dir,
+        state.device,
+        state.loss.objective.outputs_probability,
+        ckpt.get("eval") if ckpt else None,
+        classes=num_classes(state.G),
+    )
+    tracker = Tracker(run_dir, cfg.train.steps, start_step, writes=world.main)
+    tracker.text("config", "```yaml\n" + OmegaConf.to_yaml(cfg) + "```")
+    if (
+        ckpt is not None
+    ):  # last, so that nothing built above (the evaluator's classifier, say) draws from the restored stream
+        state.restore_rng(ckpt)
+    last_saved = start_step if ckpt else None
+    growth = growth_of(cfg, state.G)  # model=progan: the stage and alpha of each step, and real batches at its side
+    if growth is not None:
+        batcher = GrowingBatches(batcher, state.D)
+    progress: dict[str, float] = {}
+    step_values = state.lrs()  # logged as they are: the learning rates of the step just done (the schedulers move on right after it), progress/*
+    step, status, tc = start_step, "failed", cfg.train  # until the loop ends or a known stop names it
+    try:
+        # model=lapgan trains each level of its pyramid (check_pyramid_run refused d_pass=joint for it)
+        step_fn = pyramid_step if is_pyramid(G_run) else functools.partial(train_step, joint=tc.d_pass == "joint")
+        with StopRequest(patient=world.distributed) as stop:
+            for step in range(start_step + 1, tc.steps + 1):
+                if growth is not None:
+                    progress = set_growth(growth, step, state.G, state.D, *([state.ema.module] if state.ema else []))
+                state.loss.extra.at_step(step, tc.steps)  # loss.info_schedule
+                tracker.add(
+                    step,
+                    step_fn(
+                        G_run,
+                        D_run,
+                        state.loss,
+                        state.opt_g,
+                        state.opt_d,
+                        batcher,
+                        state.device,
+                        state.amp,
+                        augment,
+                        step,
+                    ),
+                )
+                state.step, step_values = step, {**state.lrs(), **state.loss.extra.scheduled(), **progress}
+                state.sched_g.step()
+                state.sched_d.step()
+                if state.ema is not None:
+                    state.ema.update(state.G)
+                is_last = step == tc.steps
+                # every rank takes the same branches (the flushes are collectives); a distributed run agrees on a stop
+                # request when it logs, a single process stops at the end of the step the signal came in
+                logs = step % tc.log_every == 0 or is_last or (stop.signal is not None and not world.distributed)
+                if logs:
+                    tracker.flush(step, step_values)
+                else:
+                    tracker.advance(step)
+                stopping = logs and agree(
+                    stop.signal is not None, state.device
+                )  # one process: logs whenever a signal came
+                if (step % tc.sample_every == 0 or is_last) and world.main:
+                    write_samples(state.sampler(cfg.seed), state.D, state.fixed_z, data, step, run_dir, tracker)
+                best = False
+                if TrainingEval.is_due(int(cfg.eval.every), step, is_last):
+                    tracker.flush(step, step_values)  # never score (or keep as best) weights that went NaN
+                    if evaluator.enabled:
+                        best = evaluator.run(step, state.sampler(cfg.seed), state.D, tracker)
+                if step % tc.ckpt_every == 0 or is_last or stopping or best:  # best: rank 0 only, whose flush just ran
+                    tracker.flush(step, step_values)  # never write a checkpoint with NaN weights
+                    state.check_finite()
+                    if world.main:
+                        about_run = {
+                            "config": plain_cfg,
+                            "overrides": list(overrides),
+                            "data_spec": data.spec.to_dict(),
+                            "eval": evaluator.state(),
+                        }
+                        save_checkpoints(
+                            state,
+                            run_dir,
+                            batcher.batches_done,
+                            about_run,
+                            numbered=step % tc.ckpt_every == 0,
+                            best=best,
+                            seed=cfg.seed,
+                        )
+                    last_saved = step
+                if stopping:
+                    status = "interrupted"
+                    raise GanError(
+                        f"{signal.Signals(stop.signal or signal.SIGTERM).name} received: stopped at step {step} of {tc.steps} and saved "
+                        f"{run_dir / 'checkpoints' / LAST}. Continue with: {resume_command(run_dir)}",
+                        exit_code=INTERRUPTED,
+                    )
+            status = "finished"
+    except NonFiniteLoss as err:
+        status = "diverged"
+        kept = (
+            f"{run_dir / 'checkpoints' / LAST} still holds the last good state (step {last_saved})"
+            if last_saved is not None
+            else "no checkpoint had been written yet"
+        )
+        raise GanError(
+            f"Training diverged: {err}. The run stopped and {kept}. Try a lower learning rate (optimizer.lr), "
+            f"a gradient penalty (loss=wgan_gp) or another loss.",
+            exit_code=DIVERGED,
+        ) from err
+    except GanError:
+        status = "interrupted" if status == "interrupted" else "stopped"
+        raise
+    except OSError:
+        status = "failed"
+        raise
+    finally:
+        end.step, end.final = step, dict(tracker.latest)
+        tracker.finish(hparams(hparam_choices, plain_cfg), step, status)
+    final = evaluator.final()
+    return final if final is not None else tracker.latest.get("loss/G", float("nan"))
+
+
+def hparams(choices: dict[str, Any], plain_cfg: dict[str, Any]) -> dict[str, Any]:
+    """Flat hyper-parameters for TensorBoard's HParams tab: group choices plus every scalar option."""
+    values: dict[str, Any] = {k: str(v) for k, v in choices.items() if v is not None and not k.startswith("hydra")}
+    for k, v in flatten(plain_cfg).items():
+        if isinstance(v, (bool, int, float, str)):
+            values[k] = v
+        elif isinstance(v, list):
+            values[k] = str(v)
+    return values

@@ -1,0 +1,221 @@
+"""A run's options checked and its parts built: every option is checked by building what it configures, before
+the run directory's checkpoints/ is touched, so a rejected run leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+from pathlib import Path
+from typing import Any, Optional
+
+import torch
+from omegaconf import DictConfig
+from torch import nn
+
+from gan_cli.contracts import check_models
+from gan_cli.data import DataSpec, load_dataset
+from gan_cli.data.datasets import planned_spec
+from gan_cli.errors import GanError, io_failure
+from gan_cli.logs import CONSOLE
+from gan_cli.losses import GanLoss, build_loss
+from gan_cli.models import EMA, build_models, model_label, sample_latent
+from gan_cli.models.layers import batch_coupled
+from gan_cli.optimizers import build_optimizers
+from gan_cli.parallel import (
+    SINGLE,
+    DistributedD,
+    World,
+    backend_for,
+    join,
+    local_batch,
+    shard_device,
+    sync_batch_norm,
+    wrap,
+)
+from gan_cli.rundir import (
+    remove_stale_temp_files,
+)
+from gan_cli.runtime import pick_device, seed_everything, set_threads
+from gan_cli.schedules import build_schedulers
+from gan_cli.training.augment import DiffAugment, parse_policy
+from gan_cli.training.growth import check_growth_run, growth_of
+from gan_cli.training.pyramid import check_pyramid_run
+from gan_cli.training.speed import Precision, enable_backend_speedups, plan_speed, prepare_models
+from gan_cli.training.state import TrainingState
+
+log = logging.getLogger("gan_cli")
+
+
+MAX_STEPS = 10**9  # a billion generator steps: days at the fastest; anything larger is a typo
+
+
+@dataclasses.dataclass
+class Parts:
+    """What one run is built of, as its options configure it (before speed paths, DDP and the state around them)."""
+
+    G: nn.Module
+    D: nn.Module
+    loss: GanLoss
+    opt_g: torch.optim.Optimizer
+    opt_d: torch.optim.Optimizer
+    sched_g: Any
+    sched_d: Any
+    augment: Optional[DiffAugment]
+    ema: Optional[EMA]
+
+
+def _check_without_data(cfg: DictConfig, is_image: bool, world_size: int = 1) -> tuple[GanLoss, Optional[DiffAugment]]:
+    """The options that need no data shape: the model's run-wide limits, the objective, DiffAugment's policy."""
+    check_pyramid_run(cfg, world_size)
+    check_growth_run(cfg, world_size)
+    return build_loss(cfg.loss), build_augment(cfg.train.augment, is_image)
+
+
+def build_parts(cfg: DictConfig, spec: DataSpec, device: torch.device, world_size: int = 1) -> Parts:
+    """Every part of a run built from its options, in one order, by the one function both the CLI's pre-check and the
+    run call: an option is validated by the code that builds it. Only the models' initialisation draws from the
+    global random stream (the contract probe has a stream of its own)."""
+    loss, augment = _check_without_data(cfg, spec.is_image, world_size)
+    G, D = build_models(cfg.model, spec)
+    G.to(device)
+    D.to(device)
+    check_models(G, D, spec, cfg.model.pack, model_label(cfg.model))
+    check_d_pass(cfg.train.d_pass, D)
+    loss.extra.check_fits(D)
+    opt_g, opt_d = build_optimizers(cfg.optimizer, G, D)
+    sched_g, sched_d = build_schedulers(cfg.optimizer, cfg.train.steps, opt_g, opt_d)
+    ema = EMA(G, cfg.model.ema, cfg.model.ema_warmup) if cfg.model.ema != 0 else None  # refuses a decay outside (0, 1)
+    return Parts(G, D, loss, opt_g, opt_d, sched_g, sched_d, augment, ema)
+
+
+def check_options(cfg: DictConfig) -> None:
+    """Every option that can be checked before the data is read, checked by building the run's parts on the CPU: the
+    CLI calls this before Hydra makes a run directory, so a rejected command leaves nothing behind. The parts are
+    dropped; the run builds its own on its device."""
+    check_train_settings(cfg.train)
+    check_dist(cfg.dist, cfg.train.batch_size)
+    spec = planned_spec(cfg.dataset)
+    if spec is None:  # image_folder: its shape and classes are known once the folder is read
+        _check_without_data(cfg, is_image=True)
+        return
+    build_parts(cfg, spec, torch.device("cpu"))
+
+
+def check_train_settings(cfg) -> None:
+    for key in ("steps", "batch_size", "log_every", "sample_every", "ckpt_every", "n_samples"):
+        if cfg[key] < 1:
+            raise GanError(f"train.{key}={cfg[key]} must be a positive integer.")
+    for key in ("steps", "log_every", "sample_every", "ckpt_every"):
+        if cfg[key] > MAX_STEPS:
+            raise GanError(
+                f"train.{key}={str(cfg[key])[:20]}{'...' if len(str(cfg[key])) > 20 else ''} is more than {MAX_STEPS:,} steps; give a number of steps up to that."
+            )
+    if cfg.num_workers < 0:
+        raise GanError(f"train.num_workers={cfg.num_workers} must be >= 0.")
+    if cfg.threads is not None and cfg.threads < 1:
+        raise GanError(f"train.threads={cfg.threads} must be a positive number of threads, or null (chosen for you).")
+
+
+def check_d_pass(d_pass: str, D: nn.Module) -> None:
+    """train.d_pass=joint gives the logits of two passes only if D scores each sample on its own."""
+    coupled = batch_coupled(D) if d_pass == "joint" else []
+    if coupled:
+        raise GanError(
+            f"train.d_pass=joint scores [real; fake] in one pass of D, which equals two passes only when D scores each sample on "
+            f"its own; this D has {', '.join(coupled)}, whose output for a sample depends on the rest of its batch "
+            f"(model.d_norm=batch, model.minibatch=mbdisc|mbstd, model=progan's minibatch std-dev). Use train.d_pass=separate, "
+            f"or a per-sample D (model.d_norm=layer|spectral|none, model.minibatch=none)."
+        )
+
+
+def check_dist(cfg, batch_size: int) -> None:
+    if cfg.nproc_per_node < 1:
+        raise GanError(
+            f"dist.nproc_per_node={cfg.nproc_per_node} must be a positive number of processes (1 = one process, N = one per GPU)."
+        )
+    if not cfg.timeout > 0:
+        raise GanError(f"dist.timeout={cfg.timeout} must be a positive number of seconds.")
+    local_batch(batch_size, World(size=int(cfg.nproc_per_node)))
+
+
+def check_writable(run_dir: Path) -> None:
+    """Write and delete a probe file in the run directory and in checkpoints/ now, not at the first save an hour in."""
+    for folder in (run_dir, run_dir / "checkpoints"):
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            probe = folder / f".write_test.{os.getpid()}"
+            probe.write_bytes(b"gan")
+            probe.unlink()
+        except OSError as err:
+            raise io_failure(
+                err, f"Writing to {str(folder)!r}", "Pick a writable folder (hydra.run.dir=...) or fix this one."
+            ) from err
+
+
+def set_up(cfg: DictConfig, run_dir: Path, parallel_jobs: int, world: World = SINGLE):
+    """(data, training state, the models the step runs (compiled, wrapped in DDP, or as built), DiffAugment, the speed plan):
+    every option is built, and so checked, before the run directory's checkpoints/ is touched."""
+    device = shard_device(world, pick_device(cfg.device))
+    _, why = set_threads(cfg.train.threads, parallel_jobs * world.local_size)
+    if world.distributed:
+        local_batch(cfg.train.batch_size, world)
+        join(world, backend_for(str(cfg.dist.backend), device), float(cfg.dist.timeout))
+    seed_everything(cfg.seed)  # the same stream on every rank: per_sample cuts the global draws into shards
+    data = load_dataset(cfg.dataset, cfg.seed)
+    if cfg.train.batch_size > len(data):  # also keeps a mistyped batch of 10^11 from paging memory in for minutes
+        raise GanError(
+            f"train.batch_size={cfg.train.batch_size} is larger than the dataset ({len(data):,} examples): every batch would hold "
+            f"some examples twice. Lower train.batch_size, or use more data (dataset.limit; dataset.n for the toys)."
+        )
+    parts = build_parts(cfg, data.spec, device, world.size)  # image_folder's shape is known only now
+    G, D, loss, ema = parts.G, parts.D, parts.loss, parts.ema
+    plan = plan_speed(cfg.train, device, data.spec.is_image, data.x.nbytes if data.x is not None else 0)
+    if plan.compile and (world.distributed or growth_of(cfg, G)):
+        plan = dataclasses.replace(plan, compile=False)  # DDP's gradient hooks, a G whose graph changes every step
+    enable_backend_speedups(device)
+    runners = prepare_models(G, D, plan)
+    if plan.channels_last and ema is not None:  # the average follows G's memory layout
+        ema.module.to(memory_format=torch.channels_last)
+    amp = Precision(plan.amp, device)
+    log.info("speed paths: %s threads=%d (%s)", plan.describe(), torch.get_num_threads(), why, extra=CONSOLE)
+    if loss.penalty is not None and any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in D.modules()):
+        log.warning(
+            "loss.penalty=%s with BatchNorm in D: the penalty assumes per-sample outputs; consider model.d_norm=layer",
+            cfg.loss.penalty,
+        )
+    # after the EMA's copy, which measures its BatchNorm statistics on rank 0 alone, so must not sync
+    if world.distributed:
+        # the same weight tensors: the optimizers keep them
+        (G, D), sync_bn = sync_batch_norm(str(cfg.dist.sync_bn), (G, D), device, world)
+        runners = (wrap(G, device), DistributedD(D, device))
+        log.info(
+            "distributed: %d processes (%s), %d samples per process, sync_bn %s",
+            world.size,
+            backend_for(str(cfg.dist.backend), device),
+            cfg.train.batch_size // world.size,
+            sync_bn,
+            extra=CONSOLE,
+        )
+    # every option is checked by now: only a run that can start touches checkpoints/
+    stale = []
+    if world.main:
+        check_writable(run_dir)
+        stale = remove_stale_temp_files(run_dir)  # safe: this process holds the run directory's lock
+    if stale:
+        log.info("removed %d temp file(s) a killed checkpoint write left in %s", len(stale), run_dir / "checkpoints")
+    fixed_z = sample_latent(G, cfg.train.n_samples, device)
+    state = TrainingState(G, D, ema, parts.opt_g, parts.opt_d, parts.sched_g, parts.sched_d, amp, loss, fixed_z, device)
+    return data, state, runners, parts.augment, plan
+
+
+def build_augment(policy: list[str], is_image: bool) -> Optional[DiffAugment]:
+    ops = parse_policy(",".join(policy))
+    if not ops:
+        return None
+    if not is_image:
+        raise GanError(
+            f"train.augment=[{','.join(policy)}] augments images (DiffAugment), but this dataset holds points. Use train.augment=[]."
+        )
+    return DiffAugment(ops)
