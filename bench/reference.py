@@ -27,6 +27,19 @@ CASES: dict[str, list[str]] = {
     "progan_20": ["experiment=progan", "train.steps=20", "eval.every=0", "model.stable_steps=5", "model.fade_steps=5"],
     "lapgan_20": ["model=lapgan", "train.steps=20"],
     "ring8_ddp2_20": ["experiment=ring8", "train.steps=20", "eval.every=0", "dist.nproc_per_node=2"],
+    # the step's other paths: n_critic with a gradient penalty, one joint pass of D with R1 and InfoGAN codes,
+    # feature matching with ACGAN heads and DiffAugment, a lazy gradient penalty on the pyramid
+    "wgan_gp_ring8_20": ["model=mlp", "dataset=ring8", "loss=wgan_gp", "train.steps=20"],
+    "grid25_joint_r1_30": ["experiment=grid25", "train.steps=30", "eval.every=0"],
+    "acgan_fm_augment_10": [
+        "model.cond=acgan",
+        "loss.feature_matching=true",
+        "train.augment=[color,translation]",
+        "train.steps=10",
+        "model.g_width=16",
+        "model.d_width=16",
+    ],
+    "lapgan_gp_lazy_10": ["model=lapgan", "loss=wgan_gp", "loss.penalty_every=2", "train.steps=10"],
 }
 
 

@@ -5,7 +5,8 @@ Level k < K: G_k turns a noise plane and the real up(I_{k+1}) into a residual; D
 real residuals against G_k's. Level K: the coarse G against the real low-pass images. The levels share one
 optimizer per side (their losses are summed, and no weight is shared, so that is K separate updates), and log
 `loss/D/level_k`, `loss/G/level_k`, `D(x)/level_k`, `D(G(z))/level_k` beside the usual tags, which hold the mean
-over the levels so that runs of every model compare in one chart. Level 0 is the finest.
+over the levels so that runs of every model compare in one chart. Level 0 is the finest. The schedule (n_critic,
+the penalty's cadence, D frozen for G, the updates) is `training.step.gan_step`'s, shared with the image step.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from gan_cli.models import sample_latent
 from gan_cli.models.lapgan import LapDiscriminator, LapGenerator, laplacian_pyramid, up
 from gan_cli.parallel import per_sample
 from gan_cli.training.speed import FP32, Precision, eager
-from gan_cli.training.step import update
+from gan_cli.training.step import gan_step
 
 
 def is_pyramid(G: nn.Module) -> bool:
@@ -50,6 +51,82 @@ def check_pyramid_run(cfg, world_size: int = 1) -> None:
         )
 
 
+class PyramidPlay:
+    """model=lapgan's levels as one play: each level's D judges its real and fake coefficients, the losses summed."""
+
+    def __init__(
+        self, G: nn.Module, D: nn.Module, loss: GanLoss, batcher, device: torch.device, amp: Precision
+    ) -> None:
+        G, D = eager(G), eager(D)
+        assert isinstance(G, LapGenerator) and isinstance(D, LapDiscriminator)
+        self.G, self.D, self.loss, self.batcher, self.device, self.amp = G, D, loss, batcher, device, amp
+        self.levels = G.levels
+
+    def draw(self, last: bool) -> None:
+        G, levels = self.G, self.levels
+        real, self.y = self.batcher.next()
+        self.targets = laplacian_pyramid(real, levels)  # h_0 ... h_{K-1}, I_K
+        self.conds: list[Optional[torch.Tensor]] = [up(self.targets[k + 1]) for k in range(levels - 1)] + [None]
+        z = per_sample(lambda n: sample_latent(G, n, self.device), len(real))
+        self.z0, self.planes = G.split(z)
+        self.last = last
+
+    def d_loss(self, due: bool) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+        G, D, y, conds, targets, obj, levels = (
+            self.G,
+            self.D,
+            self.y,
+            self.conds,
+            self.targets,
+            self.loss.objective,
+            self.levels,
+        )
+        with torch.set_grad_enabled(self.last):  # the last fakes are kept, with their graphs, for the G step
+            self.fakes = [G.residuals[k](self.planes[k], conds[k], y) for k in range(levels - 1)] + [
+                G.coarse(self.z0, y)
+            ]
+        self.real_logits = [D.level(k, targets[k], conds[k], y) for k in range(levels)]
+        self.fake_logits = [D.level(k, self.fakes[k].detach(), conds[k], y) for k in range(levels)]
+        self.d_losses = [obj.d_loss(r, f) for r, f in zip(self.real_logits, self.fake_logits)]
+        total = torch.stack(self.d_losses).sum()
+        if not due:
+            return total, None
+        penalties = [
+            self.loss.penalty(
+                self.amp.penalty_fn(lambda x, k=k: D.level(k, x, conds[k], y)), targets[k], self.fakes[k].detach()
+            )
+            for k in range(levels)
+        ]
+        total = total + self.loss.penalty_every * self.loss.penalty_weight * torch.stack(penalties).sum()
+        return total, torch.stack(penalties).mean()
+
+    def g_loss(self) -> torch.Tensor:
+        D, y, conds = self.D, self.y, self.conds
+        self.g_logits = [D.level(k, self.fakes[k], conds[k], y) for k in range(self.levels)]
+        self.g_losses = [self.loss.objective.g_loss(g) for g in self.g_logits]
+        return torch.stack(self.g_losses).sum()
+
+    def stats(self) -> dict[str, torch.Tensor]:
+        obj = self.loss.objective
+        stats: dict[str, torch.Tensor] = {}
+        per_level = {
+            "loss/D": [d.detach() for d in self.d_losses],
+            "loss/G": [g.detach() for g in self.g_losses],
+            "D(x)": [obj.d_output(r.detach()).mean() for r in self.real_logits],
+            "D(G(z))": [obj.d_output(f.detach()).mean() for f in self.fake_logits],
+        }
+        for tag, values in per_level.items():
+            stats[tag] = torch.stack(values).mean()
+            stats.update({f"{tag}/level_{k}": v for k, v in enumerate(values)})
+        estimates = [
+            obj.estimate(r.detach(), f.detach(), d.detach())
+            for r, f, d in zip(self.real_logits, self.fake_logits, self.d_losses)
+        ]
+        stats["D(G(z))/g_step"] = torch.stack([obj.d_output(g.detach()).mean() for g in self.g_logits]).mean()
+        stats[obj.estimate_tag] = torch.stack(estimates).mean()
+        return stats
+
+
 def pyramid_step(
     G: nn.Module,
     D: nn.Module,
@@ -62,71 +139,6 @@ def pyramid_step(
     augment: Optional[Callable[[torch.Tensor], torch.Tensor]] = None,
     step: int = 1,
 ) -> dict[str, torch.Tensor]:
-    G, D = eager(G), eager(D)
-    assert isinstance(G, LapGenerator) and isinstance(D, LapDiscriminator)
-    obj, levels = loss.objective, G.levels
-    penalty = None
-    for i in range(loss.n_critic):
-        d_step = (step - 1) * loss.n_critic + i
-        real, y = batcher.next()
-        targets = laplacian_pyramid(real, levels)  # h_0 ... h_{K-1}, I_K
-        conds: list[Optional[torch.Tensor]] = [up(targets[k + 1]) for k in range(levels - 1)] + [None]
-        z = per_sample(lambda n: sample_latent(G, n, device), len(real))
-        z0, planes = G.split(z)
-        last = i == loss.n_critic - 1
-        opt_d.zero_grad(set_to_none=True)
-        with amp.autocast():
-            with torch.set_grad_enabled(last):  # the last fakes are kept, with their graphs, for the G step
-                fakes = [G.residuals[k](planes[k], conds[k], y) for k in range(levels - 1)] + [G.coarse(z0, y)]
-            real_logits = [D.level(k, targets[k], conds[k], y) for k in range(levels)]
-            fake_logits = [D.level(k, fakes[k].detach(), conds[k], y) for k in range(levels)]
-            d_losses = [obj.d_loss(r, f) for r, f in zip(real_logits, fake_logits)]
-            total = torch.stack(d_losses).sum()
-            if loss.penalty_due(d_step):
-                penalties = [
-                    loss.penalty(
-                        amp.penalty_fn(lambda x, k=k: D.level(k, x, conds[k], y)), targets[k], fakes[k].detach()
-                    )
-                    for k in range(levels)
-                ]
-                penalty = torch.stack(penalties).mean()
-                total = total + loss.penalty_every * loss.penalty_weight * torch.stack(penalties).sum()
-        d_grad = update(amp, "D", opt_d, total, D, measure=last)
-        loss.clip_weights(D)
-
-    opt_g.zero_grad(set_to_none=True)
-    D.requires_grad_(False)
-    with amp.autocast():
-        g_logits = [D.level(k, fakes[k], conds[k], y) for k in range(levels)]
-        g_losses = [obj.g_loss(g) for g in g_logits]
-        g_total = torch.stack(g_losses).sum()
-    g_grad = update(amp, "G", opt_g, g_total, G)
-    D.requires_grad_(True)
-
-    stats: dict[str, torch.Tensor] = {}
-    per_level = {
-        "loss/D": [d.detach() for d in d_losses],
-        "loss/G": [g.detach() for g in g_losses],
-        "D(x)": [obj.d_output(r.detach()).mean() for r in real_logits],
-        "D(G(z))": [obj.d_output(f.detach()).mean() for f in fake_logits],
-    }
-    for tag, values in per_level.items():
-        stats[tag] = torch.stack(values).mean()
-        stats.update({f"{tag}/level_{k}": v for k, v in enumerate(values)})
-    estimates = [
-        obj.estimate(r.detach(), f.detach(), d.detach()) for r, f, d in zip(real_logits, fake_logits, d_losses)
-    ]
-    stats.update(
-        {
-            "D(G(z))/g_step": torch.stack([obj.d_output(g.detach()).mean() for g in g_logits]).mean(),
-            "grad_norm/D": d_grad,
-            "grad_norm/G": g_grad,
-            obj.estimate_tag: torch.stack(estimates).mean(),
-        }
-    )
-    if loss.penalty is not None:
-        stats["loss/penalty"] = (
-            penalty.detach() * loss.penalty_every if penalty is not None else torch.zeros((), device=device)
-        )
-    stats.update(amp.overflow_flag(d_grad, g_grad))
-    return stats
+    """One generator step of every level (`augment` is refused for the pyramid by check_pyramid_run)."""
+    play = PyramidPlay(G, D, loss, batcher, device, amp)
+    return gan_step(play, play.G, play.D, loss, opt_g, opt_d, device, amp, step)
