@@ -7,12 +7,14 @@
         fixed-noise samples every sample_every, checkpoint every ckpt_every
         scores every eval.every (metrics.jsonl, checkpoints/best.pt)
 
-`run_loop` reads in one screen: `set_up` builds (and so checks) everything, `resume_into` loads a checkpoint into
-the `TrainingState` whose `state_dict` wrote it, then the loop.
+`run_loop` reads in one screen, in the sections of stylegan2-ada's training loop: set-up and resume (`_start`:
+`set_up` builds, and so checks, everything; `resume_into` loads a checkpoint into the `TrainingState` whose
+`state_dict` wrote it), the step (`_train_one`), and the tick (`_tick`: logs, samples, scores, checkpoints).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 import signal
@@ -44,11 +46,11 @@ from gan_cli.rundir import (
 from gan_cli.training.growth import GrowingBatches, growth_of, set_growth
 from gan_cli.training.pyramid import is_pyramid, pyramid_step
 from gan_cli.training.setup import set_up
-from gan_cli.training.state import resume_into, save_checkpoints
+from gan_cli.training.state import TrainingState, resume_into, save_checkpoints
 from gan_cli.training.step import train_step
 from gan_cli.training.tracking import NonFiniteLoss, Tracker
 
-log = logging.getLogger("gan_cli")
+log = logging.getLogger(__name__)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -113,6 +115,28 @@ class StopRequest:
             signal.signal(sig, handler)
 
 
+@dataclasses.dataclass
+class Session:
+    """What the loop's sections share: the parts `set_up` built, the batches, the scores, the logs, and what the
+    run has done so far."""
+
+    cfg: DictConfig
+    run_dir: Path
+    world: World
+    data: Any
+    state: TrainingState
+    runners: tuple[nn.Module, nn.Module]  # G and D as the step runs them (compiled, wrapped in DDP, or as built)
+    augment: Any
+    batcher: Any
+    evaluator: TrainingEval
+    tracker: Tracker
+    about_run: dict[str, Any]  # what a checkpoint says of the run besides its state (config, overrides, data)
+    growth: Any = None
+    last_saved: Optional[int] = None
+    progress: dict[str, float] = dataclasses.field(default_factory=dict)
+    step_values: dict[str, float] = dataclasses.field(default_factory=dict)
+
+
 def run_loop(
     cfg: DictConfig,
     run_dir: Path,
@@ -122,113 +146,16 @@ def run_loop(
     parallel_jobs: int,
     world: World = SINGLE,
 ) -> float:
-    data, state, (G_run, D_run), augment, plan = set_up(cfg, run_dir, parallel_jobs, world)
-    plain_cfg = to_plain(cfg)
-    ckpt = resume_into(cfg, state, data, run_dir, overrides, plain_cfg, world.main) if cfg.resume else None
-    start_step = end.step = state.step
-    batcher = make_batcher(
-        data,
-        cfg.train.batch_size,
-        state.device,
-        cfg.seed,
-        cfg.train.num_workers,
-        start_batch=state.batches_done,
-        on_device=plan.data_on_device,
-        shard=(world.rank, world.size),
-    )
-    scores_cfg = (
-        cfg.eval if world.main else OmegaConf.merge(cfg.eval, {"every": 0})
-    )  # rank 0 scores; the others wait at the next step
-    evaluator = TrainingEval(
-        scores_cfg,
-        cfg.dataset,
-        data,
-        run_dir,
-        state.device,
-        state.loss.objective.outputs_probability,
-        ckpt.get("eval") if ckpt else None,
-        classes=num_classes(state.G),
-    )
-    tracker = Tracker(run_dir, cfg.train.steps, start_step, writes=world.main)
-    tracker.text("config", "```yaml\n" + OmegaConf.to_yaml(cfg) + "```")
-    if (
-        ckpt is not None
-    ):  # last, so that nothing built above (the evaluator's classifier, say) draws from the restored stream
-        state.restore_rng(ckpt)
-    last_saved = start_step if ckpt else None
-    growth = growth_of(cfg, state.G)  # model=progan: the stage and alpha of each step, and real batches at its side
-    if growth is not None:
-        batcher = GrowingBatches(batcher, state.D)
-    progress: dict[str, float] = {}
-    step_values = state.lrs()  # logged as they are: the learning rates of the step just done (the schedulers move on right after it), progress/*
-    step, status, tc = start_step, "failed", cfg.train  # until the loop ends or a known stop names it
+    run = _start(cfg, run_dir, overrides, parallel_jobs, world)
+    step = end.step = run.state.step
+    status, tc = "failed", cfg.train  # until the loop ends or a known stop names it
+    # model=lapgan trains each level of its pyramid (check_pyramid_run refused d_pass=joint for it)
+    step_fn = pyramid_step if is_pyramid(run.runners[0]) else functools.partial(train_step, joint=tc.d_pass == "joint")
     try:
-        # model=lapgan trains each level of its pyramid (check_pyramid_run refused d_pass=joint for it)
-        step_fn = pyramid_step if is_pyramid(G_run) else functools.partial(train_step, joint=tc.d_pass == "joint")
         with StopRequest(patient=world.distributed) as stop:
-            for step in range(start_step + 1, tc.steps + 1):
-                if growth is not None:
-                    progress = set_growth(growth, step, state.G, state.D, *([state.ema.module] if state.ema else []))
-                state.loss.extra.at_step(step, tc.steps)  # loss.info_schedule
-                tracker.add(
-                    step,
-                    step_fn(
-                        G_run,
-                        D_run,
-                        state.loss,
-                        state.opt_g,
-                        state.opt_d,
-                        batcher,
-                        state.device,
-                        state.amp,
-                        augment,
-                        step,
-                    ),
-                )
-                state.step, step_values = step, {**state.lrs(), **state.loss.extra.scheduled(), **progress}
-                state.sched_g.step()
-                state.sched_d.step()
-                if state.ema is not None:
-                    state.ema.update(state.G)
-                is_last = step == tc.steps
-                # every rank takes the same branches (the flushes are collectives); a distributed run agrees on a stop
-                # request when it logs, a single process stops at the end of the step the signal came in
-                logs = step % tc.log_every == 0 or is_last or (stop.signal is not None and not world.distributed)
-                if logs:
-                    tracker.flush(step, step_values)
-                else:
-                    tracker.advance(step)
-                stopping = logs and agree(
-                    stop.signal is not None, state.device
-                )  # one process: logs whenever a signal came
-                if (step % tc.sample_every == 0 or is_last) and world.main:
-                    write_samples(state.sampler(cfg.seed), state.D, state.fixed_z, data, step, run_dir, tracker)
-                best = False
-                if TrainingEval.is_due(int(cfg.eval.every), step, is_last):
-                    tracker.flush(step, step_values)  # never score (or keep as best) weights that went NaN
-                    if evaluator.enabled:
-                        best = evaluator.run(step, state.sampler(cfg.seed), state.D, tracker)
-                if step % tc.ckpt_every == 0 or is_last or stopping or best:  # best: rank 0 only, whose flush just ran
-                    tracker.flush(step, step_values)  # never write a checkpoint with NaN weights
-                    state.check_finite()
-                    if world.main:
-                        about_run = {
-                            "config": plain_cfg,
-                            "overrides": list(overrides),
-                            "data_spec": data.spec.to_dict(),
-                            "eval": evaluator.state(),
-                        }
-                        save_checkpoints(
-                            state,
-                            run_dir,
-                            batcher.batches_done,
-                            about_run,
-                            numbered=step % tc.ckpt_every == 0,
-                            best=best,
-                            seed=cfg.seed,
-                        )
-                    last_saved = step
-                if stopping:
+            for step in range(run.state.step + 1, tc.steps + 1):
+                _train_one(run, step_fn, step)
+                if _tick(run, step, stop):
                     status = "interrupted"
                     raise GanError(
                         f"{signal.Signals(stop.signal or signal.SIGTERM).name} received: stopped at step {step} of {tc.steps} and saved "
@@ -239,8 +166,8 @@ def run_loop(
     except NonFiniteLoss as err:
         status = "diverged"
         kept = (
-            f"{run_dir / 'checkpoints' / LAST} still holds the last good state (step {last_saved})"
-            if last_saved is not None
+            f"{run_dir / 'checkpoints' / LAST} still holds the last good state (step {run.last_saved})"
+            if run.last_saved is not None
             else "no checkpoint had been written yet"
         )
         raise GanError(
@@ -255,10 +182,112 @@ def run_loop(
         status = "failed"
         raise
     finally:
-        end.step, end.final = step, dict(tracker.latest)
-        tracker.finish(hparams(hparam_choices, plain_cfg), step, status)
-    final = evaluator.final()
-    return final if final is not None else tracker.latest.get("loss/G", float("nan"))
+        end.step, end.final = step, dict(run.tracker.latest)
+        run.tracker.finish(hparams(hparam_choices, run.about_run["config"]), step, status)
+    final = run.evaluator.final()
+    return final if final is not None else run.tracker.latest.get("loss/G", float("nan"))
+
+
+# ---------------------------------------------------------------------------------------------
+# set-up and resume
+# ---------------------------------------------------------------------------------------------
+def _start(cfg: DictConfig, run_dir: Path, overrides: list[str], parallel_jobs: int, world: World) -> Session:
+    """Every part built (and so checked), the checkpoint loaded when resuming, the batches, scores and logs ready."""
+    data, state, runners, augment, plan = set_up(cfg, run_dir, parallel_jobs, world)
+    plain_cfg = to_plain(cfg)
+    ckpt = resume_into(cfg, state, data, run_dir, overrides, plain_cfg, world.main) if cfg.resume else None
+    batcher = make_batcher(
+        data,
+        cfg.train.batch_size,
+        state.device,
+        cfg.seed,
+        cfg.train.num_workers,
+        start_batch=int(ckpt["batches_done"]) if ckpt else 0,
+        on_device=plan.data_on_device,
+        shard=(world.rank, world.size),
+    )
+    # rank 0 scores; the others wait at the next step
+    scores_cfg = cfg.eval if world.main else OmegaConf.merge(cfg.eval, {"every": 0})
+    previous_eval = ckpt.get("eval") if ckpt else None
+    evaluator = TrainingEval(
+        scores_cfg,
+        cfg.dataset,
+        data,
+        run_dir,
+        state.device,
+        state.loss.objective.outputs_probability,
+        previous_eval,
+        classes=num_classes(state.G),
+    )
+    tracker = Tracker(run_dir, cfg.train.steps, state.step, writes=world.main)
+    tracker.text("config", "```yaml\n" + OmegaConf.to_yaml(cfg) + "```")
+    if (
+        ckpt is not None
+    ):  # last, so that nothing built above (the evaluator's classifier, say) draws from the restored stream
+        state.restore_rng(ckpt)
+    growth = growth_of(cfg, state.G)  # model=progan: the stage and alpha of each step, and real batches at its side
+    if growth is not None:
+        batcher = GrowingBatches(batcher, state.D)
+    state.batcher = batcher  # the one count of batches a checkpoint saves
+    about_run = {"config": plain_cfg, "overrides": list(overrides), "data_spec": data.spec.to_dict()}
+    return Session(cfg, run_dir, world, data, state, runners, augment, batcher, evaluator, tracker, about_run, growth,
+                   last_saved=state.step if ckpt else None,
+                   # logged as they are: the learning rates of the step just done (the schedulers move on right after it)
+                   step_values=state.lrs())  # fmt: skip
+
+
+# ---------------------------------------------------------------------------------------------
+# the step
+# ---------------------------------------------------------------------------------------------
+def _train_one(run: Session, step_fn, step: int) -> None:
+    """One generator step (and its D steps), then the schedules and the average that follow it."""
+    state, (G_run, D_run) = run.state, run.runners
+    if run.growth is not None:
+        run.progress = set_growth(run.growth, step, state.G, state.D, *([state.ema.module] if state.ema else []))
+    state.loss.extra.at_step(step, run.cfg.train.steps)  # loss.info_schedule
+    stats = step_fn(
+        G_run, D_run, state.loss, state.opt_g, state.opt_d, run.batcher, state.device, state.amp, run.augment, step
+    )
+    run.tracker.add(step, stats)
+    state.step, run.step_values = step, {**state.lrs(), **state.loss.extra.scheduled(), **run.progress}
+    state.sched_g.step()
+    state.sched_d.step()
+    if state.ema is not None:
+        state.ema.update(state.G)
+
+
+# ---------------------------------------------------------------------------------------------
+# the tick: logs, samples, scores, checkpoints
+# ---------------------------------------------------------------------------------------------
+def _tick(run: Session, step: int, stop: StopRequest) -> bool:
+    """What is due after `step`; True when the run must stop now (a stop request, agreed by every rank)."""
+    cfg, tc, state, tracker, world = run.cfg, run.cfg.train, run.state, run.tracker, run.world
+    is_last = step == tc.steps
+    # every rank takes the same branches (the flushes are collectives); a distributed run agrees on a stop
+    # request when it logs, a single process stops at the end of the step the signal came in
+    logs = step % tc.log_every == 0 or is_last or (stop.signal is not None and not world.distributed)
+    if logs:
+        tracker.flush(step, run.step_values)
+    else:
+        tracker.advance(step)
+    stopping = logs and agree(stop.signal is not None, state.device)  # one process: logs whenever a signal came
+    if (step % tc.sample_every == 0 or is_last) and world.main:
+        write_samples(state.sampler(cfg.seed), state.D, state.fixed_z, run.data, step, run.run_dir, tracker)
+    best = False
+    if TrainingEval.is_due(int(cfg.eval.every), step, is_last):
+        tracker.flush(step, run.step_values)  # never score (or keep as best) weights that went NaN
+        if run.evaluator.enabled:
+            best = run.evaluator.run(step, state.sampler(cfg.seed), state.D, tracker)
+    if step % tc.ckpt_every == 0 or is_last or stopping or best:  # best: rank 0 only, whose flush just ran
+        tracker.flush(step, run.step_values)  # never write a checkpoint with NaN weights
+        state.check_finite()
+        if world.main:
+            about_run = {**run.about_run, "eval": run.evaluator.state()}
+            save_checkpoints(
+                state, run.run_dir, about_run, numbered=step % tc.ckpt_every == 0, best=best, seed=cfg.seed
+            )
+        run.last_saved = step
+    return stopping
 
 
 def hparams(choices: dict[str, Any], plain_cfg: dict[str, Any]) -> dict[str, Any]:

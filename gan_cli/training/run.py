@@ -33,7 +33,7 @@ from gan_cli.training.launch import launch_local
 from gan_cli.training.loop import run_loop
 from gan_cli.training.setup import check_dist, check_train_settings
 
-log = logging.getLogger("gan_cli")
+log = logging.getLogger(__name__)
 
 
 def train(

@@ -45,7 +45,7 @@ from gan_cli.training.pyramid import check_pyramid_run
 from gan_cli.training.speed import Precision, enable_backend_speedups, plan_speed, prepare_models
 from gan_cli.training.state import TrainingState
 
-log = logging.getLogger("gan_cli")
+log = logging.getLogger(__name__)
 
 
 MAX_STEPS = 10**9  # a billion generator steps: days at the fastest; anything larger is a typo

@@ -26,7 +26,7 @@ from gan_cli.runtime import load_state
 from gan_cli.training.speed import Precision
 from gan_cli.training.tracking import NonFiniteLoss
 
-log = logging.getLogger("gan_cli")
+log = logging.getLogger(__name__)
 
 
 class TrainingState:
@@ -50,13 +50,14 @@ class TrainingState:
         self.G, self.D, self.ema = G, D, ema
         self.opt_g, self.opt_d, self.sched_g, self.sched_d = opt_g, opt_d, sched_g, sched_d
         self.amp, self.loss, self.fixed_z, self.device = amp, loss, fixed_z, device
-        self.step = self.batches_done = 0
+        self.step = 0
+        self.batcher: Any = None  # the data stream, once the loop has made it: its count of batches is saved
 
-    def state_dict(self, batches_done: int) -> dict[str, Any]:
+    def state_dict(self) -> dict[str, Any]:
         ema, device = self.ema, self.device
         return {
             "step": self.step,
-            "batches_done": batches_done,
+            "batches_done": self.batcher.batches_done,
             "models": {
                 "G": self.G.state_dict(),
                 "D": self.D.state_dict(),
@@ -88,7 +89,7 @@ class TrainingState:
         self.amp.load_state_dict(ckpt.get("grad_scalers", {}))
         self.fixed_z = ckpt["fixed_z"].to(self.device)
         self.loss.extra.load_state_dict(ckpt.get("loss_state", {}))
-        self.step, self.batches_done = int(ckpt["step"]), int(ckpt["batches_done"])
+        self.step = int(ckpt["step"])  # the batch count goes to the data stream the loop makes (make_batcher)
 
     def restore_rng(self, ckpt: dict[str, Any]) -> None:
         torch.set_rng_state(ckpt["rng"]["torch"].cpu())
@@ -139,17 +140,11 @@ def resume_into(
 
 
 def save_checkpoints(
-    state: TrainingState,
-    run_dir: Path,
-    batches_done: int,
-    about_run: dict[str, Any],
-    numbered: bool,
-    best: bool,
-    seed: int,
+    state: TrainingState, run_dir: Path, about_run: dict[str, Any], numbered: bool, best: bool, seed: int
 ) -> None:
     """last.pt, plus step_NNNNNN.pt when `numbered` and best.pt when `best` (the weights checked finite before)."""
     state.sampler(seed)  # the saved EMA generator carries BatchNorm statistics of its own weights
-    payload = {**state.state_dict(batches_done), **about_run}
+    payload = {**state.state_dict(), **about_run}
     # last.pt goes last: a process killed while writing the others resumes before this step and writes them again
     if numbered:
         save_checkpoint(payload, run_dir / "checkpoints" / f"step_{state.step:06d}.pt")

@@ -25,7 +25,7 @@ from torch.utils.tensorboard.summary import hparams
 from gan_cli.errors import DIVERGED, GanError
 from gan_cli.parallel import all_min_, all_sum_
 
-log = logging.getLogger("gan_cli")
+log = logging.getLogger(__name__)
 SHOWN = ("loss/D", "loss/G", "D(x)", "D(G(z))")  # what the progress line shows
 
 
