@@ -36,48 +36,106 @@ def is_better(value: float, best: Optional[float], direction: str) -> bool:
 MODE_TOYS = ("ring8", "grid25")
 
 
+@dataclass
+class Batch:
+    """What a metric's computation reads: the scorer (real features, protocol), the generated samples, their
+    features and class logits (image metrics), the labels they were generated with, D's probability (dstar)."""
+
+    scorer: Scorer
+    fake: torch.Tensor
+    feats: Optional[torch.Tensor] = None
+    logits: Optional[torch.Tensor] = None
+    labels: Optional[torch.Tensor] = None
+    d_prob: Optional[Callable[[torch.Tensor], torch.Tensor]] = None
+
+
+def _features():
+    from gan_cli.metrics import features  # torchmetrics takes seconds to import: only when scoring images
+
+    return features
+
+
+def _modes(b: Batch) -> dict[str, float]:
+    cov = toy.mode_coverage(b.fake, mode_centers(b.scorer.spec.name), b.scorer.std)
+    return {
+        "modes": float(cov.modes_covered),
+        "hq": 100.0 * cov.high_quality,
+        "spread": cov.spread,
+        "mode_kl": cov.mode_kl,
+    }
+
+
+def _dstar(b: Batch) -> dict[str, float]:
+    s = b.scorer
+    return {"dstar_l1": toy.dstar_distance(*s.dstar_curve(b.fake, b.d_prob, s.dstar_points(b.fake)))}
+
+
 @dataclass(frozen=True)
 class Metric:
+    """One registered metric: what it reports, how to compute it, and what it needs."""
+
     outputs: dict[str, str]  # reported quantity -> whether lower or higher is better
     help: str
+    compute: Callable[[Batch], dict[str, float]]
     on_features: bool = True  # image metric computed from backbone features (else a toy metric)
     needs_logits: bool = False  # needs class probabilities (a classifier backbone)
     datasets: tuple[str, ...] = ()  # toy metric: the datasets it is defined for
 
 
 METRICS: dict[str, Metric] = {
-    "fid": Metric({"fid": LOWER}, "Frechet distance between Gaussian fits of real and fake features"),
-    "kid": Metric({"kid": LOWER}, "kernel (MMD^2) distance of features, unbiased, 100 subsets"),
+    "fid": Metric(
+        {"fid": LOWER},
+        "Frechet distance between Gaussian fits of real and fake features",
+        lambda b: {"fid": _features().fid(b.scorer.real_feats, b.feats)},
+    ),
+    "kid": Metric(
+        {"kid": LOWER},
+        "kernel (MMD^2) distance of features, unbiased, 100 subsets",
+        lambda b: {"kid": _features().kid(b.scorer.real_feats, b.feats, b.scorer.seed)},
+    ),
     "is": Metric(
-        {"is": HIGHER}, "Inception-Score-style exp(E KL(p(y|x) || p(y))) with the classifier", needs_logits=True
+        {"is": HIGHER},
+        "Inception-Score-style exp(E KL(p(y|x) || p(y))) with the classifier",
+        lambda b: {"is": _features().inception_score(b.logits, b.scorer.seed)},
+        needs_logits=True,
     ),
     "prdc": Metric(
-        {k: HIGHER for k in ("precision", "recall", "density", "coverage")}, "k-NN manifold estimates (k=5)"
+        {k: HIGHER for k in ("precision", "recall", "density", "coverage")},
+        "k-NN manifold estimates (k=5)",
+        lambda b: _features().prdc(b.scorer.real_feats, b.feats),
     ),
     "classes": Metric(
         {"classes": HIGHER, "class_kl": LOWER},
         "classes the samples cover; KL of their class histogram to uniform",
+        lambda b: _features().class_coverage(b.logits),
         needs_logits=True,
     ),
     "cond": Metric(
         {"cond_acc": HIGHER},
         "fraction of samples the classifier puts in the class they were generated with",
+        lambda b: {"cond_acc": _features().conditional_accuracy(b.logits, b.labels.cpu())},
         needs_logits=True,
     ),
     "modes": Metric(
         {"modes": HIGHER, "hq": HIGHER, "spread": NEAR_ONE, "mode_kl": LOWER},
         "modes covered, % high-quality samples (within 3 std), their spread around the modes (data: 1) and KL of their mode shares to uniform",
+        _modes,
         on_features=False,
         datasets=MODE_TOYS,
     ),
     "moments": Metric(
         {"mean_gap": LOWER, "std_gap": LOWER},
         "|sample mean - 7| and |sample std - std|",
+        lambda b: toy.moment_gaps(b.fake, GAUSS1D_MEAN, b.scorer.std),
         on_features=False,
         datasets=("gauss1d",),
     ),
     "dstar": Metric(
-        {"dstar_l1": LOWER}, "mean |D(x) - D*(x)|, D* = p_data/(p_data + p_g)", on_features=False, datasets=("gauss1d",)
+        {"dstar_l1": LOWER},
+        "mean |D(x) - D*(x)|, D* = p_data/(p_data + p_g)",
+        _dstar,
+        on_features=False,
+        datasets=("gauss1d",),
     ),
 }
 
@@ -126,6 +184,30 @@ def generated_labels(num_classes: int, n: int) -> Optional[torch.Tensor]:
     return torch.arange(n) % num_classes if num_classes else None
 
 
+def _check_metric(name: str, spec, backbone: str, has_d: bool, conditional: bool) -> None:
+    """One chosen metric against the data, the backbone and what the samples will come with."""
+    if name not in METRICS:
+        raise one_of("metric", name, METRICS)
+    m = METRICS[name]
+    if m.on_features and not spec.is_image:
+        toy_choices = ", ".join(f"{k} ({'/'.join(t.datasets)})" for k, t in METRICS.items() if not t.on_features)
+        raise GanError(
+            f"metric {name!r} compares image features, but dataset {spec.name!r} is toy data. Use {toy_choices}."
+        )
+    if not m.on_features and spec.name not in m.datasets:
+        raise GanError(f"metric {name!r} is defined only for dataset {' or '.join(m.datasets)}, not {spec.name!r}.")
+    if m.needs_logits and backbone != "lenet":
+        raise GanError(
+            f"metric {name!r} needs class probabilities, which backbone={backbone} does not give. Use backbone=lenet or drop {name!r}."
+        )
+    if name == "dstar" and not has_d:
+        raise GanError(
+            "metric 'dstar' compares D(x) with the optimal D*(x) and needs a probability-output D (loss=minimax or loss=ns)."
+        )
+    if name == "cond" and not conditional:
+        raise GanError(COND_NEEDS_LABELS)
+
+
 class Scorer:
     """Computes the chosen metrics of generated samples against one dataset, always the same way.
 
@@ -161,27 +243,7 @@ class Scorer:
                 f"No metric is defined for dataset {spec.name!r}: pass metrics=[...] with some of {', '.join(METRICS)}."
             )
         for name in names:
-            if name not in METRICS:
-                raise one_of("metric", name, METRICS)
-            m = METRICS[name]
-            if m.on_features and not spec.is_image:
-                raise GanError(
-                    f"metric {name!r} compares image features, but dataset {spec.name!r} is toy data. Use {self._toy_choices()}."
-                )
-            if not m.on_features and spec.name not in m.datasets:
-                raise GanError(
-                    f"metric {name!r} is defined only for dataset {' or '.join(m.datasets)}, not {spec.name!r}."
-                )
-            if m.needs_logits and backbone != "lenet":
-                raise GanError(
-                    f"metric {name!r} needs class probabilities, which backbone={backbone} does not give. Use backbone=lenet or drop {name!r}."
-                )
-            if name == "dstar" and not has_d:
-                raise GanError(
-                    "metric 'dstar' compares D(x) with the optimal D*(x) and needs a probability-output D (loss=minimax or loss=ns)."
-                )
-            if name == "cond" and not conditional:
-                raise GanError(COND_NEEDS_LABELS)
+            _check_metric(name, spec, backbone, has_d, conditional)
         if backbone not in ("lenet", "inception"):
             raise one_of("backbone", backbone, ("lenet", "inception"))
         self.metrics = names
@@ -227,10 +289,6 @@ class Scorer:
 
         return load_dataset(OmegaConf.merge(dataset_cfg, {"limit": None}), 0)
 
-    @staticmethod
-    def _toy_choices() -> str:
-        return ", ".join(f"{k} ({'/'.join(m.datasets)})" for k, m in METRICS.items() if not m.on_features)
-
     def _held_out_order(self) -> torch.Tensor:
         total = len(self._data)
         if self.n_real + self.n > total:
@@ -271,37 +329,11 @@ class Scorer:
         if "cond" in self.metrics and labels is None:
             raise GanError(COND_NEEDS_LABELS)
         out: dict[str, float] = {}
-        fake = fake.detach().float().cpu()
+        batch = Batch(self, fake.detach().float().cpu(), labels=labels, d_prob=d_prob)
         if any(METRICS[m].on_features for m in self.metrics):
-            from gan_cli.metrics import features as F  # torchmetrics takes seconds to import: only when scoring images
-
-            feats, logits = self.backbone.features(fake, self.device)
+            batch.feats, batch.logits = self.backbone.features(batch.fake, self.device)
         for m in self.metrics:
-            if m == "fid":
-                values = {"fid": F.fid(self.real_feats, feats)}
-            elif m == "kid":
-                values = {"kid": F.kid(self.real_feats, feats, self.seed)}
-            elif m == "is":
-                values = {"is": F.inception_score(logits, self.seed)}
-            elif m == "prdc":
-                values = F.prdc(self.real_feats, feats)
-            elif m == "classes":
-                values = F.class_coverage(logits)
-            elif m == "cond":
-                values = {"cond_acc": F.conditional_accuracy(logits, labels.cpu())}
-            elif m == "modes":
-                cov = toy.mode_coverage(fake, mode_centers(self.spec.name), self.std)
-                values = {
-                    "modes": float(cov.modes_covered),
-                    "hq": 100.0 * cov.high_quality,
-                    "spread": cov.spread,
-                    "mode_kl": cov.mode_kl,
-                }
-            elif m == "moments":
-                values = toy.moment_gaps(fake, GAUSS1D_MEAN, self.std)
-            else:  # dstar
-                values = {"dstar_l1": toy.dstar_distance(*self.dstar_curve(fake, d_prob, self.dstar_points(fake)))}
-            out.update({self.name_of(k): v for k, v in values.items()})
+            out.update({self.name_of(k): v for k, v in METRICS[m].compute(batch).items()})
         return out
 
     def dstar_points(self, fake: torch.Tensor) -> torch.Tensor:
