@@ -1,0 +1,257 @@
+"""What `gan report` reads from run directories, and the report it builds: one row per run, ranked by a score."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+import yaml
+
+from gan_cli.errors import GanError, shown
+from gan_cli.metrics.scorer import HIGHER, NEAR_ONE, direction_of
+from gan_cli.rundir import is_locked, read_status
+from gan_cli.tables import read_overrides, split_overrides
+
+STATUSES = ("finished", "interrupted", "diverged", "failed", "running")
+LOSS_TAGS = ("loss/D", "loss/G", "D(x)", "D(G(z))")
+FORMATS = (".md", ".csv", ".json")
+OPTIONS = ("sort", "out", "plots")
+
+
+@dataclass
+class RunRow:
+    """One run as the report shows it."""
+
+    path: Path
+    label: str
+    overrides: dict[str, str]
+    status: str
+    reason: str = ""
+    exit_code: int = 0
+    step: Optional[int] = None
+    steps: Optional[int] = None
+    seconds: Optional[float] = None
+    final: dict[str, float] = field(default_factory=dict)
+    scores: dict[str, float] = field(default_factory=dict)
+    best_name: Optional[str] = None  # the run's eval.best
+    rank: Optional[int] = None
+
+
+@dataclass
+class Report:
+    runs: list[RunRow]
+    shared: dict[str, str]  # overrides every run has, with the same value
+    varied: list[str]  # override keys whose values differ between runs (or that some runs lack)
+    sort: Optional[str]  # the score the runs are ranked by; None: no run has a score
+    direction: Optional[str]
+
+    @property
+    def best(self) -> Optional[RunRow]:
+        return next((r for r in self.runs if r.rank == 1), None)
+
+    @property
+    def failed(self) -> list[RunRow]:
+        return [r for r in self.runs if r.status in ("failed", "diverged")]
+
+    def score_names(self) -> list[str]:
+        names = list(dict.fromkeys(k for r in self.runs for k in r.scores))
+        return ([self.sort] if self.sort in names else []) + [n for n in names if n != self.sort]
+
+
+# ---------------------------------------------------------------------------------------------
+# reading run directories
+# ---------------------------------------------------------------------------------------------
+def is_run_dir(path: Path) -> bool:
+    return (path / ".hydra" / "config.yaml").is_file() or (path / "train.log").is_file()
+
+
+def find_runs(targets: Sequence[str]) -> list[Path]:
+    """Run directories: each target that is one, and every one below a target that is not (a sweep, outputs/DATE)."""
+    if not targets:
+        raise GanError(
+            "gan report needs at least one directory: a multirun (sweep) directory, an outputs/DATE directory or run directories."
+        )
+    runs: list[Path] = []
+    for target in targets:
+        path = Path(os.path.expanduser(target))
+        if not path.is_dir():
+            raise GanError(
+                f"gan report: {shown(target)} is not a directory. Pass a multirun directory, an outputs/DATE directory or run directories."
+            )
+        if is_run_dir(path):
+            runs.append(path)
+            continue
+        found = sorted(
+            {c.parent.parent for c in path.rglob(".hydra/config.yaml") if c.parent.parent.name != "resumes"},
+            key=_natural,
+        )
+        found = [r for r in found if ".hydra" not in r.parts]  # not a resume's record inside a run's .hydra/
+        if not found:
+            raise GanError(
+                f"gan report: no run directories under {shown(target)} (a run directory holds .hydra/config.yaml and train.log)."
+            )
+        runs.extend(found)
+    return list(dict.fromkeys(p.resolve() for p in runs))
+
+
+def _natural(path: Path) -> list[Any]:
+    """Sweep job 10 after job 9."""
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", str(path))]
+
+
+def _read_yaml(path: Path) -> Any:
+    try:
+        return yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError):
+        return None
+
+
+def error_line(run: Path) -> str:
+    """The last ERROR line of train.log, without its time stamp: why the run stopped."""
+    try:
+        lines = (run / "train.log").read_text(errors="replace").splitlines()
+    except OSError:
+        return ""
+    errors = [line.split("[ERROR] ", 1)[1] for line in lines if "[ERROR] " in line]
+    return errors[-1].strip() if errors else ""
+
+
+_FINISHED = re.compile(r"finished at step (\d+) after ([\d.]+) s")
+
+
+def read_run(run: Path, label: str) -> RunRow:
+    """Status, steps, time, final scalars and scores of one run directory."""
+    config = _read_yaml(run / ".hydra" / "config.yaml") or {}
+    status = read_status(run)
+    row = RunRow(
+        run, label, read_overrides(run), status=str(status.get("status", "")), reason=str(status.get("reason", ""))
+    )
+    row.exit_code = int(status.get("exit_code", 0) or 0)
+    row.step, row.seconds = status.get("step"), status.get("seconds")
+    row.steps = status.get("steps") or (config.get("train") or {}).get("steps")
+    row.final = {k: float(v) for k, v in (status.get("final") or {}).items() if k in LOSS_TAGS}
+    row.best_name = (config.get("eval") or {}).get("best")
+    if is_locked(run) is not None:
+        row.status = "running"
+    elif not row.status:  # no status.json: a run from before gan wrote one, or one killed before it could
+        reason = error_line(run)
+        finished = (
+            _FINISHED.findall((run / "train.log").read_text(errors="replace")) if (run / "train.log").is_file() else []
+        )
+        if reason:
+            row.status, row.reason, row.exit_code = "failed", reason, 1
+        elif finished:
+            row.status, row.step, row.seconds = "finished", int(finished[-1][0]), float(finished[-1][1])
+        else:
+            row.status, row.reason = (
+                "interrupted",
+                "ended without a record of how (killed?); resume it from its last checkpoint",
+            )
+    if row.reason:
+        row.reason = error_line(run) or row.reason  # the log's line is the one the user saw
+    if not row.final or row.step is None:
+        curves = read_curves(run, LOSS_TAGS)
+        row.final = row.final or {tag: values[-1] for tag, (_, values) in curves.items()}
+        if row.step is None and curves:
+            row.step = max(steps[-1] for steps, _ in curves.values())
+    row.scores = read_scores(run)
+    return row
+
+
+def read_scores(run: Path) -> dict[str, float]:
+    """The last line of metrics.jsonl (scores during training), then `gan eval`'s metrics.json (which wins on a
+    name clash: the same protocol, asked for explicitly). Names carry their protocol, so they never mix."""
+    scores: dict[str, float] = {}
+    try:
+        lines = [line for line in (run / "metrics.jsonl").read_text().splitlines() if line.strip()]
+        last = json.loads(lines[-1]) if lines else {}
+    except (OSError, ValueError):
+        last = {}
+    scores.update(
+        {
+            k: float(v)
+            for k, v in last.items()
+            if k not in ("step", "seconds", "train_seconds") and isinstance(v, (int, float))
+        }
+    )
+    try:
+        evaluated = json.loads((run / "metrics.json").read_text()).get("all_scores", {})
+    except (OSError, ValueError, AttributeError):
+        evaluated = {}
+    scores.update(
+        {
+            k: float(v["value"])
+            for k, v in evaluated.items()
+            if isinstance(v, dict) and isinstance(v.get("value"), (int, float))
+        }
+    )
+    return scores
+
+
+def read_curves(
+    run: Path, tags: Optional[Sequence[str]] = None, prefix: str = ""
+) -> dict[str, tuple[list[int], list[float]]]:
+    """tag -> (steps, values) from the run's TensorBoard event files (all of them: a resumed run has several)."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    curves: dict[str, dict[int, float]] = {}
+    for events in sorted(run.glob("events.out.tfevents.*")):
+        acc = EventAccumulator(str(events), size_guidance={"scalars": 0})
+        try:
+            acc.Reload()
+        except Exception:  # a truncated file from a killed run: what was read so far stays
+            pass
+        for tag in acc.Tags().get("scalars", []):
+            if (tags is not None and tag in tags) or (prefix and tag.startswith(prefix)):
+                curves.setdefault(tag, {}).update({e.step: e.value for e in acc.Scalars(tag)})
+    return {tag: (sorted(points), [points[s] for s in sorted(points)]) for tag, points in curves.items()}
+
+
+# ---------------------------------------------------------------------------------------------
+# the report
+# ---------------------------------------------------------------------------------------------
+def _labels(runs: list[Path]) -> list[str]:
+    """Each run's path relative to what all share ('3' in a sweep, '14-02-11_4242' in outputs/DATE)."""
+    if len(runs) == 1:
+        return [runs[0].name]
+    root = Path(os.path.commonpath([str(r) for r in runs]))
+    return [str(r.relative_to(root)) for r in runs]
+
+
+def _order_value(value: float, direction: Optional[str]) -> float:
+    if direction == NEAR_ONE:
+        return abs(math.log(value)) if value > 0 else math.inf
+    return -value if direction == HIGHER else value
+
+
+def build_report(targets: Sequence[str], sort: Optional[str] = None) -> Report:
+    paths = find_runs(targets)
+    runs = [read_run(p, label) for p, label in zip(paths, _labels(paths))]
+    shared, varied = split_overrides([r.overrides for r in runs])
+    available = list(dict.fromkeys(k for r in runs for k in r.scores))
+    if sort is not None and sort not in available:
+        listed = (
+            ", ".join(available) if available else "none (train with eval.every > 0, or score the runs with gan eval)"
+        )
+        raise GanError(f"sort={sort!r}: no run has this score. Scores found: {listed}.")
+    if sort is None:  # the runs' eval.best when they agree, else the first score the runs report
+        bests = {r.best_name for r in runs if r.best_name}
+        sort = (
+            next(iter(bests))
+            if len(bests) == 1 and next(iter(bests)) in available
+            else (available[0] if available else None)
+        )
+    direction = direction_of(sort) if sort else None
+    ranked = [
+        r for r in runs if sort in r.scores and math.isfinite(r.scores[sort]) and r.status not in ("failed", "diverged")
+    ]
+    ranked.sort(key=lambda r: _order_value(r.scores[sort], direction))
+    for i, r in enumerate(ranked, 1):
+        r.rank = i
+    runs = ranked + [r for r in runs if r.rank is None]
+    return Report(runs, shared, varied, sort, direction)
