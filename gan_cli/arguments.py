@@ -171,11 +171,10 @@ def resume_arguments(args: list[str]) -> list[str]:
 
 def _schema_keys(command: str) -> list[str]:
     """Every option key of `gan <command>` (dotted), from its typed schema."""
-    from gan_cli.config import EvalConfig, GanConfig, SampleConfig
+    from gan_cli.config import COMMAND_SCHEMAS
     from gan_cli.rundir import flatten
 
-    schema = {"train": GanConfig, "sample": SampleConfig, "eval": EvalConfig}[command]
-    return list(flatten(OmegaConf.to_container(OmegaConf.structured(schema))))  # type: ignore[arg-type]
+    return list(flatten(OmegaConf.to_container(OmegaConf.structured(COMMAND_SCHEMAS[command]))))  # type: ignore[arg-type]
 
 
 def _selectable_groups() -> list[str]:

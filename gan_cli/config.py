@@ -10,15 +10,17 @@ states only what differs, and `train.yaml` / `sample.yaml` / `eval.yaml` hold th
 Every option with a fixed set of values is an Enum: Hydra then refuses `model.d_norm=btach` while
 composing, naming the allowed values, before a run directory or the data exist. The members are
 strings (`Choice`), so the code compares them with plain names and checkpoints store plain names
-(`to_plain`). The names that select a component (`model.name`, `loss.objective`, `optimizer.name`,
-`dataset.name`) are plain strings checked against the open registries of `gan_cli.components`, since a
-user's `--config-dir` can add to them.
+(`to_plain`). Each Enum is the one list of its key's values: `gan train --help` fills in each `<options>` of a
+YAML comment from it (`choice_values`), and code that checks a value again reads it (`schedules.SCHEDULES`).
+The names that select a component (`model.name`, `loss.objective`, `optimizer.name`, `dataset.name`) are plain
+strings checked against the open registries of `gan_cli.components`, since a user's `--config-dir` can add to them.
 """
 
 from __future__ import annotations
 
 import functools
 import os
+import typing
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
@@ -224,6 +226,9 @@ class EvalConfig(MetricsConfig):
     allow_targets: list[str] = MISSING
 
 
+COMMAND_SCHEMAS: dict[str, type] = {"train": GanConfig, "sample": SampleConfig, "eval": EvalConfig}
+
+
 def register_schemas() -> None:
     """Make the schemas known to Hydra under the names the top-level YAML files use, and the `pid` resolver
     that makes run directories unique (two runs started in the same second by two processes)."""
@@ -249,6 +254,23 @@ def to_plain(cfg: DictConfig) -> dict[str, Any]:
 
 
 GROUPS = ("model", "loss", "optimizer", "dataset")  # the config groups whose options are components
+GROUP_SCHEMAS: dict[str, type] = {
+    "model": ModelConfig,
+    "loss": LossConfig,
+    "optimizer": OptimizerConfig,
+    "dataset": DatasetConfig,
+}
+
+
+def choice_values(schema: type, key: str) -> Optional[tuple[str, ...]]:
+    """The values `key` of a schema class accepts when they are a fixed set: its Enum's (or, for a list, its items'),
+    in the order the Enum lists them; None for a key of any other type."""
+    hint = typing.get_type_hints(schema).get(key)
+    if typing.get_origin(hint) in (list, typing.Union):
+        hint = next((a for a in typing.get_args(hint) if a is not type(None)), None)
+    if isinstance(hint, type) and issubclass(hint, Choice):
+        return tuple(member.value for member in hint)
+    return None
 
 
 def yaml_values(path: Path) -> DictConfig:
@@ -265,8 +287,7 @@ def base_values(group: str) -> DictConfig:
 
 def group_defaults(group: str) -> DictConfig:
     """A group's schema with its base defaults: every shared key set, the selector (`name`, `objective`) missing."""
-    schema = {"model": ModelConfig, "loss": LossConfig, "optimizer": OptimizerConfig, "dataset": DatasetConfig}[group]
-    return OmegaConf.merge(OmegaConf.structured(schema), base_values(group))
+    return OmegaConf.merge(OmegaConf.structured(GROUP_SCHEMAS[group]), base_values(group))
 
 
 def option_config(group: str, name: str) -> DictConfig:
@@ -276,8 +297,9 @@ def option_config(group: str, name: str) -> DictConfig:
 
 def command_defaults(command: str) -> DictConfig:
     """Every key of `gan sample` / `gan eval` at its default (the mandatory `ckpt` left missing)."""
-    schema = {"sample": SampleConfig, "eval": EvalConfig}[command]
-    return OmegaConf.merge(OmegaConf.structured(schema), yaml_values(config_dir() / f"{command}.yaml"))
+    return OmegaConf.merge(
+        OmegaConf.structured(COMMAND_SCHEMAS[command]), yaml_values(config_dir() / f"{command}.yaml")
+    )
 
 
 def train_defaults() -> DictConfig:

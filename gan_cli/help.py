@@ -4,20 +4,24 @@ with their values in this composition and the comment from the YAML that sets th
 Hydra's own help prints every key of every group, most of which the chosen options ignore (a WGAN-GP run has no
 use for `label_smoothing`, an MLP none for `attention`). The registries know which keys each component reads
 (`Component.uses`), and the YAML files carry the one-line documentation next to each default, so both are read
-from where they live rather than written again here.
+from where they live rather than written again here. Where a comment says `<options>`, the values the key accepts
+are filled in from the one list that defines them: the group's registry for its selector key (`model.name`, ...),
+the schema's Enum for a key with a fixed set of values (`model.d_norm`, the items of `train.augment`).
 """
 
 from __future__ import annotations
 
 import re
+import typing
 from pathlib import Path
 
 import yaml
 from omegaconf import DictConfig, OmegaConf
 
-from gan_cli.config import GROUPS, config_dir
+from gan_cli.config import GROUP_SCHEMAS, GROUPS, GanConfig, TrainConfig, TrainEvalConfig, choice_values, config_dir
 from gan_cli.errors import GanError
 
+OPTIONS = "<options>"  # in a YAML comment: the values the key accepts, filled in by `_with_options`
 _KEY_LINE = re.compile(r"^(?P<indent> *)(?P<key>[A-Za-z_][\w]*):(?P<value>[^#]*?)(?:\s+#\s?(?P<comment>.*))?$")
 
 
@@ -64,6 +68,19 @@ def _shown(value: object) -> str:
     )
 
 
+def _with_options(comments: dict[str, str], schema: type, registry=None) -> dict[str, str]:
+    """The comments with each `<options>` replaced by the values its key accepts: the registry's names for the
+    group's selector key, else the schema's Enum values; ` | ` between them, `,` for a list key (as in [a,b])."""
+    hints = typing.get_type_hints(schema)
+    filled = {}
+    for key, comment in comments.items():
+        selector = registry is not None and key == registry.selector
+        values = registry.names() if selector else choice_values(schema, key)
+        sep = "," if typing.get_origin(hints.get(key)) is list else " | "
+        filled[key] = comment.replace(OPTIONS, sep.join(values)) if values else comment
+    return filled
+
+
 def _rows(node: DictConfig, keys: list[str], comments: dict[str, str]) -> list[str]:
     """One line per key: its value in this composition, then its comment."""
     plain = OmegaConf.to_container(node, enum_to_str=True)
@@ -76,8 +93,7 @@ def train_help(cfg: DictConfig) -> str:
     choices = cfg.hydra.runtime.choices
     dirs = _search_dirs(cfg)
     lines = [
-        "gan train: train one GAN variant (or sweep several with -m) and log it to TensorBoard.",
-        "Every run writes its own directory (.hydra/, events.out.tfevents.*, checkpoints/, samples/, train.log).",
+        *str(cfg.hydra.help.header).rstrip("\n").splitlines(),  # conf/hydra/help/train.yaml
         "",
         "Each group below shows the option chosen and only the keys that option reads, with their values now.",
         "Choose another option with group=option, set a key with group.key=value; `gan train model=mlp --help` shows mlp's keys.",
@@ -97,16 +113,14 @@ def train_help(cfg: DictConfig) -> str:
         )
         own = yaml_comments(chosen) if chosen else {}
         lines += ["", f"{group}={choices[group]}  ({what}; options: {', '.join(_options(group, dirs))})"]
-        lines += _rows(node, [k for k in node.keys() if k in keys], {**base, **own})
+        comments = _with_options({**base, **own}, GROUP_SCHEMAS[group], registry)
+        lines += _rows(node, [k for k in node.keys() if k in keys], comments)
     train_yaml = config_dir() / "train.yaml"
-    for section in ("train", "eval"):
-        lines += [
-            "",
-            f"{section}:",
-            *_rows(cfg[section], list(cfg[section].keys()), yaml_comments(train_yaml, section)),
-        ]
+    for section, schema in (("train", TrainConfig), ("eval", TrainEvalConfig)):
+        comments = _with_options(yaml_comments(train_yaml, section), schema)
+        lines += ["", f"{section}:", *_rows(cfg[section], list(cfg[section].keys()), comments)]
     run = OmegaConf.masked_copy(cfg, ["seed", "device", "resume"])  # without the hydra node
-    lines += ["", "run:", *_rows(run, list(run.keys()), yaml_comments(train_yaml))]
+    lines += ["", "run:", *_rows(run, list(run.keys()), _with_options(yaml_comments(train_yaml), GanConfig))]
     lines += [
         "",
         f"experiment presets (experiment=NAME, paper settings across groups): {', '.join(_options('experiment', dirs))}",

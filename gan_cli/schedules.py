@@ -12,9 +12,12 @@ import math
 
 import torch
 
+from gan_cli.config import Schedule
 from gan_cli.errors import GanError, one_of
 
-SCHEDULES = ("constant", "linear", "cosine")
+SCHEDULES = tuple(
+    s.value for s in Schedule
+)  # the schema's Enum is the one list (optimizer.schedule, loss.info_schedule)
 
 
 def lr_factor(schedule: str, step: int, total: int, warmup: int = 0) -> float:

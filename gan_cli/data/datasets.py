@@ -23,12 +23,20 @@ from gan_cli.data.spec import DataSpec
 from gan_cli.data.toys import TOY_NAMES, make_toy, mode_centers
 from gan_cli.errors import GanError
 
+MNIST_FILES = "train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz"
 TORCHVISION_SETS = {
-    # name: (torchvision class name, folder torchvision uses under root, files a user must provide)
-    "mnist": ("MNIST", "MNIST/raw", "train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz"),
-    "fashion_mnist": ("FashionMNIST", "FashionMNIST/raw", "train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz"),
-    "cifar10": ("CIFAR10", "cifar-10-batches-py", "cifar-10-python.tar.gz (or its extracted cifar-10-batches-py/)"),
+    # name: (torchvision class name, folder torchvision uses under root, files a user must provide, (C, H, W), classes)
+    "mnist": ("MNIST", "MNIST/raw", MNIST_FILES, (1, 28, 28), 10),
+    "fashion_mnist": ("FashionMNIST", "FashionMNIST/raw", MNIST_FILES, (1, 28, 28), 10),
+    "cifar10": (
+        "CIFAR10",
+        "cifar-10-batches-py",
+        "cifar-10-python.tar.gz (or its extracted cifar-10-batches-py/)",
+        (3, 32, 32),
+        10,
+    ),
 }
+MNIST5K_SPEC = ((1, 28, 28), 10)
 
 
 @dataclass
@@ -42,12 +50,10 @@ class LoadedData:
         return len(self.x) if self.x is not None else len(self.stream)  # type: ignore[arg-type]
 
 
-# the shape and classes of every dataset whose files need not be read to know them
+# the shape and classes of every image dataset whose files need not be read to know them
 KNOWN_IMAGE_SPECS = {
-    "mnist5k": ((1, 28, 28), 10),
-    "mnist": ((1, 28, 28), 10),
-    "fashion_mnist": ((1, 28, 28), 10),
-    "cifar10": ((3, 32, 32), 10),
+    "mnist5k": MNIST5K_SPEC,
+    **{name: (shape, classes) for name, (*_, shape, classes) in TORCHVISION_SETS.items()},
 }
 
 
@@ -198,15 +204,15 @@ def _mnist5k() -> LoadedData:
     with gzip.open(path, "rt") as f:
         table = np.loadtxt(f, delimiter=",", dtype=np.uint8)
     labels = torch.from_numpy(table[:, -1].astype(np.int64))
-    images = torch.from_numpy(table[:, :-1].copy()).view(-1, 1, 28, 28)
+    images = torch.from_numpy(table[:, :-1].copy()).view(-1, *MNIST5K_SPEC[0])
     order = torch.randperm(len(images), generator=torch.Generator().manual_seed(0))
-    return LoadedData(DataSpec("mnist5k", (1, 28, 28), 10), _to_unit_range(images[order]), labels[order])
+    return LoadedData(DataSpec("mnist5k", *MNIST5K_SPEC), _to_unit_range(images[order]), labels[order])
 
 
 def _torchvision(name: str, root: Path, download: bool) -> LoadedData:
     import torchvision.datasets as tvd
 
-    cls_name, subdir, files = TORCHVISION_SETS[name]
+    cls_name, subdir, files, _, classes = TORCHVISION_SETS[name]
     try:
         ds = getattr(tvd, cls_name)(root=str(root), train=True, download=download)
     except Exception as exc:  # torchvision raises RuntimeError when missing, URLError/OSError when offline
@@ -223,7 +229,7 @@ def _torchvision(name: str, root: Path, download: bool) -> LoadedData:
     images = torch.as_tensor(np.asarray(ds.data))
     images = images.unsqueeze(1) if images.ndim == 3 else images.permute(0, 3, 1, 2)
     labels = torch.as_tensor(np.asarray(ds.targets), dtype=torch.long)
-    return LoadedData(DataSpec(name, tuple(images.shape[1:]), 10), _to_unit_range(images.contiguous()), labels)
+    return LoadedData(DataSpec(name, tuple(images.shape[1:]), classes), _to_unit_range(images.contiguous()), labels)
 
 
 class ImageFiles(Dataset):
