@@ -49,6 +49,11 @@ def _choices(name: str, values: tuple[str, ...]) -> type[Choice]:
     return Choice(name, {v: v for v in values})  # type: ignore[return-value]
 
 
+def values_of(choice: type[Choice]) -> tuple[str, ...]:
+    """The allowed values of a choice, in the order the Enum lists them: what consumers check against."""
+    return tuple(member.value for member in choice)
+
+
 DNorm = _choices("DNorm", ("batch", "layer", "spectral", "none"))
 GNorm = _choices("GNorm", ("batch", "virtual"))
 Conditioning = _choices("Conditioning", ("none", "concat", "projection", "acgan", "cbn", "auto"))

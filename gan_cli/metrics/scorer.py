@@ -18,6 +18,7 @@ import torch
 from gan_cli.data.toys import GAUSS1D_MEAN, make_toy, mode_centers
 from gan_cli.errors import GanError, one_of
 from gan_cli.metrics import toy
+from gan_cli.metrics.backbones import BACKBONES
 
 LOWER, HIGHER, NEAR_ONE = "min", "max", "one"  # NEAR_ONE: a ratio to the data's own value, best at 1
 
@@ -244,8 +245,8 @@ class Scorer:
             )
         for name in names:
             _check_metric(name, spec, backbone, has_d, conditional)
-        if backbone not in ("lenet", "inception"):
-            raise one_of("backbone", backbone, ("lenet", "inception"))
+        if backbone not in BACKBONES:
+            raise one_of("backbone", backbone, BACKBONES)
         self.metrics = names
         self.n = n if n is not None else (5000 if spec.is_image else 2500)
         if self.n < 2:

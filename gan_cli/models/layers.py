@@ -18,8 +18,10 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
-CONDITIONINGS = ("none", "concat", "projection", "acgan", "cbn")
-MINIBATCH_LAYERS = ("none", "mbdisc", "mbstd")
+from gan_cli.config import Conditioning, Minibatch, values_of
+
+CONDITIONINGS = tuple(c for c in values_of(Conditioning) if c != "auto")  # auto is resolved before a model is built
+MINIBATCH_LAYERS = values_of(Minibatch)
 _WEIGHTED = (nn.Conv2d, nn.ConvTranspose2d, nn.Linear, nn.Embedding)
 
 

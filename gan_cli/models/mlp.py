@@ -7,10 +7,11 @@ import math
 import torch
 from torch import nn
 
+from gan_cli.config import GActivation, values_of
 from gan_cli.data.spec import DataSpec
 from gan_cli.models.layers import Discriminator, HeadOptions, LabelToInput, LatentInput
 
-G_ACTIVATIONS = ("leaky", "relu")
+G_ACTIVATIONS = values_of(GActivation)
 
 
 class MLPGenerator(nn.Module):

@@ -4,7 +4,7 @@ the way out."""
 from __future__ import annotations
 
 from gan_cli.components import Component, Registry
-from gan_cli.config import base_values
+from gan_cli.config import DNorm, GNorm, base_values, values_of
 from gan_cli.data.spec import DataSpec
 from gan_cli.errors import GanError, one_of
 from gan_cli.models.dcgan import resolutions
@@ -15,8 +15,8 @@ from gan_cli.models.layers import (
 from gan_cli.models.mlp import G_ACTIVATIONS
 from gan_cli.models.progan import check_growth_options
 
-D_NORMS = ("batch", "layer", "spectral", "none")
-G_NORMS = ("batch", "virtual")
+D_NORMS = values_of(DNorm)
+G_NORMS = values_of(GNorm)
 _GROWTH_KEYS = ("fade_steps", "stable_steps")
 CONV_MODELS = ("dcgan", "style")  # the models with feature maps (where self-attention can sit)
 

@@ -14,10 +14,11 @@ from typing import Callable, Optional
 import torch
 import torch.nn.functional as F
 
+from gan_cli.config import AugmentPolicy, values_of
 from gan_cli.errors import GanError, one_of
 from gan_cli.parallel import per_sample
 
-POLICIES = ("color", "translation", "cutout")  # applied in this order, whatever order the user wrote
+POLICIES = values_of(AugmentPolicy)  # applied in this order, whatever order the user wrote
 TRANSLATION_RATIO = 0.125  # largest shift, as a fraction of the image side
 CUTOUT_RATIO = 0.5  # side of the erased square, as a fraction of the image side
 

@@ -15,11 +15,12 @@ from typing import Any, Callable, Optional
 import torch
 from torch import nn
 
+from gan_cli.config import AmpMode, Switch, values_of
 from gan_cli.errors import GanError, one_of
 from gan_cli.training.tracking import SKIPPED
 
-SWITCH_VALUES = ("auto", "on", "off")
-AMP_MODES = ("auto", "bf16", "fp16", "off")
+SWITCH_VALUES = values_of(Switch)
+AMP_MODES = values_of(AmpMode)
 AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "off": None}
 COMPILE_MIN_STEPS = 5000  # below this, compiling (tens of seconds) costs more than it saves
 DEVICE_DATA_FRACTION = 0.25  # auto keeps a dataset on the GPU when it takes at most this share of free memory
