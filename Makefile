@@ -31,7 +31,7 @@ docs: $(STAMP)  ## the documentation site (docs/, mkdocs-material) into site/; a
 test: lint  ## lint, then the whole test suite (CPU, offline)
 	$(BIN)/python -m pytest -q -n $(TEST_JOBS) --dist worksteal
 
-test-fast: lint  ## lint, then everything but the slow learning tests
+test-fast: lint  ## lint, then everything but the tests marked slow (learning tests, longer training, many `gan` runs)
 	$(BIN)/python -m pytest -q -n $(TEST_JOBS) --dist worksteal -m "not slow"
 
 bench: $(STAMP)  ## gan's training step vs the canonical DCGAN loop, side by side, then the time each needs to reach fid5k_lenet <= 30; writes bench/RESULTS.md (ARGS="--quick" for a smoke run, "--quality" for that section only)

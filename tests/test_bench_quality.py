@@ -23,6 +23,7 @@ SMALL = [
 ]
 
 
+@pytest.mark.slow
 def test_time_to_quality_races_gan_default_run_and_the_canonical_loop_against_the_clock(
     tmp_path: Path, lenet_cache: Path
 ) -> None:

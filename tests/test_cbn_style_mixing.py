@@ -8,9 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import TINY, only_run_dir, run_gan
-from test_cli_variants import STEPS, sample_array
-from test_variant_layers import MNIST, model_cfg
+from helpers import MNIST, TINY, TWO_STEPS, model_cfg, only_run_dir, run_gan, sample_array
 
 from gan_cli.errors import GanError
 from gan_cli.models import build_models, num_classes
@@ -76,8 +74,9 @@ def test_bad_style_mixing_is_refused(over, words) -> None:
         build_models(model_cfg(**over), MNIST)
 
 
+@pytest.mark.slow
 def test_cbn_and_style_mixing_train_sample_and_score_from_the_cli(workdir: Path) -> None:
-    run_gan("train", "model.cond=cbn", "eval.every=2", "eval.n=200", *STEPS, *TINY, cwd=workdir, check=True)
+    run_gan("train", "model.cond=cbn", "eval.every=2", "eval.n=200", *TWO_STEPS, *TINY, cwd=workdir, check=True)
     run = only_run_dir(workdir)
     metrics = (run / "metrics.jsonl").read_text()
     assert "cond_acc200_lenet" in metrics  # scored as the class-conditional G it is
@@ -90,7 +89,7 @@ def test_cbn_and_style_mixing_train_sample_and_score_from_the_cli(workdir: Path)
 
     style_dir = workdir / "style"
     style_dir.mkdir()
-    run_gan("train", "model=style", "model.style_mixing=0.9", *STEPS, *TINY, cwd=style_dir, check=True)
+    run_gan("train", "model=style", "model.style_mixing=0.9", *TWO_STEPS, *TINY, cwd=style_dir, check=True)
     run = only_run_dir(style_dir)
     grid = sample_array(style_dir, run, mode="mix", nrow=3)
     assert grid.shape == (16, 1, 28, 28)  # (3 + 1) x (3 + 1): sources on the top row and left column

@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 import torch
-from conftest import TINY, compose_train, only_run_dir, run_gan
+from helpers import GAUSS1D, TINY, compose_train, only_run_dir, run_gan
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 RING = [
@@ -57,6 +58,7 @@ def test_a_resumed_run_keeps_its_best_score_and_only_a_better_one_replaces_best_
     assert [r["step"] for r in jsonl(tmp_path / "metrics.jsonl")] == [10, 20, 30, 40]
 
 
+@pytest.mark.slow
 def test_eval_every_logs_appends_and_keeps_best(workdir: Path) -> None:
     run_gan(
         "train",
@@ -107,6 +109,7 @@ def test_eval_every_logs_appends_and_keeps_best(workdir: Path) -> None:
     assert not np.allclose(ema, raw) and not np.allclose(ema, trunc)
 
 
+@pytest.mark.slow
 def test_gan_eval_on_a_tiny_image_checkpoint_and_a_sweep(workdir: Path, lenet_cache: Path) -> None:
     run_gan("train", "-m", "train.steps=4", "loss=ns,lsgan", *TINY, cwd=workdir, check=True)
     sweep = next((workdir / "multirun").glob("*/*"))
@@ -143,6 +146,7 @@ def test_gan_eval_on_a_tiny_image_checkpoint_and_a_sweep(workdir: Path, lenet_ca
     )
 
 
+@pytest.mark.slow
 def test_a_conditional_generator_is_scored_on_drawing_the_class_it_is_asked_for(
     workdir: Path, lenet_cache: Path
 ) -> None:
@@ -156,6 +160,7 @@ def test_a_conditional_generator_is_scored_on_drawing_the_class_it_is_asked_for(
     assert result["protocol"]["labels"] == "sample i generated with class i % 10"
 
 
+@pytest.mark.slow
 def test_eval_every_scores_cond_of_a_conditional_generator(tmp_path: Path, lenet_cache: Path) -> None:
     from gan_cli.data import load_dataset
     from gan_cli.metrics.in_training import TrainingEval
@@ -174,6 +179,7 @@ def test_eval_every_scores_cond_of_a_conditional_generator(tmp_path: Path, lenet
     assert set(evaluator.latest) == {"cond_acc200_lenet"} and 0 <= evaluator.latest["cond_acc200_lenet"] <= 1
 
 
+@pytest.mark.slow
 def test_gan_eval_reference_scores_held_out_real_digits(workdir: Path, lenet_cache: Path) -> None:
     # n=2500 (all of mnist5k split in two): at 1,000 samples FID's small-sample bias alone is about 4 to 5
     proc = run_gan("eval", "reference=mnist5k", "n=2500", "metrics=[fid,classes,cond]", cwd=workdir, check=True)
@@ -197,11 +203,11 @@ def test_gan_eval_reference_scores_held_out_real_digits(workdir: Path, lenet_cac
         )
 
 
+@pytest.mark.slow
 def test_gauss1d_plots_learned_d_against_the_optimal_d(workdir: Path) -> None:
     run_gan(
         "train",
-        "model=shift",
-        "dataset=gauss1d",
+        *GAUSS1D,
         "train.steps=20",
         "train.log_every=10",
         "eval.every=10",
@@ -214,16 +220,3 @@ def test_gauss1d_plots_learned_d_against_the_optimal_d(workdir: Path) -> None:
     assert set(records[-1]) == {"step", "mean_gap500", "std_gap500", "dstar_l1500", "seconds", "train_seconds"}
     assert 0 <= records[-1]["dstar_l1500"] <= 1
     assert (run / "figures" / "dstar_step_000020.png").is_file()
-
-
-def test_presets_override_the_defaults_of_train_yaml() -> None:
-    cfg = compose_train("experiment=mode_collapse", "loss=wgan_gp")
-    assert (cfg.dataset.name, cfg.model.name, cfg.model.z_dim) == ("ring8", "mlp", 8)
-    assert (cfg.optimizer.name, cfg.optimizer.lr, list(cfg.optimizer.betas)) == ("adam", 5e-4, [0.0, 0.9])
-    assert (cfg.train.steps, cfg.train.batch_size, cfg.eval.every, list(cfg.eval.metrics)) == (
-        2000,
-        256,
-        250,
-        ["modes"],
-    )
-    assert (cfg.loss.objective, cfg.loss.n_critic) == ("wasserstein", 5)

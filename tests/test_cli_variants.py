@@ -7,30 +7,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import TINY, only_run_dir, run_gan
-from omegaconf import OmegaConf
-from test_cli_train import scalar_tags
+from helpers import GAUSS1D, TINY, TWO_STEPS, only_run_dir, run_gan, sample_array, scalar_tags
 
-from gan_cli.config import command_defaults
 from gan_cli.errors import GanError
-from gan_cli.sample import sample
-
-STEPS = ["train.steps=2", "train.sample_every=2", "train.ckpt_every=2"]
 
 
 def train(workdir: Path, *args: str) -> Path:
-    run_gan("train", *args, *STEPS, *TINY, cwd=workdir, check=True)
+    run_gan("train", *args, *TWO_STEPS, *TINY, cwd=workdir, check=True)
     return only_run_dir(workdir)
 
 
-def sample_array(workdir: Path, run: Path, **options) -> np.ndarray:
-    """`gan sample` in this process (the CLI path itself is covered once per test below): saves a process start per call."""
-    out = workdir / "s.npy"
-    cfg = OmegaConf.merge(command_defaults("sample"), {"ckpt": str(run), "out": str(out), "device": "cpu", **options})
-    sample(cfg)
-    return np.load(out)
-
-
+@pytest.mark.slow
 def test_conditional_gan_samples_the_requested_classes(workdir: Path) -> None:
     run = train(workdir, "model=mlp", "model.cond=concat")
     assert sample_array(workdir, run, labels=[3, 3, 7]).shape == (3, 1, 28, 28)
@@ -45,11 +32,13 @@ def test_conditional_gan_samples_the_requested_classes(workdir: Path) -> None:
         sample_array(workdir, run, labels=[12])
 
 
+@pytest.mark.slow
 def test_sngan_preset_with_a_projection_discriminator_and_virtual_batch_norm(workdir: Path) -> None:
     run = train(workdir, "experiment=sngan", "model.cond=projection", "model.g_norm=virtual")
     assert "loss/D" in scalar_tags(run)
 
 
+@pytest.mark.slow
 def test_sagan_preset_trains_with_attention_and_two_learning_rates(workdir: Path) -> None:
     run = train(workdir, "experiment=sagan", "model.cond=none")  # unconditional, to check that labels are refused
     cfg = (run / ".hydra" / "config.yaml").read_text()
@@ -58,6 +47,7 @@ def test_sagan_preset_trains_with_attention_and_two_learning_rates(workdir: Path
         sample_array(workdir, run, labels=[1])
 
 
+@pytest.mark.slow
 def test_acgan_with_the_improved_techniques_logs_every_term(workdir: Path) -> None:
     run = train(
         workdir,
@@ -72,6 +62,7 @@ def test_acgan_with_the_improved_techniques_logs_every_term(workdir: Path) -> No
     run_gan("train", f"resume={run}", "train.steps=3", cwd=workdir, check=True)
 
 
+@pytest.mark.slow
 def test_infogan_with_feature_matching_and_its_sampling_modes(workdir: Path) -> None:
     run = train(workdir, "experiment=infogan", "model.info_cat=3", "loss.feature_matching=true")
     assert {"loss/info", "loss/info_G", "estimate/mutual_info"} <= scalar_tags(run)
@@ -93,6 +84,7 @@ def test_style_generator_trains_with_r1(workdir: Path) -> None:
     assert sample_array(workdir, run, n=4).shape == (4, 1, 28, 28)
 
 
+@pytest.mark.slow
 def test_dragan_and_r1_combine_with_any_objective(workdir: Path) -> None:
     proc = run_gan(
         "train",
@@ -102,7 +94,7 @@ def test_dragan_and_r1_combine_with_any_objective(workdir: Path) -> None:
         "loss=hinge,lsgan",
         "loss.penalty=dragan,r1",
         "loss.penalty_weight=1",
-        *STEPS,
+        *TWO_STEPS,
         *TINY,
         cwd=workdir,
     )
@@ -115,7 +107,7 @@ def test_dragan_and_r1_combine_with_any_objective(workdir: Path) -> None:
     [
         (["model=mlp", "model.cond=concat", "dataset=gauss1d"], "unlabelled"),
         (["loss=hinge", "loss.label_smoothing=0.1"], "real target"),
-        (["model=shift", "dataset=gauss1d", "loss.feature_matching=true"], "feature_matching"),
+        ([*GAUSS1D, "loss.feature_matching=true"], "feature_matching"),
     ],
 )
 def test_invalid_combinations_are_one_clear_error(workdir: Path, args: list[str], words: str) -> None:

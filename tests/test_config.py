@@ -5,21 +5,40 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import compose_train, run_gan
+from helpers import TINY, compose_train, run_gan
+from omegaconf import OmegaConf
 
 from gan_cli.config import config_dir
 
-GROUPS = ("model", "loss", "optimizer", "dataset", "experiment")
+GROUPS = ("model", "loss", "optimizer", "dataset", "experiment", "debug")
+ADDED = ("debug",)  # groups train.yaml's defaults do not list: an option of theirs is added with +, as in +debug=tiny
 
 
 def options(group: str) -> list[str]:
     return sorted(p.stem for p in (config_dir() / group).glob("*.yaml"))
 
 
+def choose(group: str, option: str) -> str:
+    return f"{'+' if group in ADDED else ''}{group}={option}"
+
+
+def test_the_groups_tested_here_are_every_folder_of_options() -> None:
+    folders = {p.name for p in config_dir().iterdir() if p.is_dir()} - {"hydra", "base"}  # Hydra's own; shared bases
+    assert folders == set(GROUPS), "a new folder under conf/ needs its options composed by the tests below"
+
+
 @pytest.mark.parametrize("group,option", [(g, o) for g in GROUPS for o in options(g)])
 def test_every_option_composes(group: str, option: str) -> None:
-    cfg = compose_train(f"{group}={option}")
+    cfg = compose_train(choose(group, option))
     assert cfg.train.steps > 0
+
+
+def test_the_tiny_debug_preset_is_the_tiny_case_the_tests_train_with() -> None:
+    """`+debug=tiny` on the command line composes exactly the config helpers.TINY's overrides compose."""
+    assert OmegaConf.to_container(compose_train("+debug=tiny")) == OmegaConf.to_container(compose_train(*TINY))
+    assert OmegaConf.to_container(compose_train("+debug=tiny")) != OmegaConf.to_container(compose_train())
+    # last in the defaults list: its values win over a preset's
+    assert compose_train("experiment=ring8", "+debug=tiny").train.batch_size == 16
 
 
 def test_every_yaml_option_has_a_comment() -> None:
@@ -56,6 +75,19 @@ def test_defaults_are_the_documented_ones() -> None:
     assert compose_train("loss=wgan").loss.n_critic == 5 and compose_train("loss=ns").loss.n_critic == 1
 
 
+def test_presets_override_the_defaults_of_train_yaml() -> None:
+    cfg = compose_train("experiment=mode_collapse", "loss=wgan_gp")
+    assert (cfg.dataset.name, cfg.model.name, cfg.model.z_dim) == ("ring8", "mlp", 8)
+    assert (cfg.optimizer.name, cfg.optimizer.lr, list(cfg.optimizer.betas)) == ("adam", 5e-4, [0.0, 0.9])
+    assert (cfg.train.steps, cfg.train.batch_size, cfg.eval.every, list(cfg.eval.metrics)) == (
+        2000,
+        256,
+        250,
+        ["modes"],
+    )
+    assert (cfg.loss.objective, cfg.loss.n_critic) == ("wasserstein", 5)
+
+
 @pytest.mark.parametrize(
     "override,expected",
     [
@@ -85,6 +117,7 @@ def test_bad_overrides_give_one_paragraph_and_exit_2(workdir: Path, override: st
     assert not (workdir / "outputs").exists(), "a rejected command must not create a run directory"
 
 
+@pytest.mark.slow
 def test_help_lists_commands_and_groups(workdir: Path) -> None:
     top = run_gan("--help", cwd=workdir, check=True)
     assert "train" in top.stdout and "sample" in top.stdout

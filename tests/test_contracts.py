@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from test_variant_layers import MNIST, model_cfg
+from helpers import MNIST, assert_same, model_cfg
 from torch import nn
 
 from gan_cli.contracts import Discriminator, Generator, Objective, check_models
@@ -88,4 +88,4 @@ def test_the_probe_leaves_the_random_stream_modes_and_statistics_alone() -> None
     check_models(G, D, MNIST)
     assert torch.equal(torch.rand(3), expected)
     assert G.training and not D.training
-    assert all(torch.equal(a, b) for a, b in zip(stats, G.buffers()))
+    assert_same(stats, list(G.buffers()), "G's buffers")

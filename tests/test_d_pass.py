@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import TINY, compose_train, only_run_dir, run_gan
+from helpers import TINY, compose_train, only_run_dir, run_gan
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from torch import nn
 
@@ -178,6 +178,7 @@ def test_the_cli_refuses_joint_where_it_would_change_the_math(workdir: Path, arg
     assert not (workdir / "outputs").exists()
 
 
+@pytest.mark.slow
 def test_a_joint_run_trains_and_logs_its_penalty(workdir: Path) -> None:
     proc = run_gan(
         "train",

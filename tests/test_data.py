@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import compose_train
+from helpers import compose_train
 from PIL import Image
 
 from gan_cli.data import load_dataset

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import gan_env, run_gan, train_until_step
+from helpers import assert_same, gan_env, load_last, run_gan, train_until_step
 
 pytestmark = pytest.mark.slow
 SAME_RUN = [
@@ -31,13 +31,10 @@ SAME_RUN = [
 ]
 
 
-def weights(run: Path, name: str = "last.pt") -> dict[str, dict[str, torch.Tensor]]:
-    return torch.load(run / "checkpoints" / name, weights_only=True)["models"]
-
-
-def max_difference(a: Path, b: Path) -> float:
-    wa, wb = weights(a), weights(b)
-    return max((wa[n][k].float() - wb[n][k].float()).abs().max().item() for n in ("G", "D") for k in wa[n])
+def assert_same_weights(a: Path, b: Path) -> None:
+    """G and D of the two runs' last checkpoints agree to within 1e-6 (float sums in another order)."""
+    wa, wb = load_last(a)["models"], load_last(b)["models"]
+    assert_same({n: wa[n] for n in ("G", "D")}, {n: wb[n] for n in ("G", "D")}, f"{a.name} vs {b.name}", atol=1e-6)
 
 
 def train(cwd: Path, run: str, *args: str, own_process: bool = True) -> Path:
@@ -51,7 +48,7 @@ def test_two_processes_train_the_one_process_run_and_resume_on_either_world_size
     two = train(workdir, "two", "train.steps=2", "dist.nproc_per_node=2")
     # the gradient of the global batch (data split, z drawn once and cut, the penalty's interpolation points too),
     # averaged by DDP over the ranks, with the penalty's double backward through D's DDP wrapper
-    assert max_difference(one, two) < 1e-6
+    assert_same_weights(one, two)
     log = (two / "train.log").read_text()
     assert "distributed: 2 processes (gloo), 32 samples per process" in log
     assert json.loads((two / "status.json").read_text())["status"] == "finished"
@@ -75,7 +72,8 @@ def test_two_processes_train_the_one_process_run_and_resume_on_either_world_size
         ).returncode
         == 0
     )  # 2 -> 1
-    assert max_difference(straight, one) < 1e-6 and max_difference(straight, two) < 1e-6
+    assert_same_weights(straight, one)
+    assert_same_weights(straight, two)
 
 
 def test_torchrun_ranks_agree_on_one_run_directory(workdir: Path) -> None:
@@ -171,7 +169,7 @@ def test_submitit_local_runs_a_sweep_and_a_distributed_job(workdir: Path) -> Non
     assert (
         "distributed: 2 processes" in (workdir / "ddp" / "0" / "train.log").read_text()
     )  # ranks from submitit's job environment
-    assert max_difference(one, workdir / "ddp" / "0") < 1e-6
+    assert_same_weights(one, workdir / "ddp" / "0")
 
 
 def test_index_shards_tile_the_global_batch() -> None:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import run_gan
+from helpers import run_gan
 from omegaconf import OmegaConf
 
 from gan_cli.data.spec import DataSpec

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import compose_train, gan_env, load_last, only_run_dir, run_gan
+from helpers import GAUSS1D, compose_train, gan_env, load_last, only_run_dir, run_gan
 
 from gan_cli.data import load_dataset
 from gan_cli.data.batching import TensorBatcher
@@ -28,8 +28,7 @@ def test_gauss1d_theta_goes_to_7(workdir: Path) -> None:
     """G(z) = z + theta against N(7, 1): the game's equilibrium is theta = 7, where D = 1/2 everywhere."""
     run_gan(
         "train",
-        "model=shift",
-        "dataset=gauss1d",
+        *GAUSS1D,
         "loss=ns",
         "optimizer.lr=0.02",
         "train.steps=2000",
@@ -49,7 +48,7 @@ def test_gauss1d_theta_goes_to_7(workdir: Path) -> None:
 def test_fixed_generator_d_reaches_the_analytic_optimum() -> None:
     """With G frozen at N(6, 1) and data N(7, 1), D* = p_data / (p_data + p_g) = sigmoid(x - 6.5)."""
     torch.manual_seed(0)
-    cfg = compose_train("model=shift", "dataset=gauss1d", "loss=ns", "optimizer.lr=0.05", "optimizer.lr_g=0")
+    cfg = compose_train(*GAUSS1D, "loss=ns", "optimizer.lr=0.05", "optimizer.lr_g=0")
     data = load_dataset(cfg.dataset, seed=0)
     G, D = ShiftGenerator(data.spec, init=6.0), LogisticDiscriminator(data.spec)
     opt_g, opt_d = build_optimizers(cfg.optimizer, G, D)

@@ -195,6 +195,7 @@ def test_conditional_accuracy_of_real_digits_with_true_and_shuffled_labels(lenet
     assert 0.05 <= F.conditional_accuracy(logits, shuffled) <= 0.2  # labels unrelated to the images: chance, 1 in 10
 
 
+@pytest.mark.slow
 def test_cond_is_a_default_only_for_a_conditional_generator_and_needs_its_labels(lenet_cache: Path, mnist5k) -> None:
     assert default_metrics("mnist5k", True, True, "lenet", False, conditional=True) == [
         "fid",

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import compose_train
+from helpers import compose_train
 
 from gan_cli.data import DataSpec, LoadedData
 from gan_cli.data.batching import TensorBatcher

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from conftest import TINY, run_gan
+import pytest
+from helpers import TINY, run_gan
 
 
 def job_dirs(cwd: Path) -> list[Path]:
     return sorted(p for p in (cwd / "multirun").glob("*/*/*") if p.is_dir() and p.name.isdigit())
 
 
+@pytest.mark.slow
 def test_two_job_sweep_gives_two_runs(workdir: Path) -> None:
     proc = run_gan("train", "-m", "loss=ns,wgan_gp", "train.steps=2", *TINY, cwd=workdir, check=True)
     jobs = job_dirs(workdir)
@@ -20,6 +22,7 @@ def test_two_job_sweep_gives_two_runs(workdir: Path) -> None:
     assert "loss=wgan_gp" in (jobs[1] / ".hydra" / "overrides.yaml").read_text()
 
 
+@pytest.mark.slow
 def test_a_failing_job_does_not_stop_the_sweep_and_is_one_paragraph(workdir: Path) -> None:
     # a missing image folder is found only when the job reads its data (options are all checked before the sweep)
     proc = run_gan(

@@ -10,10 +10,8 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import TINY, load_last, only_run_dir, run_gan
-from test_runs import assert_same_training_state
+from helpers import MNIST, TINY, assert_same_training_state, compose_train, load_last, only_run_dir, run_gan
 
-from gan_cli.data.spec import DataSpec
 from gan_cli.models.progan import (
     EqualizedConv2d,
     EqualizedLinear,
@@ -25,7 +23,6 @@ from gan_cli.models.progan import (
     upscale,
 )
 
-MNIST = DataSpec("mnist5k", (1, 28, 28), 10)
 # 1 step at 7 px, then per stage 3 fade steps (alpha 0, 1/3, 2/3) and 1 stable step: 14 px fades in over steps 2-4, 28 px over 6-8
 GROW_FAST = ["experiment=progan", "model.g_width=4", "model.d_width=4", "model.fade_steps=3", "model.stable_steps=1"]
 
@@ -97,8 +94,6 @@ def test_in_eval_mode_g_upscales_to_the_data_side_and_real_batches_fade_like_g()
 
 def test_equalized_layers_store_unit_weights_and_scale_them_by_he_constant_at_run_time() -> None:
     """Karras et al. 4.1: w_hat = w * sqrt(2 / fan_in) in every forward, with w ~ N(0, 1); initialisation leaves them alone."""
-    from conftest import compose_train
-
     from gan_cli.models import build_models
 
     torch.manual_seed(0)
@@ -121,8 +116,6 @@ def test_equalized_layers_store_unit_weights_and_scale_them_by_he_constant_at_ru
 
 
 def test_the_drift_term_is_epsilon_times_the_mean_squared_real_output(tmp_path: Path) -> None:
-    from conftest import compose_train
-
     from gan_cli.losses import build_loss
 
     loss = build_loss(compose_train("experiment=progan").loss)

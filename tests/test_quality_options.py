@@ -9,12 +9,22 @@ from __future__ import annotations
 
 import copy
 import math
-import shutil
 from pathlib import Path
 
 import pytest
 import torch
-from conftest import TINY, compose_train, load_last, only_run_dir, run_gan
+from helpers import (
+    TINY,
+    TOY,
+    TRAINING_STATE,
+    assert_same,
+    assert_same_training_state,
+    compose_train,
+    load_last,
+    only_run_dir,
+    resume_from_midway,
+    run_gan,
+)
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from torch import nn
 
@@ -28,15 +38,6 @@ from gan_cli.schedules import lr_factor
 from gan_cli.training.augment import POLICIES, DiffAugment
 from gan_cli.training.step import train_step
 
-TOY = [
-    "model=mlp",
-    "dataset=ring8",
-    "model.g_width=8",
-    "model.d_width=8",
-    "model.z_dim=4",
-    "train.batch_size=32",
-    "train.num_workers=0",
-]
 LOSSES = ["minimax", "ns", "wgan", "wgan_gp", "lsgan", "hinge"]
 TOY_SPEC = DataSpec("ring8", (2,), 8)
 MNIST_SPEC = DataSpec("mnist", (1, 28, 28), 10)
@@ -52,22 +53,6 @@ def models(model: str, spec: DataSpec, *overrides: str) -> tuple[nn.Module, nn.M
 def batcher(spec: DataSpec, batch: int = 4) -> TensorBatcher:
     x = torch.rand(32, *spec.shape, generator=torch.Generator().manual_seed(1)) * 2 - 1
     return TensorBatcher(LoadedData(spec, x=x), batch, CPU, 0)
-
-
-def same_tree(a, b, where: str = "") -> None:
-    """Deep equality of checkpoint parts: tensors with torch.equal, containers element by element."""
-    if isinstance(a, torch.Tensor):
-        assert isinstance(b, torch.Tensor) and torch.equal(a, b), f"{where} differs"
-    elif isinstance(a, dict):
-        assert isinstance(b, dict) and a.keys() == b.keys(), f"{where}: keys {sorted(a)} != {sorted(b)}"
-        for k in a:
-            same_tree(a[k], b[k], f"{where}.{k}")
-    elif isinstance(a, (list, tuple)):
-        assert isinstance(b, (list, tuple)) and len(a) == len(b), f"{where}: lengths differ"
-        for i, (x, y) in enumerate(zip(a, b)):
-            same_tree(x, y, f"{where}[{i}]")
-    else:
-        assert a == b, f"{where}: {a!r} != {b!r}"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -234,7 +219,7 @@ def test_ema_recomputes_batchnorm_statistics_of_the_averaged_weights() -> None:
     draws.clear()
     ema.recompute_norm_stats(draw_z)  # fresh: nothing to do
     assert not draws
-    same_tree(state, ema.module.state_dict(), "G_ema")
+    assert_same(state, ema.module.state_dict(), "G_ema")
     ema.update(G)
     ema.recompute_norm_stats(draw_z)  # stale again after an update
     assert draws
@@ -286,6 +271,7 @@ def test_lr_factor_shapes() -> None:
     assert lr_factor("cosine", warmup + 45, total, warmup) == pytest.approx(0.5)
 
 
+@pytest.mark.slow
 def test_cli_logs_the_lr_each_update_used(tmp_path: Path) -> None:
     """lr/G and lr/D at step s are base_lr * lr_factor(s - 1): the rate of update s, warm-up included."""
     run_gan(
@@ -322,28 +308,14 @@ def test_cli_bad_schedule_options_exit_2(tmp_path: Path, override: str, expected
 # ---------------------------------------------------------------------------------------------
 # 4. resume is bit-exact with the new options
 # ---------------------------------------------------------------------------------------------
-def assert_same_resumable_state(a: dict, b: dict) -> None:
-    assert a["step"] == b["step"] and a["batches_done"] == b["batches_done"]
-    for part in ("models", "optimizers", "schedulers", "ema_state", "grad_scalers", "fixed_z", "rng"):
-        same_tree(a[part], b[part], part)
+def assert_resumed_with_ema(a: dict, b: dict) -> None:
+    """The same training state as the straight run, every part of it saved, with an EMA generator and both schedulers."""
+    assert set(TRAINING_STATE) <= a.keys()
+    assert_same_training_state(a, b)
     assert set(a["models"]) == {"G", "D", "G_ema"} and set(a["schedulers"]) == {"G", "D"}
 
 
-def resume_from_midway(tmp_path: Path, args: list[str]) -> tuple[dict, dict]:
-    """(uninterrupted 8-step run, the same run resumed from its step-4 checkpoint in a copy of the run dir).
-
-    Resuming the checkpoint an interruption at step 4 leaves keeps train.steps=8, so decaying schedules
-    are planned for the same length in both runs."""
-    run_gan("train", *args, "train.steps=8", cwd=tmp_path, check=True)
-    straight = only_run_dir(tmp_path)
-    copy_dir = tmp_path / "resumed"
-    shutil.copytree(straight, copy_dir)
-    (copy_dir / "checkpoints" / "last.pt").unlink()
-    proc = run_gan("train", f"resume={copy_dir / 'checkpoints' / 'step_000004.pt'}", cwd=tmp_path, check=True)
-    assert "step 8/8" in proc.stdout
-    return load_last(straight), load_last(copy_dir)
-
-
+@pytest.mark.slow
 def test_resume_toy_with_cosine_warmup_and_ema_is_exact(tmp_path: Path) -> None:
     """Stopped at step 4 of 8 and resumed: G, D, G_ema, optimisers, schedulers and EMA count equal a straight run,
     with a lazy penalty whose steps are counted from the run's start, not from the resume."""
@@ -360,22 +332,24 @@ def test_resume_toy_with_cosine_warmup_and_ema_is_exact(tmp_path: Path) -> None:
             "loss.penalty_every=3",  # lazy R1 due at steps 1, 4, 7: 7 is after the resume
         ],
     )
-    assert_same_resumable_state(a, b)
+    assert_resumed_with_ema(a, b)
     assert a["schedulers"]["G"]["last_epoch"] == 8 and a["ema_state"] == {"updates": 8}
 
 
+@pytest.mark.slow
 def test_resume_images_with_augment_ema_and_linear_schedule_is_exact(tmp_path: Path) -> None:
     """The same on a BatchNorm DCGAN with DiffAugment: the recomputed EMA statistics are saved and restored too."""
     a, b = resume_from_midway(
         tmp_path, [*TINY, "train.augment=[color,translation,cutout]", "model.ema=0.9", "optimizer.schedule=linear"]
     )
-    assert_same_resumable_state(a, b)
+    assert_resumed_with_ema(a, b)
     means = [k for k in a["models"]["G_ema"] if k.endswith("running_mean")]
     assert means and not torch.equal(a["models"]["G_ema"][means[0]], a["models"]["G"][means[0]]), (
         "the EMA has statistics of its own"
     )
 
 
+@pytest.mark.slow
 def test_extending_a_run_with_warmup_and_ema_matches_a_longer_run(tmp_path: Path) -> None:
     """4 steps, then resume with train.steps=8, equals 8 straight steps: the warm-up and the EMA's warm-up
     count carry over. (A constant schedule: linear and cosine decay to 0 at train.steps, so a run
@@ -387,7 +361,7 @@ def test_extending_a_run_with_warmup_and_ema_matches_a_longer_run(tmp_path: Path
     run_gan("train", *args, "train.steps=4", cwd=split, check=True)
     run = only_run_dir(split)
     run_gan("train", f"resume={run}", "train.steps=8", cwd=split, check=True)
-    assert_same_resumable_state(load_last(only_run_dir(straight)), load_last(run))
+    assert_resumed_with_ema(load_last(only_run_dir(straight)), load_last(run))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -449,9 +423,9 @@ def test_augment_at_strength_0_is_the_unaugmented_step() -> None:
         stats = train_step(G, D, loss, opt_g, opt_d, batcher(MNIST_SPEC, 4), CPU, augment=augment)
         results.append((stats, G.state_dict(), D.state_dict()))
     (s0, g0, d0), (s1, g1, d1) = results
-    same_tree(s0, s1, "stats")
-    same_tree(g0, g1, "G")
-    same_tree(d0, d1, "D")
+    assert_same(s0, s1, "stats")
+    assert_same(g0, g1, "G")
+    assert_same(d0, d1, "D")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -465,7 +439,7 @@ def test_cond_auto_is_concat_on_labelled_data_and_unconditional_otherwise() -> N
     assert num_classes(G) == 0 and D.label_input is None
     explicit_G, explicit_D = models("dcgan", MNIST_SPEC, "model.cond=concat")
     auto_G, auto_D = models("dcgan", MNIST_SPEC, "model.cond=auto")
-    assert all(torch.equal(a, b) for a, b in zip(explicit_G.state_dict().values(), auto_G.state_dict().values()))
+    assert_same(explicit_G.state_dict(), auto_G.state_dict(), "G")
     with pytest.raises(GanError, match="model.pack=2.*model.cond=none"):
         models("dcgan", MNIST_SPEC, "model.cond=auto", "model.pack=2")
 

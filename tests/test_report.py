@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import run_gan
+from helpers import run_gan
 from rich.console import Console
 
 from gan_cli.errors import GanError
@@ -19,7 +19,7 @@ from gan_cli.rundir import RunEnd, RunLock, write_status
 from gan_cli.runtime import parallel_jobs, set_threads
 
 # ring8 at toy size: every job trains 4 steps and scores 200 samples at the end
-TOY = [
+SCORED_TOY = [
     "dataset=ring8",
     "model=mlp",
     "model.g_width=8",
@@ -42,10 +42,11 @@ def sweep_dir(cwd: Path) -> Path:
 def swept(tmp_path_factory) -> tuple[Path, object]:
     """A real 2x2 sweep in which one job fails: a batch of 32 from a dataset limited to 24 points."""
     cwd = tmp_path_factory.mktemp("sweep")
-    proc = run_gan("train", "-m", "train.batch_size=16,32", "dataset.limit=24,400", *TOY, cwd=cwd)
+    proc = run_gan("train", "-m", "train.batch_size=16,32", "dataset.limit=24,400", *SCORED_TOY, cwd=cwd)
     return sweep_dir(cwd), proc
 
 
+@pytest.mark.slow
 def test_the_sweep_ends_with_its_report_failed_job_included(swept) -> None:
     folder, proc = swept
     assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
@@ -62,6 +63,7 @@ def test_the_sweep_ends_with_its_report_failed_job_included(swept) -> None:
     )
 
 
+@pytest.mark.slow
 def test_gan_report_ranks_writes_files_and_figures(swept, tmp_path: Path) -> None:
     folder, _ = swept
     out = tmp_path / "r"
@@ -116,6 +118,7 @@ def test_gan_report_ranks_writes_files_and_figures(swept, tmp_path: Path) -> Non
         assert png.is_file() and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5000, name
 
 
+@pytest.mark.slow
 def test_ranking_follows_each_metric_direction(swept) -> None:
     folder, _ = swept
     for name, direction in (("hq200", "max"), ("mode_kl200", "min"), ("spread200", "one")):
@@ -128,6 +131,7 @@ def test_ranking_follows_each_metric_direction(swept) -> None:
         assert [key(v) for v in values] == sorted(key(v) for v in values)
 
 
+@pytest.mark.slow
 def test_the_table_fits_80_columns(swept) -> None:
     folder, _ = swept
     console = Console(width=80, record=True, file=open("/dev/null", "w"))
@@ -227,6 +231,7 @@ def test_threads_follow_the_option_the_environment_and_the_parallel_jobs(monkeyp
         torch.set_num_threads(before)
 
 
+@pytest.mark.slow
 def test_parallel_jobs_with_joblib_share_the_cores(tmp_path: Path) -> None:
     proc = run_gan(
         "train",
@@ -235,7 +240,7 @@ def test_parallel_jobs_with_joblib_share_the_cores(tmp_path: Path) -> None:
         "hydra.launcher.n_jobs=2",
         "loss=ns,lsgan",
         "train.threads=1",
-        *TOY,
+        *SCORED_TOY,
         cwd=tmp_path,
         timeout=600,
         own_process=True,
@@ -250,6 +255,7 @@ def test_parallel_jobs_with_joblib_share_the_cores(tmp_path: Path) -> None:
     assert "| ns |" in (folder / "report.md").read_text() and "| lsgan |" in (folder / "report.md").read_text()
 
 
+@pytest.mark.slow
 def test_optuna_search_returns_the_best_of_its_trials(tmp_path: Path) -> None:
     proc = run_gan(
         "train",
@@ -260,7 +266,7 @@ def test_optuna_search_returns_the_best_of_its_trials(tmp_path: Path) -> None:
         "hydra.sweeper.sampler.seed=0",
         "optimizer.lr=tag(log, interval(1e-4, 1e-1))",
         "eval.best=hq200",
-        *TOY,
+        *SCORED_TOY,
         cwd=tmp_path,
         timeout=600,
     )
@@ -288,6 +294,8 @@ def test_optuna_search_returns_the_best_of_its_trials(tmp_path: Path) -> None:
 
 
 def test_a_search_without_a_score_is_refused_before_it_starts(tmp_path: Path) -> None:
-    proc = run_gan("train", "-m", "hydra/sweeper=optuna", "optimizer.lr=interval(1e-4, 1e-2)", *TOY[:-2], cwd=tmp_path)
+    proc = run_gan(
+        "train", "-m", "hydra/sweeper=optuna", "optimizer.lr=interval(1e-4, 1e-2)", *SCORED_TOY[:-2], cwd=tmp_path
+    )
     assert proc.returncode == 2 and "eval.every > 0" in proc.stderr and "Traceback" not in proc.stderr
     assert not (tmp_path / "multirun").exists()

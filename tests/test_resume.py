@@ -1,4 +1,5 @@
-"""Resume, interruption, divergence, sampling and bad inputs, through the real `gan` command."""
+"""Resume (exact, refused, after Ctrl-C or SIGTERM, from old checkpoints), and what goes wrong around a run: divergence,
+bad inputs, corrupted checkpoints; sampling a finished run. Through the real `gan` command."""
 
 from __future__ import annotations
 
@@ -9,19 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import TINY, load_last, only_run_dir, run_gan, train_until_step
+from helpers import TINY, TOY, assert_same_training_state, load_last, only_run_dir, run_gan, train_until_step
 
 # the values model.cond and model.ema took before they were options: what the old-checkpoint test needs
 BEFORE_COND_AND_EMA = ["model.cond=none", "model.ema=0"]
-TOY = [
-    "model=mlp",
-    "dataset=ring8",
-    "model.g_width=8",
-    "model.d_width=8",
-    "model.z_dim=4",
-    "train.batch_size=32",
-    "train.num_workers=0",
-]
 
 
 @pytest.fixture(scope="module")
@@ -32,46 +24,7 @@ def trained(tmp_path_factory) -> Path:
     return only_run_dir(cwd)
 
 
-def assert_same_values(a, b, where: str) -> None:
-    """Nested dicts/lists of tensors and numbers, equal bit for bit."""
-    if isinstance(a, dict):
-        assert a.keys() == b.keys(), where
-        for key in a:
-            assert_same_values(a[key], b[key], f"{where}.{key}")
-    elif isinstance(a, (list, tuple)):
-        assert len(a) == len(b), where
-        for i, (x, y) in enumerate(zip(a, b)):
-            assert_same_values(x, y, f"{where}[{i}]")
-    elif isinstance(a, torch.Tensor):
-        assert torch.equal(a, b), f"{where} differs"
-    else:
-        assert a == b, f"{where} differs"
-
-
-def assert_same_training_state(a: dict, b: dict) -> None:
-    """Every tensor and number a resumed run carries on with: weights (EMA's too), the whole optimizer state
-    (exp_avg, exp_avg_sq, step), schedulers, loss state (historical averages) and the RNG. (Not evaluation's best:
-    a run stopped early was also scored where it stopped.)"""
-    assert a["step"] == b["step"] and a["batches_done"] == b["batches_done"]
-    assert a["models"].keys() == b["models"].keys()
-    for net in a["models"]:
-        for key, value in a["models"][net].items():
-            assert_same_values(
-                value, b["models"][net][key], f"{net}.{key}"
-            )  # tensors, and a growing model's stage and alpha
-    for net in ("G", "D"):
-        sa, sb = a["optimizers"][net]["state"], b["optimizers"][net]["state"]
-        assert sa.keys() == sb.keys()
-        for idx in sa:
-            for key, value in sa[idx].items():
-                assert torch.equal(torch.as_tensor(value), torch.as_tensor(sb[idx][key])), (
-                    f"optimizer {net} state {idx}.{key} differs"
-                )
-    assert a.get("schedulers") == b.get("schedulers") and a.get("ema_state") == b.get("ema_state")
-    assert_same_values(a.get("loss_state", {}), b.get("loss_state", {}), "loss_state")
-    assert torch.equal(a["rng"]["torch"], b["rng"]["torch"])
-
-
+@pytest.mark.slow
 def test_resume_continues_in_the_same_dir_and_matches_an_uninterrupted_run(tmp_path: Path) -> None:
     straight, split = tmp_path / "straight", tmp_path / "split"
     straight.mkdir(), split.mkdir()
@@ -85,6 +38,7 @@ def test_resume_continues_in_the_same_dir_and_matches_an_uninterrupted_run(tmp_p
     assert "resumed from" in (run / "train.log").read_text()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "case",
     [
@@ -115,6 +69,7 @@ def test_resume_is_exact_for_image_models_with_every_stateful_option(
     assert_same_training_state(load_last(only_run_dir(straight)), load_last(run))
 
 
+@pytest.mark.slow
 def test_resume_with_a_different_config_is_refused_and_changes_nothing(tmp_path: Path) -> None:
     run_gan("train", "train.steps=2", *TOY, cwd=tmp_path, check=True)
     run = only_run_dir(tmp_path)
@@ -125,6 +80,7 @@ def test_resume_with_a_different_config_is_refused_and_changes_nothing(tmp_path:
     assert hashlib.sha256((run / "checkpoints" / "last.pt").read_bytes()).hexdigest() == before
 
 
+@pytest.mark.slow
 def test_sigint_saves_a_checkpoint_says_how_to_resume_and_resumes_exactly(tmp_path: Path) -> None:
     straight, split = tmp_path / "straight", tmp_path / "split"
     straight.mkdir(), split.mkdir()
@@ -142,6 +98,7 @@ def test_sigint_saves_a_checkpoint_says_how_to_resume_and_resumes_exactly(tmp_pa
     assert_same_training_state(load_last(only_run_dir(straight)), load_last(run))
 
 
+@pytest.mark.slow
 def test_sigterm_also_saves_and_says_how_to_resume(tmp_path: Path) -> None:
     """What a cluster scheduler or `kill` sends: the same clean stop as Ctrl-C."""
     proc = train_until_step(3, ["train.steps=100000", "train.log_every=1", *TOY], tmp_path)
@@ -154,6 +111,7 @@ def test_sigterm_also_saves_and_says_how_to_resume(tmp_path: Path) -> None:
     assert "SIGTERM received" in (run / "train.log").read_text()
 
 
+@pytest.mark.slow
 def test_a_nan_stops_the_run_names_the_step_and_keeps_the_last_good_checkpoint(tmp_path: Path) -> None:
     proc = run_gan(
         "train",
@@ -175,6 +133,7 @@ def test_a_nan_stops_the_run_names_the_step_and_keeps_the_last_good_checkpoint(t
     assert all(torch.isfinite(t).all() for t in ckpt["models"]["G"].values())
 
 
+@pytest.mark.slow
 def test_sample_png_npy_and_pt_from_run_dir_or_file(trained: Path, tmp_path: Path) -> None:
     run_gan("sample", f"ckpt={trained}", "n=16", f"out={tmp_path / 'grid.png'}", cwd=tmp_path, check=True)
     assert (tmp_path / "grid.png").stat().st_size > 0
@@ -188,6 +147,7 @@ def test_sample_png_npy_and_pt_from_run_dir_or_file(trained: Path, tmp_path: Pat
     assert (trained / "samples" / "sample_seed0.png").is_file()
 
 
+@pytest.mark.slow
 def test_sample_toy_points(tmp_path: Path) -> None:
     run_gan("train", "train.steps=2", *TOY, cwd=tmp_path, check=True)
     run_gan("sample", f"ckpt={only_run_dir(tmp_path)}", "n=50", "out=p.npy", cwd=tmp_path, check=True)
@@ -219,6 +179,7 @@ def test_bad_input_gives_one_paragraph_no_traceback(tmp_path: Path, args: list[s
     assert "Traceback" not in proc.stderr and proc.stderr.replace("\n", " ").count(expected) == 1  # said once
 
 
+@pytest.mark.slow
 def test_corrupted_and_incompatible_checkpoints(trained: Path, tmp_path: Path) -> None:
     broken = tmp_path / "broken.pt"
     broken.write_bytes((trained / "checkpoints" / "last.pt").read_bytes()[:1000])
@@ -233,6 +194,7 @@ def test_corrupted_and_incompatible_checkpoints(trained: Path, tmp_path: Path) -
     assert proc.returncode == 2 and "do not fit" in proc.stderr and "Traceback" not in proc.stderr
 
 
+@pytest.mark.slow
 def test_checkpoints_from_before_an_option_existed_still_sample_and_resume(trained: Path, tmp_path: Path) -> None:
     """Keys added to the config later take their defaults, which keep the old behaviour."""
     ckpt = load_last(trained)
@@ -276,6 +238,7 @@ def test_an_acgan_checkpoint_from_before_aux_on_fake_keeps_the_papers_loss() -> 
     assert upgrade_saved_config(old)["loss"]["aux_on_fake"] is False
 
 
+@pytest.mark.slow
 def test_warnings_and_the_speed_paths_reach_the_console_and_an_error_is_printed_once(tmp_path: Path) -> None:
     proc = run_gan(
         "train",

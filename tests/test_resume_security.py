@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from conftest import run_gan
+from helpers import GAUSS1D, run_gan
 
 CALLBACK = [
     "+hydra.callbacks.pwn._target_=torch.load",
@@ -37,8 +37,7 @@ def finished_run(tmp_path_factory) -> Path:
     run = root / "run"
     run_gan(
         "train",
-        "model=shift",
-        "dataset=gauss1d",
+        *GAUSS1D,
         "train.steps=2",
         "train.threads=1",
         f"hydra.run.dir={run}",
@@ -113,6 +112,7 @@ def test_a_saved_search_path_is_only_read_as_folders(finished_run: Path, workdir
     _assert_refused(run_gan("train", f"resume={run}", "train.steps=4", cwd=workdir), run, marker, "'pkg://antigravity'")
 
 
+@pytest.mark.slow
 def test_the_same_run_without_the_additions_still_resumes(finished_run: Path, workdir: Path) -> None:
     run, marker = _planted(finished_run, workdir, ["train.log_every=1"])
     run_gan("train", f"resume={run}", "train.steps=4", cwd=workdir, check=True)

@@ -9,19 +9,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 import yaml
-from conftest import compose_train, gan_env, load_last, only_run_dir, run_gan, train_until_step
-
-TOY = [
-    "model=mlp",
-    "dataset=ring8",
-    "model.g_width=8",
-    "model.d_width=8",
-    "model.z_dim=4",
-    "train.batch_size=32",
-    "train.num_workers=0",
-]
+from helpers import TOY, compose_train, gan_env, load_last, only_run_dir, run_gan, train_until_step
 
 
 def tree_digest(run: Path) -> dict[str, str]:
@@ -33,6 +24,7 @@ def tree_digest(run: Path) -> dict[str, str]:
     }
 
 
+@pytest.mark.slow
 def test_two_runs_started_together_get_a_directory_each(tmp_path: Path) -> None:
     """`gan train ... seed=1 & gan train ... seed=2 &` in one second: each run keeps its own checkpoint and log."""
     cmd = [sys.executable, "-m", "gan_cli", "train", *TOY, "train.steps=6"]
@@ -59,6 +51,7 @@ def test_two_runs_started_together_get_a_directory_each(tmp_path: Path) -> None:
         assert (run / "train.log").read_text().count("finished") == 1
 
 
+@pytest.mark.slow
 def test_a_refused_resume_changes_nothing_and_an_accepted_one_records_itself_beside_the_original(
     tmp_path: Path,
 ) -> None:
@@ -83,6 +76,7 @@ def test_a_refused_resume_changes_nothing_and_an_accepted_one_records_itself_bes
     assert yaml.safe_load((record / "config.yaml").read_text())["train"]["steps"] == 8
 
 
+@pytest.mark.slow
 def test_a_second_trainer_in_the_same_directory_is_refused_and_a_killed_ones_lock_does_not_block(
     tmp_path: Path,
 ) -> None:
@@ -102,6 +96,7 @@ def test_a_second_trainer_in_the_same_directory_is_refused_and_a_killed_ones_loc
     assert load_last(run)["step"] == steps_before + 2
 
 
+@pytest.mark.slow
 def test_a_run_in_a_folder_with_spaces_and_emoji_resumes_with_the_command_it_prints(tmp_path: Path) -> None:
     run = tmp_path / "my runs" / "x ü 😀"
     proc = train_until_step(
@@ -129,6 +124,7 @@ def test_a_run_in_a_folder_with_spaces_and_emoji_resumes_with_the_command_it_pri
     assert load_last(run)["step"] == stopped + 4
 
 
+@pytest.mark.slow
 def test_resume_removes_the_temp_files_of_a_killed_write(tmp_path: Path) -> None:
     run_gan("train", *TOY, "train.steps=4", "optimizer.schedule=constant", cwd=tmp_path, check=True)
     run = only_run_dir(tmp_path)
@@ -247,6 +243,7 @@ def test_a_full_disk_mid_run_names_the_cause_keeps_the_checkpoint_and_says_how_t
     assert session_status(run) == api_pb2.STATUS_FAILURE
 
 
+@pytest.mark.slow
 # ---------------------------------------------------------------------------------------------
 # one paragraph, never a traceback
 # ---------------------------------------------------------------------------------------------
@@ -281,6 +278,7 @@ def test_a_step_count_with_400_digits_is_refused_before_a_run_directory_exists(t
     assert not (tmp_path / "outputs").exists()
 
 
+@pytest.mark.slow
 def test_gan_sample_to_an_unwritable_place_is_one_paragraph(tmp_path: Path) -> None:
     run_gan("train", *TOY, "train.steps=2", cwd=tmp_path, check=True)
     run = only_run_dir(tmp_path)
@@ -290,6 +288,7 @@ def test_gan_sample_to_an_unwritable_place_is_one_paragraph(tmp_path: Path) -> N
     assert "cannot be written" in proc.stderr and "taken" in proc.stderr
 
 
+@pytest.mark.slow
 def test_moving_the_data_does_not_block_a_resume_but_other_data_does(tmp_path: Path) -> None:
     from gan_cli.rundir import resume_changes
 
@@ -313,6 +312,7 @@ def test_moving_the_data_does_not_block_a_resume_but_other_data_does(tmp_path: P
     )
 
 
+@pytest.mark.slow
 def test_out_of_memory_and_a_path_too_long_are_one_paragraph(tmp_path: Path) -> None:
     run_gan("train", *TOY, "train.steps=2", cwd=tmp_path, check=True)
     run = only_run_dir(tmp_path)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import TINY, only_run_dir, run_gan
+from helpers import TINY, only_run_dir, run_gan
 from torch import nn
 
 from bench.loops import Case, build_pair
@@ -17,19 +17,48 @@ from gan_cli.training.speed import Precision
 from gan_cli.training.tracking import SKIPPED, ScalarAccumulator
 
 FP32 = ["train.amp=off", "train.compile=off", "train.channels_last=off"]
+# the tiny DCGAN of helpers.TINY (model and data only: the bench sets its own batch and cadences)
+TINY_DCGAN = [
+    "model=dcgan",
+    "dataset=mnist5k",
+    "model.g_width=8",
+    "model.d_width=8",
+    "model.z_dim=16",
+    "dataset.limit=256",
+]
+# a tiny WGAN-GP MLP on 512 ring8 points, for the speed paths' CLI runs
+TINY_WGAN_GP = [
+    "model=mlp",
+    "experiment=wgan_gp",
+    "dataset=ring8",
+    "model.g_width=8",
+    "model.d_width=8",
+    "dataset.n=512",
+    "train.batch_size=16",
+]
 EQUAL_MATH_CASES = [
     Case(
         "dcgan_ns",
-        ["model=dcgan", "dataset=mnist5k", "model.g_width=8", "model.d_width=8", "model.z_dim=16", "dataset.limit=256"],
+        TINY_DCGAN,
         batch_size=32,
         speed=FP32,
     ),
-    Case(
-        "mlp_wgan_gp",
-        ["model=mlp", "experiment=wgan_gp", "dataset=ring8", "model.g_width=16", "model.d_width=16", "dataset.n=1024"],
-        data="ring8",
-        batch_size=32,
-        speed=FP32,
+    pytest.param(
+        Case(
+            "mlp_wgan_gp",
+            [
+                "model=mlp",
+                "experiment=wgan_gp",
+                "dataset=ring8",
+                "model.g_width=16",
+                "model.d_width=16",
+                "dataset.n=1024",
+            ],
+            data="ring8",
+            batch_size=32,
+            speed=FP32,
+        ),
+        marks=pytest.mark.slow,  # 5 critic steps with the gradient penalty's double backward, in both loops
     ),
 ]
 
@@ -104,6 +133,7 @@ def test_steps_skipped_by_the_loss_scaler_count_neither_in_means_nor_as_divergen
     assert acc.read()[1] == {"loss/D": 5}  # a NaN in a step that was applied is divergence
 
 
+@pytest.mark.slow
 def test_amp_and_channels_last_train_through_the_cli(workdir: Path) -> None:
     run_gan(
         "train",
@@ -120,33 +150,18 @@ def test_amp_and_channels_last_train_through_the_cli(workdir: Path) -> None:
     assert "step 3/3" in log
 
 
+@pytest.mark.slow
 def test_fp16_wgan_gp_trains_through_the_cli(workdir: Path) -> None:
-    args = [
-        "model=mlp",
-        "experiment=wgan_gp",
-        "dataset=ring8",
-        "model.g_width=8",
-        "model.d_width=8",
-        "dataset.n=512",
-        "train.batch_size=16",
-    ]
-    proc = run_gan("train", "train.steps=4", "train.log_every=2", "train.amp=fp16", *args, cwd=workdir, check=True)
+    proc = run_gan(
+        "train", "train.steps=4", "train.log_every=2", "train.amp=fp16", *TINY_WGAN_GP, cwd=workdir, check=True
+    )
     assert "step 4/4" in proc.stdout
 
 
 @pytest.mark.slow
 def test_compile_trains_through_the_cli(workdir: Path) -> None:
     """torch.compile of G and D on a tiny model; the gradient penalty's double backward runs eagerly."""
-    args = [
-        "model=mlp",
-        "experiment=wgan_gp",
-        "dataset=ring8",
-        "model.g_width=8",
-        "model.d_width=8",
-        "dataset.n=512",
-        "train.batch_size=16",
-    ]
-    run_gan("train", "train.steps=3", "train.log_every=3", "train.compile=on", *args, cwd=workdir, check=True)
+    run_gan("train", "train.steps=3", "train.log_every=3", "train.compile=on", *TINY_WGAN_GP, cwd=workdir, check=True)
     assert "compile=True" in (only_run_dir(workdir) / "train.log").read_text()
 
 
@@ -165,7 +180,7 @@ def test_benchmark_races_both_loops_and_writes_a_table() -> None:
 
     case = Case(
         "tiny",
-        ["model=dcgan", "dataset=mnist5k", "model.g_width=8", "model.d_width=8", "model.z_dim=16", "dataset.limit=256"],
+        TINY_DCGAN,
         batch_size=16,
         speed=FP32,
     )

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import REPO, run_gan
+from helpers import GAUSS1D, REPO, run_gan
 
 SECTION = "## A complete example"
 FAST = [
@@ -48,6 +48,7 @@ def with_fast(args: list[str], run: Path | None = None) -> list[str]:
     return [a.replace("RUN", str(run)) for a in args if a.split("=")[0] not in keys]
 
 
+@pytest.mark.slow
 def test_the_readmes_own_model_trains_resumes_samples_and_scores_from_its_config_dir(
     workdir: Path, lenet_cache: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -101,14 +102,14 @@ def test_the_readmes_own_model_trains_resumes_samples_and_scores_from_its_config
     assert "attention" not in shown.split("loss=")[0]  # a _target_ model reads none of the built-in architectures' keys
 
 
+@pytest.mark.slow
 def test_a_checkpoint_naming_os_system_is_refused_before_anything_is_imported(workdir: Path) -> None:
     from gan_cli.checkpoint import save_checkpoint
 
     run = workdir / "outputs" / "plain"
     run_gan(
         "train",
-        "model=shift",
-        "dataset=gauss1d",
+        *GAUSS1D,
         "train.steps=2",
         "train.threads=1",
         f"hydra.run.dir={run}",

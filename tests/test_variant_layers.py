@@ -7,6 +7,7 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+from helpers import MNIST, model_cfg
 from omegaconf import OmegaConf
 from torch import nn
 
@@ -25,13 +26,8 @@ from gan_cli.models.layers import (
     discriminate,
 )
 
-MNIST = DataSpec("mnist5k", (1, 28, 28), 10)
 CIFAR = DataSpec("cifar10", (3, 32, 32), 10)
 UNLABELLED = DataSpec("image_folder", (3, 32, 32), 0)
-
-
-def model_cfg(**over):
-    return OmegaConf.merge(group_defaults("model"), {"z_dim": 8, "g_width": 4, "d_width": 4}, over)
 
 
 def loss_cfg(**over):
