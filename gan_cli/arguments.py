@@ -16,6 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from gan_cli.config import GROUPS, config_dir, register_schemas
 from gan_cli.errors import GanError
+from gan_cli.rundir import saved_searchpath
 from gan_cli.saved_overrides import check_hydra_unchanged, check_saved_overrides, check_saved_searchpath
 
 register_schemas()  # the typed schemas every composition (here and in the Hydra apps) starts from
@@ -162,7 +163,7 @@ def resume_arguments(args: list[str]) -> list[str]:
     saved = check_saved_overrides(saved, run_dir, where, _schema_keys("train"), _selectable_groups())
     new_keys = {_override_key(a) for a in args if "=" in a}
     kept = [o for o in saved if _override_key(o) not in new_keys and _override_key(o) != "resume"]
-    searchpath = check_saved_searchpath(_saved_searchpath(run_dir), run_dir)
+    searchpath = check_saved_searchpath(saved_searchpath(run_dir), run_dir)
     if searchpath and "hydra.searchpath" not in new_keys:  # the run's --config-dir: where its own components are
         kept.append(f"hydra.searchpath=[{','.join(searchpath)}]")
     _check_saved_targets(kept, args, "hydra.searchpath" in new_keys, run_dir)
@@ -185,7 +186,8 @@ def _selectable_groups() -> list[str]:
 def _check_saved_targets(kept: list[str], args: list[str], own_config_dir: bool, run_dir: Path) -> None:
     """A resume composes the run's config from what the run directory saved (its overrides, its --config-dir), and a
     run directory may come from anywhere: code it names (`_target_`) is imported only when this command vouches for it
-    (its own --config-dir) or GAN_ALLOW_TARGETS allows it. A `_target_` set by a saved override needs the variable always."""
+    (its own --config-dir) or GAN_ALLOW_TARGETS allows it. A `_target_` set by a saved override needs the variable always;
+    a saved `<group>.args.*` value is data and needs neither."""
     from gan_cli.components import check_checkpoint_targets
 
     own_args = [a for a in args if not a.startswith("-")]
@@ -194,20 +196,13 @@ def _check_saved_targets(kept: list[str], args: list[str], own_config_dir: bool,
     check_hydra_unchanged(
         OmegaConf.to_container(own.hydra, resolve=False), OmegaConf.to_container(resumed.hydra, resolve=False), run_dir
     )  # type: ignore[arg-type]
-    injected = [o for o in kept if "_target_" in _override_key(o) or ".args" in _override_key(o)]
+    # a component's keywords (model.args.*) are data; only a _target_ (as a key, or inside a dict value) names code
+    injected = [o for o in kept if "_target_" in o]
     if own_config_dir and not injected:
         return
     cfg = OmegaConf.to_container(resumed, resolve=False)
     cfg.pop("hydra", None)  # type: ignore[union-attr]
     check_checkpoint_targets(cfg, GROUPS, None, repr(str(run_dir)), resume=True)  # type: ignore[arg-type]
-
-
-def _saved_searchpath(run_dir: Path) -> list[str]:
-    try:
-        saved = yaml.safe_load((run_dir / ".hydra" / "hydra.yaml").read_text()) or {}
-    except (OSError, yaml.YAMLError):
-        return []
-    return [str(p) for p in (saved.get("hydra", {}).get("searchpath") or [])]
 
 
 def check_resume(cfg: DictConfig) -> None:

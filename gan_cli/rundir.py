@@ -195,9 +195,21 @@ def shell_command(*args: str) -> str:
     return " ".join(shlex.quote(a) for a in args)
 
 
+def saved_searchpath(run_dir: Path) -> list[str]:
+    """The config search path the run was started with (its --config-dir folders, as `file://...`), from .hydra/hydra.yaml."""
+    try:
+        saved = yaml.safe_load((run_dir / ".hydra" / "hydra.yaml").read_text()) or {}
+    except (OSError, yaml.YAMLError):
+        return []
+    paths = (saved.get("hydra") or {}).get("searchpath") if isinstance(saved, dict) else None
+    return [str(p) for p in paths] if isinstance(paths, list) else []
+
+
 def resume_command(run_dir: Path) -> str:
-    """`gan train resume=RUN`, quoted for the shell; `gan train` reads the path verbatim (see cli.resume_target)."""
-    return shell_command("gan", "train", f"resume={run_dir}")
+    """`gan train [--config-dir DIR] resume=RUN`, quoted for the shell (`gan train` reads the path verbatim, see
+    arguments.resume_target): the run's own --config-dir again when it had one, which vouches for its components."""
+    dirs = [p[len("file://") :] for p in saved_searchpath(run_dir) if p.startswith("file://")]
+    return shell_command("gan", "train", *[a for d in dirs for a in ("--config-dir", d)], f"resume={run_dir}")
 
 
 STATUS_FILE = "status.json"

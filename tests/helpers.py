@@ -7,6 +7,7 @@ conftest or from one another."""
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -284,3 +285,25 @@ def assert_same_training_state(a: dict, b: dict) -> None:
         assert (part in a) == (part in b), f"{part} is in one checkpoint only"
         if part in a:
             assert_same(a[part], b[part], part)
+
+
+DOCS_EXAMPLE = "## A complete example"  # the section of docs/components.md that is a test
+
+
+def docs_example(dest: Path) -> list[list[str]]:
+    """Write the files of docs/components.md's complete example under `dest`; return its commands as argument lists."""
+    text = (REPO / "docs" / "components.md").read_text()
+    section = text[text.index(DOCS_EXAMPLE) :]
+    section = section[: section.index("\n## ", len(DOCS_EXAMPLE))]
+    files = re.findall(r"<!-- file: (\S+) -->\n```\w+\n(.*?)```", section, re.S)
+    assert {p for p, _ in files} >= {
+        "my_gan/parts.py",
+        "my_conf/model/tiny.yaml",
+        "my_conf/loss/abc.yaml",
+        "my_conf/dataset/blobs.yaml",
+    }
+    for path, body in files:
+        (dest / path).parent.mkdir(parents=True, exist_ok=True)
+        (dest / path).write_text(body)
+    commands = re.search(r"<!-- command -->\n```bash\n(.*?)```", section, re.S).group(1)  # type: ignore[union-attr]
+    return [line.split("#")[0].split()[1:] for line in commands.strip().splitlines()]

@@ -5,14 +5,12 @@ contract's messages before step 1."""
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 
 import pytest
 import torch
-from helpers import GAUSS1D, REPO, run_gan
+from helpers import GAUSS1D, docs_example, run_gan
 
-SECTION = "## A complete example"
 FAST = [
     "train.steps=40",
     "train.log_every=10",
@@ -21,25 +19,6 @@ FAST = [
     "train.threads=1",
     "train.n_samples=16",
 ]
-
-
-def readme_example(dest: Path) -> list[list[str]]:
-    """Write the files of docs/components.md's complete example under `dest`; return its commands as argument lists."""
-    text = (REPO / "docs" / "components.md").read_text()
-    section = text[text.index(SECTION) :]
-    section = section[: section.index("\n## ", len(SECTION))]
-    files = re.findall(r"<!-- file: (\S+) -->\n```\w+\n(.*?)```", section, re.S)
-    assert {p for p, _ in files} >= {
-        "my_gan/parts.py",
-        "my_conf/model/tiny.yaml",
-        "my_conf/loss/abc.yaml",
-        "my_conf/dataset/blobs.yaml",
-    }
-    for path, body in files:
-        (dest / path).parent.mkdir(parents=True, exist_ok=True)
-        (dest / path).write_text(body)
-    commands = re.search(r"<!-- command -->\n```bash\n(.*?)```", section, re.S).group(1)  # type: ignore[union-attr]
-    return [line.split("#")[0].split()[1:] for line in commands.strip().splitlines()]
 
 
 def with_fast(args: list[str], run: Path | None = None) -> list[str]:
@@ -52,7 +31,7 @@ def with_fast(args: list[str], run: Path | None = None) -> list[str]:
 def test_the_readmes_own_model_trains_resumes_samples_and_scores_from_its_config_dir(
     workdir: Path, lenet_cache: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    train, resume, sample, evaluate, helped = readme_example(workdir)
+    train, resume, sample, evaluate, helped = docs_example(workdir)
     assert train[:3] == ["train", "--config-dir", "my_conf"] and "model=tiny" in train
 
     run = workdir / "outputs" / "mine"
@@ -232,3 +211,24 @@ def test_a_component_that_breaks_the_contract_is_named_before_step_one(
     assert proc.returncode == 2 and proc.stderr.startswith("gan: error:") and "Traceback" not in proc.stderr
     assert expected in proc.stderr, proc.stderr
     assert not (workdir / "outputs").exists(), "checked before a run directory exists"
+
+
+@pytest.mark.slow
+def test_a_resume_takes_model_args_as_data_and_prints_the_config_dir_to_come_back_with(workdir: Path) -> None:
+    """model.args.* given on the command line is data, not code: resuming with the run's own --config-dir is
+    accepted (it was refused as 'injected code'), and the command gan prints to continue names that --config-dir."""
+    from gan_cli.rundir import resume_command
+
+    train = docs_example(workdir)[0]
+    run = workdir / "outputs" / "args"
+    first = run_gan(*with_fast(train), *FAST, "model.args.hidden=64", f"hydra.run.dir={run}", cwd=workdir)
+    assert first.returncode == 0, first.stderr
+    assert torch.load(run / "checkpoints" / "last.pt", weights_only=True)["config"]["model"]["args"]["hidden"] == 64
+
+    printed = resume_command(run)
+    assert printed == f"gan train --config-dir {workdir / 'my_conf'} resume={run}"
+    again = run_gan(*printed.split()[1:], "train.steps=50", "train.threads=1", cwd=workdir)
+    assert again.returncode == 0, again.stderr
+    assert torch.load(run / "checkpoints" / "last.pt", weights_only=True)["step"] == 50
+    refused = run_gan("train", f"resume={run}", "train.steps=60", cwd=workdir)  # without the folder: still refused
+    assert refused.returncode == 2 and "give its --config-dir again" in refused.stderr
