@@ -10,9 +10,12 @@ paragraph naming what is wrong, before the first step, rather than with a shape 
 
 from __future__ import annotations
 
+import contextlib
+import inspect
 from typing import Any, Optional, Protocol, Union, runtime_checkable
 
 import torch
+import torch.overrides
 from torch import nn
 
 from gan_cli.data.spec import DataSpec
@@ -94,7 +97,15 @@ def missing_members(obj: object, protocol: type) -> list[str]:
 
 def check_models(G: nn.Module, D: nn.Module, spec: DataSpec, pack: int = 1, label: str = "this model") -> None:
     """Two samples (two packs) through G and D, in eval mode and on a random stream of their own (training's
-    stream and the networks' modes are left as they were): GanError naming the first broken promise."""
+    stream and the networks' modes are left as they were): GanError naming the first broken promise.
+
+    An exception raised inside a user's G or D (its class defined outside gan_cli; a built-in's is a bug and keeps
+    its traceback) becomes one paragraph naming the call's contract and the exception's first line; a GanError
+    raised inside passes as it is. A D whose output is a squashed probability is refused by this rule: the tensor
+    D returns is the output of a sigmoid or softmax run inside D's forward (nn.Sigmoid, nn.Softmax, torch.sigmoid,
+    F.softmax, Tensor.sigmoid, ..., traced on the probe): a view of that output or the same values, element for
+    element; and all its values lie in [0, 1]. Values alone never decide, so a raw-logit D whose outputs at init
+    happen to lie in (0, 1), or one with a sigmoid gate inside, passes."""
     from gan_cli.models import num_classes, sample_latent
 
     kind = f"{label} for dataset={spec.name}"
@@ -114,18 +125,157 @@ def check_models(G: nn.Module, D: nn.Module, spec: DataSpec, pack: int = 1, labe
         with torch.no_grad(), seeded_global_rng(0, device):
             z = sample_latent(G, n, device)
             y = torch.arange(n, device=device) % num_classes(G) if num_classes(G) else None
-            x = G(z, y)
+            with _users_call(G, "generator", kind, (z, y)):
+                x = G(z, y)
             if not isinstance(x, torch.Tensor) or tuple(x.shape) != (n, *spec.shape):
                 got = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
                 raise GanError(
                     f"The generator of {kind} returned {got} for {n} latents; the contract is one sample per latent, shape {(n, *spec.shape)}."
                 )
-            logits = D(x, y)
+            with _users_call(D, "discriminator", kind, (x, y)), _Squashes(D) as squash:
+                logits = D(x, y)
             if not isinstance(logits, torch.Tensor) or tuple(logits.shape) != (n // pack,):
                 got = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
                 raise GanError(
                     f"The discriminator of {kind} returned {got} for {n} samples; the contract is one raw logit per "
                     f"{'pack' if pack > 1 else 'sample'}, shape ({n // pack},) (no sigmoid inside: the objectives read logits)."
                 )
+            if squash.made(logits):
+                raise GanError(
+                    f"The discriminator of {kind} ends in a {squash.name} ({squash.source}): all {logits.numel()} outputs "
+                    f"{_span(logits)} on the probe before step 1. gan needs raw logits, one per sample, any real number: "
+                    f"every loss and penalty reads logits (minimax and ns are BCE-with-logits, which applies the sigmoid "
+                    f"itself), so a squashed D trains without a warning but with D(x) and D(G(z)) held between "
+                    f"sigmoid(0) = 0.5 and sigmoid(1) = 0.73. Fix: drop the final {squash.name} and return the raw logits."
+                )
     finally:
         G.train(modes[0]), D.train(modes[1])
+
+
+_SQUASHES = {
+    "sigmoid": "Sigmoid",
+    "sigmoid_": "Sigmoid",
+    "expit": "Sigmoid",
+    "softmax": "Softmax",
+    "softmax_": "Softmax",
+}
+
+
+class _Squashes(torch.overrides.TorchFunctionMode):
+    """Records the outputs of the sigmoids and softmaxes called inside `net` while active (as modules, functions or
+    methods), and which of net's nn.Sigmoid / nn.Softmax modules made each."""
+
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.net = net
+        self.outs: list[tuple[str, torch.Tensor]] = []
+        self.made_by: dict[int, str] = {}
+        self.name = self.source = ""
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        name = _SQUASHES.get(getattr(func, "__name__", ""))
+        if name is not None and isinstance(out, torch.Tensor):
+            self.outs.append((name, out))
+        return out
+
+    def __enter__(self):
+        def hook(path):
+            def record(module, args, out) -> None:  # returns None: the module's output stays as it is
+                self.made_by.setdefault(id(out), f"{path}, an nn.{type(module).__name__}")
+
+            return record
+
+        self.hooks = [
+            m.register_forward_hook(hook(path))
+            for path, m in self.net.named_modules()
+            if isinstance(m, (nn.Sigmoid, nn.Softmax)) and path
+        ]
+        return super().__enter__()
+
+    def __exit__(self, *exc):
+        for h in self.hooks:
+            h.remove()
+        return super().__exit__(*exc)
+
+    def made(self, logits: torch.Tensor) -> bool:
+        """Whether `logits` lies in [0, 1] and is a squash's output (a view of it, or the same values); sets `name`
+        ('Sigmoid' or 'Softmax') and `source` (the module that made it, as 'main.12, an nn.Sigmoid', or 'torch.sigmoid')."""
+        if not logits.is_floating_point() or not bool(((logits >= 0) & (logits <= 1)).all()):
+            return False
+        for name, out in reversed(self.outs):
+            if _within(logits, out) or (
+                out.numel() == logits.numel() and torch.equal(out.reshape(-1), logits.reshape(-1))
+            ):
+                self.name, self.source = name, self.made_by.get(id(out), f"torch.{name.lower()}")
+                return True
+        return False
+
+
+def _within(t: torch.Tensor, out: torch.Tensor) -> bool:
+    """Whether t's elements lie in out's memory: t is a view of out (`.view(-1)`, `.squeeze(1)`, `[:, 1]`)."""
+
+    def extent(a: torch.Tensor) -> tuple[int, int]:
+        last = sum((size - 1) * abs(stride) for size, stride in zip(a.shape, a.stride()))
+        return a.data_ptr(), a.data_ptr() + last * a.element_size()
+
+    if t.device != out.device or t.untyped_storage().data_ptr() != out.untyped_storage().data_ptr():
+        return False
+    (lo, hi), (out_lo, out_hi) = extent(t), extent(out)
+    return out_lo <= lo and hi <= out_hi
+
+
+def _span(t: torch.Tensor) -> str:
+    """'in (0, 1): 0.48..0.53', with [0, 1] where a value is 0 or 1 exactly."""
+    low, high = t.min().item(), t.max().item()
+    interval = "(0, 1)" if 0 < low and high < 1 else "[0, 1]"
+    return f"in {interval}: {low:.2f}..{high:.2f}"
+
+
+def _one_line(err: BaseException) -> str:
+    first = (str(err).strip().splitlines() or [""])[0].strip()
+    return f"{type(err).__name__}: {first[:300]}" if first else type(err).__name__
+
+
+def _takes_two(net: nn.Module, args: tuple) -> bool:
+    try:
+        inspect.signature(net.forward).bind(*args)
+    except TypeError:
+        return False
+    except ValueError:  # no signature to read
+        return True
+    return True
+
+
+@contextlib.contextmanager
+def _users_call(net: nn.Module, role: str, kind: str, args: tuple):
+    """Turns what a user's network raises on the probe into one paragraph naming the call's contract."""
+    try:
+        yield
+    except GanError:
+        raise
+    except Exception as err:
+        if type(net).__module__.split(".")[0] == "gan_cli" or _is_out_of_memory(err):
+            raise  # a built-in's failure is a bug: its traceback stays
+        n = len(args[0])
+        if role == "generator":
+            contract = (
+                f"gan calls G(z, y) with z of shape N × z_dim ({n} × {net.z_dim} here) and y=None (or N class labels): "
+                f"write forward(z, y=None), and reshape z inside G where its first layer wants another shape, "
+                f"e.g. z.view(len(z), -1, 1, 1) before a ConvTranspose2d; it returns one sample per latent"
+            )
+        else:
+            contract = (
+                f"gan calls D(x, y) with x of shape {tuple(args[0].shape)} (G's samples) and y=None (or N class labels): "
+                f"write forward(x, y=None) returning one raw logit per sample, shape (N,), no sigmoid"
+            )
+        signature = "" if _takes_two(net, args) else f": its forward{inspect.signature(net.forward)} takes no y"
+        raise GanError(
+            f"The {role} of {kind} failed on gan's probe before step 1 ({_one_line(err)}){signature}. "
+            f"The contract (gan_cli/contracts.py): {contract}."
+        ) from err
+
+
+def _is_out_of_memory(err: BaseException) -> bool:
+    text = str(err).lower()
+    return isinstance(err, MemoryError) or type(err).__name__ == "OutOfMemoryError" or "out of memory" in text
