@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import yaml
 from omegaconf import DictConfig, OmegaConf
@@ -39,7 +39,30 @@ def prepare(command: str, args: list[str]) -> Optional[list[str]]:
         args = resume_arguments(args)
     args = torchrun_arguments(args, multirun)
     precheck(command, args)
+    check_output_dir(args, multirun)
     return search_arguments(args) if multirun else args
+
+
+def check_output_dir(args: list[str], multirun: bool) -> None:
+    """A new run never trains over an earlier one (`hydra.run.dir=` an existing run: resume it instead), and a sweep
+    never writes its jobs into a sweep directory that is not empty. A resume names its own run's directory, and the
+    ranks of a torchrun run had rank 0 check theirs (torchrun_arguments); `--cfg`, `--help` and the like write nothing."""
+    from gan_cli.parallel import launched_world
+    from gan_cli.rundir import refuse_used_run_dir, refuse_used_sweep_dir
+
+    if any(a.startswith("-") and a not in ("-m", "--multirun") for a in args):
+        return
+    plain = [a for a in args if not a.startswith("-")]
+    if multirun:
+        cfg = compose_config("train", sweep_cases(plain)[0], with_hydra=True)
+        refuse_used_sweep_dir(Path(str(cfg.hydra.sweep.dir)))
+        return
+    world = launched_world()
+    if not any(a.startswith("hydra.run.dir=") for a in plain) or (world is not None and world.distributed):
+        return  # the default directory is named by time and process id: new
+    cfg = compose_config("train", plain, with_hydra=True)
+    if not cfg.get("resume"):
+        refuse_used_run_dir(Path(str(cfg.hydra.run.dir)))
 
 
 def _override_key(override: str) -> str:
@@ -127,6 +150,17 @@ def torchrun_arguments(args: list[str], multirun: bool) -> list[str]:
         (a.split("=", 1)[1] for a in args if a.startswith("hydra.run.dir=")), None
     )  # resume=RUN names it for all
     run_dir = broadcast_text(chosen or str(cfg.hydra.run.dir))
+    refusal = ""
+    if world.main and chosen and not cfg.get("resume"):  # rank 0 looks once, before any rank's Hydra writes there
+        from gan_cli.rundir import refuse_used_run_dir
+
+        try:
+            refuse_used_run_dir(Path(str(cfg.hydra.run.dir)))
+        except GanError as err:
+            refusal = str(err)
+    refusal = broadcast_text(refusal)
+    if refusal:
+        raise GanError(refusal)
     extra = [] if chosen else [override("hydra.run.dir", run_dir)]
     return [*args, *extra, *([] if world.main else ["hydra.output_subdir=null"])]
 
@@ -210,10 +244,12 @@ def check_resume(cfg: DictConfig) -> None:
     a change to what is trained, a run already at its last step, or a run another process trains now."""
     from gan_cli.checkpoint import load_checkpoint, run_dir_of
     from gan_cli.config import to_plain
-    from gan_cli.rundir import check_resumable, in_use, is_locked
+    from gan_cli.rundir import check_lock_file, check_resumable, in_use, is_locked, refuse_linked_outputs
 
     ckpt, path = load_checkpoint(cfg.resume)
     check_resumable(ckpt, path, to_plain(cfg))
+    check_lock_file(run_dir_of(path))
+    refuse_linked_outputs(run_dir_of(path))
     holder = is_locked(run_dir_of(path))
     if holder is not None:
         raise in_use(run_dir_of(path), holder)
@@ -309,6 +345,67 @@ def refuse_added_keys(command: str, args: list[str]) -> None:
         )
 
 
+def _off_hint(command: str, key: str) -> str:
+    """How to switch the option `key` off by setting it, from its type in the schema."""
+    import dataclasses
+    import typing
+    from enum import Enum
+
+    from gan_cli.config import COMMAND_SCHEMAS
+
+    kind: Any = COMMAND_SCHEMAS[command]
+    for part in key.split("."):
+        if not dataclasses.is_dataclass(kind):
+            return ""
+        kind = typing.get_type_hints(kind).get(part)
+        if kind is None:
+            return ""
+    if dataclasses.is_dataclass(kind):
+        return f" Set the keys under {key} one by one instead (gan {command} --cfg job lists them)."
+    args = [a for a in typing.get_args(kind) if a is not type(None)]
+    optional = typing.get_origin(kind) is typing.Union and type(None) in typing.get_args(kind)
+    base = args[0] if optional and len(args) == 1 else kind
+    if isinstance(base, type) and issubclass(base, Enum):
+        values = [m.value for m in base]
+        off = next((v for v in ("none", "off", "constant") if v in values), None)
+        if off:
+            return f" To switch it off, set {key}={off} (its values: {', '.join(values)})."
+        return f" Set it to another of its values instead: {', '.join(f'{key}={v}' for v in values)}."
+    if optional:
+        return f" To switch it off, set {key}=null."
+    if base is bool:
+        return f" To switch it off, set {key}=false."
+    if base in (int, float):
+        return f" Set a value instead: for an option that counts or weighs a feature, {key}=0 switches it off."
+    return f" Set it to another value instead (gan {command} --help lists the options)."
+
+
+def refuse_deleted_keys(command: str, args: list[str]) -> None:
+    """`~model.d_norm` would remove an option every run reads (the schema refuses it with "does not support deletion"):
+    an option is switched off by a value, never removed."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    try:
+        parsed = OverridesParser.create().parse_overrides(args)
+    except Exception as exc:
+        raise GanError(explain_config_error(exc)) from exc
+    known = _schema_keys(command)
+    for o in parsed:
+        key = o.key_or_group
+        if not o.is_delete():
+            continue
+        if key in GROUPS:
+            raise GanError(
+                f"{o.input_line!r} would remove the {key} group, and every run needs a {key}: pick another one with "
+                f"{key}=NAME instead (gan {command} --help lists them)."
+            )
+        if key in known or any(k.startswith(f"{key}.") for k in known):
+            raise GanError(
+                f"{o.input_line!r} would remove the key {key!r}, and the keys of gan {command} cannot be removed: every run "
+                f"reads them all.{_off_hint(command, key)}"
+            )
+
+
 def compose_config(command: str, args: list[str], with_hydra: bool = False):
     """The config Hydra will compose for `gan <command> args` (its `hydra` node too when asked); errors as GanError."""
     from hydra import compose, initialize_config_dir
@@ -339,6 +436,7 @@ def precheck(command: str, args: list[str]) -> None:
     if any(a.startswith("-") for a in args):  # --help, --cfg, -cd ...: leave those to Hydra
         return
     refuse_added_keys(command, args)
+    refuse_deleted_keys(command, args)
     cfg = compose_config(command, args)
     if command == "train":
         from gan_cli.training.setup import check_options
@@ -365,10 +463,14 @@ def search_arguments(args: list[str]) -> list[str]:
     with initialize_config_dir(config_dir=CONF, version_base="1.3", job_name="gan_train"):
         cfg = compose(config_name="train", overrides=[a for a in first if not a.startswith("hydra")])
     example = "e.g. eval.every=500 eval.best=fid5k_lenet (images) or eval.every=1000 eval.best=hq2.5k (ring8, grid25)"
-    if cfg.eval.every <= 0 or not cfg.eval.best:
+    wrong = [
+        *([f"set eval.every > 0 (now {cfg.eval.every})"] if cfg.eval.every <= 0 else []),
+        *(["name the score to optimise with eval.best (now unset)"] if not cfg.eval.best else []),
+    ]
+    if wrong:
         raise GanError(
             f"hydra/sweeper=optuna searches for the options with the best score, and gan train returns a score only when it scores "
-            f"during training: set eval.every > 0 (now {cfg.eval.every}) and name the score to optimise with eval.best (now {cfg.eval.best}), {example}."
+            f"during training: {' and '.join(wrong)}, {example}."
         )
     direction = direction_of(str(cfg.eval.best))
     if direction is None or direction == NEAR_ONE:

@@ -11,6 +11,8 @@ reaches when the "generated" samples are as good as the data itself.
 from __future__ import annotations
 
 import json
+import os
+import shlex
 import time
 from pathlib import Path
 from typing import Any
@@ -23,11 +25,12 @@ from rich.table import Table
 from gan_cli.checkpoint import LAST, resolve_checkpoint, run_dir_of, usable_path
 from gan_cli.config import config_dir, option_config
 from gan_cli.data import load_dataset
-from gan_cli.errors import GanError
+from gan_cli.errors import GanError, shown
 from gan_cli.losses import build_objective
 from gan_cli.metrics import Scorer
 from gan_cli.metrics.scorer import generated_labels
 from gan_cli.models import build_models, num_classes
+from gan_cli.rundir import json_text, write_atomic
 from gan_cli.runtime import generate, load_generator, load_state, pick_device
 
 
@@ -76,37 +79,59 @@ def evaluate_checkpoint(path: Path, cfg, device: torch.device) -> dict[str, Any]
     suffix = f"_t{cfg.truncation:g}" if cfg.truncation is not None else ""
     scores = {f"{k}{suffix}": v for k, v in scorer.score(fake, d_prob, labels).items()}
     protocol = {
-        **scorer.protocol,
+        **absolute_paths(scorer.protocol),
         "generator": "ema" if cfg.ema and "G_ema" in ckpt["models"] else "G",
         "truncation": cfg.truncation,
     }
     if labels is not None:
         protocol["labels"] = f"sample i generated with class i % {classes}"
+    out = run_dir_of(path) / "metrics.json"
+    earlier = read_metrics(out).get("all_scores", {})  # before any scoring
     result = {
-        "checkpoint": str(path),
+        "checkpoint": os.path.abspath(path),  # metrics.json is read from anywhere: a relative path would mean nothing
         "step": int(ckpt["step"]),
         "scores": scores,
         "protocol": protocol,
         "seconds": round(time.perf_counter() - t0, 2),
     }
-    out = run_dir_of(path) / "metrics.json"
     # every score ever computed for this run, by name (the name carries n, backbone and truncation), each with
     # the checkpoint, step and protocol it came from: a later `gan eval` with other metrics adds to it, never erases
-    earlier = _read_json(out).get("all_scores", {})
     entry = {"checkpoint": result["checkpoint"], "step": result["step"], "protocol": protocol}
     result["all_scores"] = {**earlier, **{name: {"value": value, **entry} for name, value in scores.items()}}
-    out.write_text(json.dumps(result, indent=2) + "\n")
+    # a new file renamed over the old one: a full disk leaves the old metrics.json whole, a symlink there is replaced
+    write_atomic(out, json_text(result, indent=2) + "\n")
     result["written"] = str(out)
     return result
 
 
-def _read_json(path: Path) -> dict:
-    """A previous metrics.json, or {} when there is none or it is not JSON (then it is rewritten whole)."""
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
+# the protocol's files, stored absolute: metrics.json means the same wherever it is read from
+PATH_KEYS = ("classifier", "inception_weights")
+
+
+def absolute_paths(protocol: dict[str, Any]) -> dict[str, Any]:
+    return {k: os.path.abspath(v) if k in PATH_KEYS and isinstance(v, str) else v for k, v in protocol.items()}
+
+
+def read_metrics(path: Path) -> dict:
+    """A previous metrics.json, {} when there is none (or a symlink stands there: it is replaced, never read or
+    followed); one that cannot be read is refused, since writing over it would lose every earlier score."""
+    if path.is_symlink() or not os.path.lexists(path):
         return {}
-    return data if isinstance(data, dict) else {}
+    why = ""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as err:
+        why = f"it cannot be read: {err.strerror or err}"
+    except ValueError as err:  # JSON errors and bytes that are not UTF-8
+        why = f"it is not valid JSON ({str(err).splitlines()[0]}), e.g. cut short by a full disk"
+    else:
+        if isinstance(data, dict) and isinstance(data.get("all_scores", {}), dict):
+            return data
+        why = "it is JSON but not a metrics.json of gan eval"
+    raise GanError(
+        f"{shown(path)} holds the scores of earlier `gan eval` runs, but {why}; it was left as it is and nothing was "
+        f"scored. Move it aside (mv {shlex.quote(str(path))} {shlex.quote(str(path) + '.bad')}) or repair it, then run gan eval again."
+    )
 
 
 def dataset_config(name: str):
@@ -154,7 +179,7 @@ def evaluate_reference(cfg, device: torch.device) -> dict[str, Any]:
         "reference": name,
         "scores": scores,
         "protocol": {
-            **scorer.protocol,
+            **absolute_paths(scorer.protocol),
             "generator": held_out,
             "truncation": None,
             **({"labels": "the real labels"} if y is not None else {}),
@@ -162,7 +187,7 @@ def evaluate_reference(cfg, device: torch.device) -> dict[str, Any]:
         "seconds": round(time.perf_counter() - t0, 2),
     }
     out = Path(f"metrics_reference_{name}_{scorer.n}.json").resolve()
-    out.write_text(json.dumps(result, indent=2) + "\n")
+    write_atomic(out, json_text(result, indent=2) + "\n")
     result["written"] = str(out)
     return result
 
@@ -212,6 +237,8 @@ def evaluate(cfg) -> list[dict[str, Any]]:
         print_table(f"gan eval: reference {cfg.reference}", [f"real {cfg.reference} (held out)"], [result])
         return [result]
     paths = checkpoints_of(cfg.ckpt)
+    for p in paths:  # every job's earlier scores readable, before hours of scoring
+        read_metrics(run_dir_of(p) / "metrics.json")
     results = [evaluate_checkpoint(p, cfg, device) for p in paths]
     if len(results) > 1:
         print_sweep_table(paths, results)

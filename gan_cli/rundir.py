@@ -10,13 +10,20 @@
 - `RunEnd` / `write_status`: `<run>/status.json` says how the last attempt ended (finished, interrupted, diverged,
   failed, with the error), at which step, after how long: what `gan report` reads.
 - `shell_command`: a command line that works when pasted into a POSIX shell, whatever the path holds.
+- `write_atomic`: every file gan writes into a run directory is a new temp file renamed over the old one: a full disk
+  never leaves half a file, and a symlink planted at that name is replaced, never followed.
+- `run_outputs` / `refuse_used_run_dir` / `refuse_used_sweep_dir`: a new run or sweep never writes over an earlier one.
 """
 
 from __future__ import annotations
 
+import errno
 import json
+import math
 import os
 import shlex
+import stat
+import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -69,7 +76,7 @@ class RunLock:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         if fcntl is None:
             return self
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = _open_lock(self.path, os.O_RDWR | os.O_CREAT)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
@@ -87,6 +94,40 @@ class RunLock:
             self._fd = None
 
 
+def not_a_lock(path: Path) -> GanError:
+    what = "a symbolic link" if path.is_symlink() else "not a regular file"
+    return GanError(
+        f"{str(path)!r} is {what}: gan keeps its lock there and writes its pid into it, so it would write wherever that "
+        f"leads. Nothing was written. Remove it (rm {shlex.quote(str(path))}) if you did not make it, then run the command again."
+    )
+
+
+def check_lock_file(run_dir: Path) -> None:
+    """Refuse a `.lock` that is anything but a regular file (a symlink to a file elsewhere, a fifo, a folder)."""
+    path = Path(run_dir) / LOCK_FILE
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        return
+    if not stat.S_ISREG(mode):
+        raise not_a_lock(path)
+
+
+def _open_lock(path: Path, flags: int) -> int:
+    """The lock file opened without following a symlink (nor blocking on a fifo), and only when it is a regular file."""
+    check_lock_file(path.parent)
+    try:
+        fd = os.open(path, flags | os.O_NOFOLLOW | os.O_NONBLOCK, 0o644)
+    except OSError as err:
+        if err.errno == errno.ELOOP:  # made a symlink since the check
+            raise not_a_lock(path) from None
+        raise
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise not_a_lock(path)
+    return fd
+
+
 def _holder(fd: int) -> str:
     """The pid the lock's holder wrote into the lock file."""
     return os.pread(fd, 64, 0).decode(errors="replace").strip() or "another process"
@@ -102,9 +143,12 @@ def in_use(run_dir: Path, holder: str) -> GanError:
 def is_locked(run_dir: Path) -> Optional[str]:
     """The pid holding run_dir's lock (as written in the file), or None when nobody trains there."""
     path = Path(run_dir) / LOCK_FILE
-    if fcntl is None or not path.is_file():
+    if fcntl is None or not path.is_file() or path.is_symlink():
         return None
-    fd = os.open(path, os.O_RDONLY)
+    try:
+        fd = _open_lock(path, os.O_RDONLY)
+    except (GanError, OSError):  # not a lock gan made: nobody trains through it
+        return None
     try:
         fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
     except OSError:
@@ -165,8 +209,8 @@ def record_resume(run_dir: Path, overrides: list[str], config: dict[str, Any], s
     """`.hydra/resumes/<time>_step<N>/{overrides,config}.yaml`: what this resume ran with, the original files untouched."""
     folder = Path(run_dir) / ".hydra" / "resumes" / f"{time.strftime('%Y-%m-%d_%H-%M-%S')}_pid{os.getpid()}_step{step}"
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "overrides.yaml").write_text(yaml.safe_dump(list(overrides), allow_unicode=True))
-    (folder / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False, allow_unicode=True))
+    write_atomic(folder / "overrides.yaml", yaml.safe_dump(list(overrides), allow_unicode=True))
+    write_atomic(folder / "config.yaml", yaml.safe_dump(config, sort_keys=False, allow_unicode=True))
     return folder
 
 
@@ -246,7 +290,124 @@ def read_status(run_dir: Path) -> dict[str, Any]:
 
 def write_status(run_dir: Path, end: RunEnd) -> None:
     """Atomically (a reader never sees half a file); `exit_code` 0 for a finished run."""
-    path = Path(run_dir) / STATUS_FILE
-    tmp = path.with_name(f".{STATUS_FILE}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(asdict(end), indent=2) + "\n")
-    os.replace(tmp, path)
+    write_atomic(Path(run_dir) / STATUS_FILE, json.dumps(asdict(end), indent=2) + "\n")
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """`text` into a new temp file beside `path` (mkstemp: a fresh file, never a planted one), fsynced, then renamed
+    over `path`: a full disk leaves the old file whole, and a symlink at `path` is replaced, never followed."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        os.fchmod(fd, 0o644)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _plain_numbers(value: Any) -> Any:
+    """`value` with every NaN as None and every infinity as the string "inf" / "-inf": what strict JSON can hold."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None if math.isnan(value) else ("inf" if value > 0 else "-inf")
+    if isinstance(value, dict):
+        return {k: _plain_numbers(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain_numbers(v) for v in value]
+    return value
+
+
+def json_text(value: Any, indent: Optional[int] = None) -> str:
+    """Strict JSON (no bare NaN or Infinity, which other readers refuse): NaN is written null, infinity "inf"."""
+    return json.dumps(_plain_numbers(value), indent=indent, allow_nan=False)
+
+
+def append_atomic(path: Path, text: str) -> None:
+    """`path`'s content with `text` added, written by `write_atomic`: a symlink at `path` is neither read nor followed
+    (the file starts anew), and a full disk never leaves half a line."""
+    path = Path(path)
+    earlier = ""
+    if path.is_file() and not path.is_symlink():
+        earlier = path.read_text(encoding="utf-8", errors="replace")
+        if earlier and not earlier.endswith("\n"):
+            earlier += "\n"
+    write_atomic(path, earlier + text)
+
+
+# what gan and Hydra write into a run directory: a folder holding any of these is an earlier run's
+RUN_OUTPUTS = (
+    ".hydra",
+    LOCK_FILE,
+    STATUS_FILE,
+    "train.log",
+    "checkpoints/*.pt",
+    "samples",
+    "figures",
+    "metrics.json",
+    "metrics.jsonl",
+    "events.out.tfevents.*",
+    ".ranks",
+)
+
+
+def run_outputs(run_dir: Path) -> list[str]:
+    """The names in run_dir that an earlier run wrote (empty for a folder that is missing, empty or holds only the
+    user's own files)."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        return []
+    found = {str(p.relative_to(run_dir)) for pattern in RUN_OUTPUTS for p in run_dir.glob(pattern)}
+    return sorted(found)
+
+
+def refuse_used_run_dir(run_dir: Path) -> None:
+    """A new run (not a resume) into a folder that holds an earlier run would train over it: its last.pt, .hydra
+    and logs replaced, its other checkpoints kept, two runs mixed in one folder."""
+    found = run_outputs(run_dir)
+    if found:
+        shown_names = ", ".join(found[:4]) + (f" and {len(found) - 4} more" if len(found) > 4 else "")
+        raise GanError(
+            f"hydra.run.dir={str(run_dir)!r} already holds a run ({shown_names}); a new run there would write over it. "
+            f"To continue that run: {resume_command(Path(run_dir))}. To start a new one, name a new folder "
+            f"(or drop hydra.run.dir). Nothing was written."
+        )
+
+
+LINK_CHECKED = ("samples/*", "figures/*")  # written by the training loop's image writers, which open the name as given
+
+
+def refuse_linked_outputs(run_dir: Path) -> None:
+    """A resume writes sample grids and figures at names an earlier attempt may share (samples/step_N.png): a symlink
+    planted there would have the image written wherever it leads, so a resume is refused while one is there."""
+    run_dir = Path(run_dir)
+    linked = sorted(
+        str(p.relative_to(run_dir)) for pattern in LINK_CHECKED for p in run_dir.glob(pattern) if p.is_symlink()
+    )
+    if linked:
+        shown_names = ", ".join(linked[:3]) + (f" and {len(linked) - 3} more" if len(linked) > 3 else "")
+        raise GanError(
+            f"{str(run_dir)!r} holds symbolic links where training writes its images ({shown_names}): resuming would write "
+            f"through them into the files they point to. Nothing was written. Remove the links (gan never makes them), "
+            f"then resume again."
+        )
+
+
+def refuse_used_sweep_dir(sweep_dir: Path) -> None:
+    """A sweep into a folder that is not empty would write its jobs 0..n-1 over those there, and its report would rank
+    a job left over from the earlier sweep among its own."""
+    sweep_dir = Path(sweep_dir)
+    try:
+        entries = sorted(p.name for p in sweep_dir.iterdir()) if sweep_dir.is_dir() else []
+    except OSError:
+        entries = []
+    if entries or (sweep_dir.exists() and not sweep_dir.is_dir()):
+        what = ", ".join(entries[:4]) + (f" and {len(entries) - 4} more" if len(entries) > 4 else "")
+        raise GanError(
+            f"hydra.sweep.dir={str(sweep_dir)!r} is not empty ({what or 'it is a file'}): a new sweep there would write its "
+            f"jobs over those already there and report them mixed with its own. Name a new folder, e.g. "
+            f"hydra.sweep.dir={str(sweep_dir).rstrip('/')}_2, or drop hydra.sweep.dir. Nothing was written."
+        )

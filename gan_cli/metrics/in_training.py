@@ -8,7 +8,6 @@ resumed run keeps its best score).
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Any, Optional
@@ -18,6 +17,7 @@ from torch import nn
 
 from gan_cli.errors import GanError
 from gan_cli.metrics.scorer import Scorer, generated_labels, is_better
+from gan_cli.rundir import append_atomic, json_text
 from gan_cli.runtime import generate
 
 
@@ -112,8 +112,8 @@ class TrainingEval:
             "seconds": round(time.perf_counter() - t0, 3),
             "train_seconds": round(train_seconds, 3),
         }
-        with open(self.run_dir / "metrics.jsonl", "a") as f:
-            f.write(json.dumps(record) + "\n")
+        # a new file renamed over the old one: a symlink planted at the name is replaced, never followed
+        append_atomic(self.run_dir / "metrics.jsonl", json_text(record) + "\n")
         value = scores[self.best_name]
         better = is_better(value, self.best_value, self.direction)
         if better:
