@@ -17,7 +17,8 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from gan_cli.arguments import CONF, prepare
+from gan_cli.arguments import prepare
+from gan_cli.composition import CONF
 from gan_cli.errors import INTERRUPTED, GanError, interrupted_message
 from gan_cli.logs import FILE_ONLY
 

@@ -223,7 +223,7 @@ def test_removing_a_key_says_keys_cannot_be_removed_and_how_to_switch_it_off(tmp
     [("model.d_norm", "model.d_norm=none"), ("eval.best", "eval.best=null"), ("model.attention", "model.attention=0")],
 )
 def test_the_off_hint_follows_the_keys_type(key: str, hint: str) -> None:
-    from gan_cli.arguments import refuse_deleted_keys
+    from gan_cli.composition import refuse_deleted_keys
 
     with pytest.raises(GanError, match="cannot be removed") as refused:
         refuse_deleted_keys("train", [f"~{key}"])

@@ -1,0 +1,198 @@
+"""Composing a command's config before Hydra starts, as Hydra will: the pre-check's one composition, the values of a
+sweep to check, and the overrides gan refuses (a key nothing reads, a key removed) with one paragraph each."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from omegaconf import OmegaConf
+
+from gan_cli.config import GROUPS, config_dir, register_schemas
+from gan_cli.errors import GanError
+
+register_schemas()  # the typed schemas every composition (here and in the Hydra apps) starts from
+CONF = str(config_dir())
+
+
+def override_key(override: str) -> str:
+    return override.split("=", 1)[0].lstrip("+~")
+
+
+def schema_keys(command: str) -> list[str]:
+    """Every option key of `gan <command>` (dotted), from its typed schema."""
+    from gan_cli.config import COMMAND_SCHEMAS
+    from gan_cli.rundir import flatten
+
+    return list(flatten(OmegaConf.to_container(OmegaConf.structured(COMMAND_SCHEMAS[command]))))  # type: ignore[arg-type]
+
+
+def explain_config_error(exc: Exception) -> str:
+    """Hydra/OmegaConf's multi-line composition error as one paragraph, without the search-path dump."""
+    text = str(exc)
+    if exc.__cause__ is not None and str(exc.__cause__) not in text:
+        text += "\n" + str(exc.__cause__)
+    text = text.split("Config search path:")[0]
+    parts: list[str] = []
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or line.startswith(("reference_type=", "object_type=")):
+            continue
+        if (
+            parts and line.isidentifier() and parts[-1].endswith((":", ","))
+        ):  # an option listed under "Available options"
+            parts[-1] += f" {line},"
+        else:
+            parts.append(line if line.endswith((".", ":", ",")) else line + ".")
+    return " ".join(parts).rstrip(",") + ("." if parts and parts[-1].endswith(",") else "")
+
+
+def _case_values(o) -> list:
+    """The values of one override to check: [None] when it sweeps nothing; both ends of a search interval
+    (`interval(1e-5, 1e-3)`, which only a search sweeper such as Optuna samples from)."""
+    from hydra.core.override_parser.types import IntervalSweep
+
+    if not o.is_sweep_override():
+        return [None]
+    value = o.value()
+    if isinstance(value, IntervalSweep):
+        return [str(value.start), str(value.end)]
+    return list(o.sweep_string_iterator())
+
+
+def sweep_cases(args: list[str]) -> list[list[str]]:
+    """One override list per value of each swept key (the others at their first value): composing each finds a
+    bad value anywhere in a sweep, in as many compositions as there are values, not as many as there are jobs."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    try:
+        parsed = OverridesParser.create().parse_overrides(args)
+    except Exception as exc:
+        raise GanError(explain_config_error(exc)) from exc
+    values = [_case_values(o) for o in parsed]
+    first = [
+        arg if vals == [None] else f"{o.input_line.split('=', 1)[0]}={vals[0]}"
+        for arg, o, vals in zip(args, parsed, values)
+    ]
+    cases = [first]
+    for i, (o, vals) in enumerate(zip(parsed, values)):
+        for v in vals[1:]:
+            cases.append([*first[:i], f"{o.input_line.split('=', 1)[0]}={v}", *first[i + 1 :]])
+    return cases
+
+
+def refuse_added_keys(command: str, args: list[str]) -> None:
+    """`+foo=1` or `++train.stepz=10` would add a key that nothing reads, and the run would quietly ignore it.
+    Every option gan has is already in its config, so `+` is only for selecting a config group (`+experiment=ring8`)."""
+    import difflib
+
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    try:
+        parsed = OverridesParser.create().parse_overrides(args)
+    except Exception as exc:
+        raise GanError(explain_config_error(exc)) from exc
+    known = schema_keys(command)
+    for o in parsed:
+        key = o.key_or_group
+        user_args = any(key.startswith(f"{group}.args.") for group in GROUPS)  # a _target_'s own keywords
+        if (
+            not (o.is_add() or o.is_force_add())
+            or key in known
+            or user_args
+            or key.startswith("hydra")
+            or Path(CONF, key).is_dir()
+        ):
+            continue
+        close = difflib.get_close_matches(key, known, n=1)
+        hint = (
+            f" Did you mean {close[0]}?"
+            if close
+            else f" The options of gan {command} are listed by `gan {command} --cfg job`."
+        )
+        raise GanError(
+            f"{o.input_line!r} adds the key {key!r}, which gan {command} does not have: nothing would read it. "
+            f"Every option already exists, so set it without '+' (key=value); '+' only selects a config group, as in +experiment=ring8, "
+            f"or adds a keyword of your own component, as in +model.args.hidden=128.{hint}"
+        )
+
+
+def _off_hint(command: str, key: str) -> str:
+    """How to switch the option `key` off by setting it, from its type in the schema."""
+    import dataclasses
+    import typing
+    from enum import Enum
+
+    from gan_cli.config import COMMAND_SCHEMAS
+
+    kind: Any = COMMAND_SCHEMAS[command]
+    for part in key.split("."):
+        if not dataclasses.is_dataclass(kind):
+            return ""
+        kind = typing.get_type_hints(kind).get(part)
+        if kind is None:
+            return ""
+    if dataclasses.is_dataclass(kind):
+        return f" Set the keys under {key} one by one instead (gan {command} --cfg job lists them)."
+    args = [a for a in typing.get_args(kind) if a is not type(None)]
+    optional = typing.get_origin(kind) is typing.Union and type(None) in typing.get_args(kind)
+    base = args[0] if optional and len(args) == 1 else kind
+    if isinstance(base, type) and issubclass(base, Enum):
+        values = [m.value for m in base]
+        off = next((v for v in ("none", "off", "constant") if v in values), None)
+        if off:
+            return f" To switch it off, set {key}={off} (its values: {', '.join(values)})."
+        return f" Set it to another of its values instead: {', '.join(f'{key}={v}' for v in values)}."
+    if optional:
+        return f" To switch it off, set {key}=null."
+    if base is bool:
+        return f" To switch it off, set {key}=false."
+    if base in (int, float):
+        return f" Set a value instead: for an option that counts or weighs a feature, {key}=0 switches it off."
+    return f" Set it to another value instead (gan {command} --help lists the options)."
+
+
+def refuse_deleted_keys(command: str, args: list[str]) -> None:
+    """`~model.d_norm` would remove an option every run reads (the schema refuses it with "does not support deletion"):
+    an option is switched off by a value, never removed."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    try:
+        parsed = OverridesParser.create().parse_overrides(args)
+    except Exception as exc:
+        raise GanError(explain_config_error(exc)) from exc
+    known = schema_keys(command)
+    for o in parsed:
+        key = o.key_or_group
+        if not o.is_delete():
+            continue
+        if key in GROUPS:
+            raise GanError(
+                f"{o.input_line!r} would remove the {key} group, and every run needs a {key}: pick another one with "
+                f"{key}=NAME instead (gan {command} --help lists them)."
+            )
+        if key in known or any(k.startswith(f"{key}.") for k in known):
+            raise GanError(
+                f"{o.input_line!r} would remove the key {key!r}, and the keys of gan {command} cannot be removed: every run "
+                f"reads them all.{_off_hint(command, key)}"
+            )
+
+
+def compose_config(command: str, args: list[str], with_hydra: bool = False):
+    """The config Hydra will compose for `gan <command> args` (its `hydra` node too when asked); errors as GanError."""
+    from hydra import compose, initialize_config_dir
+
+    try:
+        with initialize_config_dir(config_dir=CONF, version_base="1.3", job_name=f"gan_{command}"):
+            overrides = [
+                a for a in args if with_hydra or not a.startswith("hydra.") or a.startswith("hydra.searchpath=")
+            ]
+            return compose(config_name=command, overrides=overrides, return_hydra_config=with_hydra)
+    except Exception as exc:  # any composition error is the user's input
+        message = explain_config_error(exc)
+        if "Could not find 'hydra/launcher/" in message or "Could not find 'hydra/sweeper/" in message:
+            message += (
+                " Launchers and sweepers are Hydra plugins: joblib and optuna come with `make install` (pip install 'gan-cli[sweep]'); "
+                "others install as their own package, e.g. hydra-submitit-launcher."
+            )
+        raise GanError(message) from exc
