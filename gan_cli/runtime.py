@@ -41,8 +41,22 @@ def load_generator(
     check_checkpoint_targets(ckpt["config"], REBUILT_GROUPS, allow_targets, shown(path))
     spec = DataSpec.from_dict(ckpt["data_spec"])
     G, _ = build_models(OmegaConf.create(ckpt["config"]["model"]), spec)
-    load_state(G, ckpt["models"]["G_ema" if ema and "G_ema" in ckpt["models"] else "G"], path)
+    which = "G_ema" if ema and "G_ema" in ckpt["models"] else "G"
+    load_state(G, ckpt["models"][which], path)
+    check_finite_weights(G, which, path, int(ckpt.get("step", 0)))
     return G.to(device).eval(), spec, ckpt, path
+
+
+def check_finite_weights(G: nn.Module, which: str, path: Path, step: int) -> None:
+    """Refuse a generator whose weights (or BatchNorm statistics) hold NaN or inf: every sample would be NaN."""
+    bad = [name for name, t in G.state_dict().items() if t.is_floating_point() and not bool(torch.isfinite(t).all())]
+    if bad:
+        listed = ", ".join(bad[:3]) + (f" and {len(bad) - 3} more" if len(bad) > 3 else "")
+        raise GanError(
+            f"The generator in {shown(path)} (models.{which}, step {step}) holds non-finite weights (nan or inf, in "
+            f"{listed}), so every sample it draws would be NaN. The run diverged before this checkpoint was written; "
+            f"use an earlier checkpoint of the run (checkpoints/step_*.pt) or train again with a lower learning rate."
+        )
 
 
 def seed_everything(seed: int) -> None:

@@ -38,7 +38,7 @@ def _duration(seconds: Optional[float]) -> str:
     )
 
 
-def _direction_word(direction: Optional[str]) -> str:
+def direction_word(direction: Optional[str]) -> str:
     return {"min": "lower is better", "max": "higher is better", NEAR_ONE: "best at 1"}.get(
         direction or "", "direction unknown"
     )
@@ -75,7 +75,7 @@ def next_commands(row: RunRow) -> list[str]:
 def summary_lines(report: Report) -> list[str]:
     lines = []
     if report.sort:
-        lines.append(f"ranked by {report.sort} ({_direction_word(report.direction)}); * marks it")
+        lines.append(f"ranked by {report.sort} ({direction_word(report.direction)}); * marks it")
     else:
         lines.append(
             "no scores found: runs in directory order (train with eval.every > 0, or score them with gan eval ckpt=...)"
@@ -87,6 +87,8 @@ def summary_lines(report: Report) -> list[str]:
     for r in report.runs:
         if r.reason and r.status != "finished":
             lines.append(f"{r.label} {r.status}: {r.reason}")
+    if report.never_started:
+        lines.append(f"never started (no checkpoint, no status.json; not listed): {', '.join(report.never_started)}")
     return lines
 
 

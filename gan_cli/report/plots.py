@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import math
+import textwrap
 from pathlib import Path
 
+from gan_cli.metrics.scorer import direction_of
+from gan_cli.report.output import direction_word
 from gan_cli.report.runs import LOSS_TAGS, Report, RunRow, read_curves
+
+SCORE_PREFIX = "metrics/"  # the TensorBoard tags of the scores during training
 
 
 # ---------------------------------------------------------------------------------------------
@@ -17,46 +22,62 @@ def _legend(report: Report, row: RunRow) -> str:
     return f"{row.label}: {differs}" if differs else row.label
 
 
+def panel_title(tag: str) -> str:
+    """A curve's panel title: a score says which way is better ('fid5k_lenet (lower is better)'), a loss is its tag."""
+    if not tag.startswith(SCORE_PREFIX):
+        return tag
+    name = tag[len(SCORE_PREFIX) :]
+    return f"{name} ({direction_word(direction_of(name))})"
+
+
+def _grid_shape(n: int, most: int) -> tuple[int, int]:
+    cols = min(n, most)
+    return math.ceil(n / cols), cols
+
+
 def write_plots(report: Report, folder: Path) -> list[Path]:
-    """report_losses.png and report_scores.png (every run's curve in one panel per tag) and report_samples.png
-    (each run's last sample grid, labelled)."""
+    """report_losses.png and report_scores.png (every run's curve in one panel per tag, each panel with its legend)
+    and report_samples.png (each run's last sample grid, labelled). Figures grow with their panels and use
+    constrained layout, so titles and legends are never clipped or squeezed."""
     from gan_cli.plots import pyplot, save_figure
 
     plt = pyplot()
     written = []
-    curves = {_legend(report, r): read_curves(r.path, LOSS_TAGS, prefix="metrics/") for r in report.runs}
+    curves = {_legend(report, r): read_curves(r.path, LOSS_TAGS, prefix=SCORE_PREFIX) for r in report.runs}
+    legend_size = 8 if len(curves) <= 6 else 7
     for name, tags in (
         ("losses", list(LOSS_TAGS)),
-        ("scores", sorted({t for c in curves.values() for t in c if t.startswith("metrics/")})),
+        ("scores", sorted({t for c in curves.values() for t in c if t.startswith(SCORE_PREFIX)})),
     ):
         tags = [t for t in tags if any(t in c for c in curves.values())]
         if not tags:
             continue
-        cols = min(len(tags), 2)
-        rows = math.ceil(len(tags) / cols)
-        fig, axes = plt.subplots(rows, cols, figsize=(6 * cols, 3.6 * rows), squeeze=False)
+        rows, cols = _grid_shape(len(tags), 2)
+        fig, axes = plt.subplots(
+            rows, cols, figsize=(6.4 * cols, 4.2 * rows), squeeze=False, layout="constrained", dpi=110
+        )
         for ax, tag in zip(axes.flat, tags):
             for label, c in curves.items():
                 if tag in c:
                     ax.plot(*c[tag], label=label, linewidth=1.2)
-            ax.set_title(tag)
+            ax.set_title(panel_title(tag), fontsize=11)
             ax.set_xlabel("step")
+            ax.grid(alpha=0.3)
+            ax.legend(fontsize=legend_size, loc="best", framealpha=0.8)  # in every panel: no colour to look up
         for ax in list(axes.flat)[len(tags) :]:
             ax.axis("off")
-        axes.flat[0].legend(fontsize=7, loc="best")
-        fig.tight_layout()
         written.append(save_figure(fig, folder / f"report_{name}.png"))
     grids = [(_legend(report, r), sorted((r.path / "samples").glob("step_*.png"))) for r in report.runs]
     grids = [(label, files[-1]) for label, files in grids if files]
     if grids:
-        cols = min(len(grids), 4)
-        rows = math.ceil(len(grids) / cols)
-        fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 3.5 * rows), squeeze=False)
+        rows, cols = _grid_shape(len(grids), 3)
+        fig, axes = plt.subplots(
+            rows, cols, figsize=(4.8 * cols, 5.2 * rows), squeeze=False, layout="constrained", dpi=110
+        )
         for ax, (label, file) in zip(axes.flat, grids):
             ax.imshow(plt.imread(str(file)), cmap="gray")
-            ax.set_title(f"{label}\n{file.stem}", fontsize=8)
+            ax.set_title("\n".join([*textwrap.wrap(label, 40), file.stem]), fontsize=10)
         for ax in axes.flat:
             ax.axis("off")
-        fig.tight_layout()
         written.append(save_figure(fig, folder / "report_samples.png"))
     return written

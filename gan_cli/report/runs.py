@@ -49,6 +49,7 @@ class Report:
     varied: list[str]  # override keys whose values differ between runs (or that some runs lack)
     sort: Optional[str]  # the score the runs are ranked by; None: no run has a score
     direction: Optional[str]
+    never_started: list[str] = field(default_factory=list)  # labels of run directories left before training began
 
     @property
     def best(self) -> Optional[RunRow]:
@@ -122,6 +123,24 @@ def error_line(run: Path) -> str:
 
 
 _FINISHED = re.compile(r"finished at step (\d+) after ([\d.]+) s")
+_PROGRESS = re.compile(r"\] step \d+/\d+\b")
+
+
+def never_started(run: Path) -> bool:
+    """A run directory that Hydra made but no training filled: no checkpoint, no status.json, no scores, no
+    TensorBoard events, and in train.log no progress, end or error line; nobody training there (a Ctrl-C or a kill
+    during set-up). Not a run to rank or to count as failed. A directory whose train.log holds an error (a run from
+    before status.json, or one refused before it could write it) stays a failed row, with that error as its reason."""
+    kept = ("status.json", "metrics.jsonl", "metrics.json")
+    if any((run / name).exists() for name in kept) or any((run / "checkpoints").glob("*.pt")):
+        return False
+    if any(run.glob("events.out.tfevents.*")):
+        return False
+    try:
+        log = (run / "train.log").read_text(errors="replace")
+    except OSError:
+        log = ""
+    return not ("[ERROR] " in log or _PROGRESS.search(log) or _FINISHED.search(log)) and is_locked(run) is None
 
 
 def read_run(run: Path, label: str) -> RunRow:
@@ -136,8 +155,16 @@ def read_run(run: Path, label: str) -> RunRow:
     row.steps = status.get("steps") or (config.get("train") or {}).get("steps")
     row.final = {k: float(v) for k, v in (status.get("final") or {}).items() if k in LOSS_TAGS}
     row.best_name = (config.get("eval") or {}).get("best")
+    killed = False
     if is_locked(run) is not None:
         row.status = "running"
+    elif row.status == "running":  # status.json says running, but nobody holds the lock: the process was killed
+        killed = True
+        row.status, row.reason = (
+            "interrupted",
+            f"killed while training (status.json still says running, from step {row.step}); "
+            "resume it from its last checkpoint",
+        )
     elif not row.status:  # no status.json: a run from before gan wrote one, or one killed before it could
         reason = error_line(run)
         finished = (
@@ -152,7 +179,7 @@ def read_run(run: Path, label: str) -> RunRow:
                 "interrupted",
                 "ended without a record of how (killed?); resume it from its last checkpoint",
             )
-    if row.reason:
+    if row.reason and not killed:
         row.reason = error_line(run) or row.reason  # the log's line is the one the user saw
     if not row.final or row.step is None:
         curves = read_curves(run, LOSS_TAGS)
@@ -174,9 +201,9 @@ def read_scores(run: Path) -> dict[str, float]:
         last = {}
     scores.update(
         {
-            k: float(v)
+            k: value
             for k, v in last.items()
-            if k not in ("step", "seconds", "train_seconds") and isinstance(v, (int, float))
+            if k not in ("step", "seconds", "train_seconds") and (value := _score(v)) is not None
         }
     )
     try:
@@ -185,12 +212,26 @@ def read_scores(run: Path) -> dict[str, float]:
         evaluated = {}
     scores.update(
         {
-            k: float(v["value"])
+            k: value
             for k, v in evaluated.items()
-            if isinstance(v, dict) and isinstance(v.get("value"), (int, float))
+            if isinstance(v, dict) and "value" in v and (value := _score(v["value"])) is not None
         }
     )
     return scores
+
+
+def _score(value: Any) -> Optional[float]:
+    """A score as strict JSON writes it: a number, null for NaN, "inf" / "-inf" for infinities (older files: bare
+    NaN and Infinity, which json reads as floats); None for anything else."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        return float(value)
+    if value is None:
+        return math.nan
+    if isinstance(value, str) and value.strip().lower() in ("inf", "+inf", "-inf", "infinity", "-infinity", "nan"):
+        return float(value)
+    return None
 
 
 def read_curves(
@@ -230,8 +271,17 @@ def _order_value(value: float, direction: Optional[str]) -> float:
 
 
 def build_report(targets: Sequence[str], sort: Optional[str] = None) -> Report:
-    paths = find_runs(targets)
-    runs = [read_run(p, label) for p, label in zip(paths, _labels(paths))]
+    found = find_runs(targets)
+    labelled = list(zip(found, _labels(found)))
+    skipped = [label for p, label in labelled if never_started(p)]
+    labelled = [(p, label) for p, label in labelled if label not in skipped]
+    if not labelled:
+        raise GanError(
+            f"gan report: none of the {len(found)} run director{'ies' if len(found) != 1 else 'y'} found ever started "
+            f"training ({', '.join(skipped[:4])}{' ...' if len(skipped) > 4 else ''}: no checkpoint, no status.json; "
+            f"stopped or refused during set-up)."
+        )
+    runs = [read_run(p, label) for p, label in labelled]
     shared, varied = split_overrides([r.overrides for r in runs])
     available = list(dict.fromkeys(k for r in runs for k in r.scores))
     if sort is not None and sort not in available:
@@ -254,4 +304,4 @@ def build_report(targets: Sequence[str], sort: Optional[str] = None) -> Report:
     for i, r in enumerate(ranked, 1):
         r.rank = i
     runs = ranked + [r for r in runs if r.rank is None]
-    return Report(runs, shared, varied, sort, direction)
+    return Report(runs, shared, varied, sort, direction, never_started=skipped)

@@ -19,7 +19,7 @@ import functools
 import logging
 import signal
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import torch
 from omegaconf import DictConfig, OmegaConf
@@ -145,9 +145,15 @@ def run_loop(
     end: RunEnd,
     parallel_jobs: int,
     world: World = SINGLE,
+    started: Optional[Callable[[int], None]] = None,
+    job: Optional[int] = None,
 ) -> float:
-    run = _start(cfg, run_dir, overrides, parallel_jobs, world)
+    """`started(step)`: called once set-up is done and a resume accepted, before the first step. `job`: a sweep's job
+    number, shown on every progress line."""
+    run = _start(cfg, run_dir, overrides, parallel_jobs, world, job)
     step = end.step = run.state.step
+    if started is not None:
+        started(step)
     status, tc = "failed", cfg.train  # until the loop ends or a known stop names it
     # model=lapgan trains each level of its pyramid (check_pyramid_run refused d_pass=joint for it)
     step_fn = pyramid_step if is_pyramid(run.runners[0]) else functools.partial(train_step, joint=tc.d_pass == "joint")
@@ -165,6 +171,7 @@ def run_loop(
             status = "finished"
     except NonFiniteLoss as err:
         status = "diverged"
+        step = err.step if err.step is not None else step  # where it went non-finite, not the log that found it
         kept = (
             f"{run_dir / 'checkpoints' / LAST} still holds the last good state (step {run.last_saved})"
             if run.last_saved is not None
@@ -181,6 +188,9 @@ def run_loop(
     except OSError:
         status = "failed"
         raise
+    except KeyboardInterrupt:  # a second Ctrl-C: stopped at once, without saving
+        status = "interrupted"
+        raise
     finally:
         end.step, end.final = step, dict(run.tracker.latest)
         run.tracker.finish(hparams(hparam_choices, run.about_run["config"]), step, status)
@@ -191,7 +201,9 @@ def run_loop(
 # ---------------------------------------------------------------------------------------------
 # set-up and resume
 # ---------------------------------------------------------------------------------------------
-def _start(cfg: DictConfig, run_dir: Path, overrides: list[str], parallel_jobs: int, world: World) -> Session:
+def _start(
+    cfg: DictConfig, run_dir: Path, overrides: list[str], parallel_jobs: int, world: World, job: Optional[int] = None
+) -> Session:
     """Every part built (and so checked), the checkpoint loaded when resuming, the batches, scores and logs ready."""
     data, state, runners, augment, plan = set_up(cfg, run_dir, parallel_jobs, world)
     plain_cfg = to_plain(cfg)
@@ -219,7 +231,7 @@ def _start(cfg: DictConfig, run_dir: Path, overrides: list[str], parallel_jobs: 
         previous_eval,
         classes=num_classes(state.G),
     )
-    tracker = Tracker(run_dir, cfg.train.steps, state.step, writes=world.main)
+    tracker = Tracker(run_dir, cfg.train.steps, state.step, writes=world.main, job=job)
     tracker.text("config", "```yaml\n" + OmegaConf.to_yaml(cfg) + "```")
     if (
         ckpt is not None

@@ -6,18 +6,22 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import signal
+import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 from omegaconf import DictConfig, OmegaConf
 
 from gan_cli.checkpoint import LAST
 from gan_cli.config import to_plain
-from gan_cli.errors import GanError, io_failure
+from gan_cli.errors import INTERRUPTED, GanError, io_failure
 from gan_cli.logs import CONSOLE
 from gan_cli.parallel import (
     SINGLE,
+    World,
     launched_world,
     leave,
     quiet_worker_logging,
@@ -52,34 +56,109 @@ def train(
         return _launch_workers(cfg, run_dir, overrides, hparam_choices, parallel_jobs)
     quiet_worker_logging(world)
     with RunLock(run_dir) if world.main else contextlib.nullcontext():  # rank 0 holds the run directory for all
-        t0 = time.perf_counter()
-        earlier = float(read_status(run_dir).get("seconds", 0.0)) if cfg.resume else 0.0
-        end = RunEnd(steps=int(cfg.train.steps))
+        attempt = _Attempt(cfg, run_dir, world)
         try:
-            result = run_loop(cfg, run_dir, overrides, hparam_choices, end, parallel_jobs, world)
-            end.status, end.exit_code = "finished", 0
-            return result
-        except GanError as err:
-            end.ended_by(err)
+            try:
+                result = run_loop(
+                    cfg, run_dir, overrides, hparam_choices, attempt.end, parallel_jobs, world,
+                    started=attempt.started, job=sweep_job(),
+                )  # fmt: skip
+                attempt.end.status, attempt.end.exit_code = "finished", 0
+                return result
+            except GanError as err:
+                attempt.end.ended_by(err)
+                raise
+            except OSError as err:  # disk full, a folder made read-only, an unreadable image: not a bug in gan
+                failure = attempt.io_failure(err)
+                raise failure from err
+        except KeyboardInterrupt:  # a second Ctrl-C stops at once, without saving (also one in the handlers above)
+            attempt.interrupted_at_once()
             raise
-        except OSError as err:  # disk full, a folder made read-only, an unreadable image: not a bug in gan
-            last = run_dir / "checkpoints" / LAST
-            after = (
-                f"{last} holds the last complete state; fix the cause, then continue with: {resume_command(run_dir)}"
-                if last.is_file()
-                else "No checkpoint had been written yet."
-            )
-            failure = io_failure(err, "Training", after)
-            end.ended_by(failure)
-            raise failure from err
         finally:
-            end.seconds = round(earlier + time.perf_counter() - t0, 2)
+            attempt.close()
+
+
+class _Attempt:
+    """One attempt at a run, as status.json records it.
+
+    A resume touches status.json only once accepted (set up, state loaded): one refused leaves the record of how
+    the run ended before; a new run records however it ends. Once started, status.json says `running` until the
+    attempt ends (a process killed by SIGKILL leaves it so, never the previous attempt's `finished`)."""
+
+    def __init__(self, cfg: DictConfig, run_dir: Path, world: World) -> None:
+        self.run_dir, self.world, self.t0 = run_dir, world, time.perf_counter()
+        self.earlier = float(read_status(run_dir).get("seconds", 0.0)) if cfg.resume else 0.0
+        self.end = RunEnd(steps=int(cfg.train.steps))
+        self.accepted = not cfg.resume
+        self.previous_sigint: Any = None
+
+    def started(self, step: int) -> None:
+        """Set-up done and the resume accepted. From here on a Ctrl-C outside the loop's own handler (while the run
+        winds down) raises KeyboardInterrupt, so the record says interrupted."""
+        self.accepted = True
+        if self.world.main:
+            running = RunEnd(self.end.steps, step=step, status="running", exit_code=0, seconds=self.earlier)
+            write_status(self.run_dir, running)
+        if not self.world.distributed and threading.current_thread() is threading.main_thread():
+            self.previous_sigint = signal.signal(signal.SIGINT, _raise_interrupt)
+
+    def io_failure(self, err: OSError) -> GanError:
+        last = self.run_dir / "checkpoints" / LAST
+        after = (
+            f"{last} holds the last complete state; fix the cause, then continue with: {resume_command(self.run_dir)}"
+            if last.is_file()
+            else "No checkpoint had been written yet."
+        )
+        failure = io_failure(err, "Training", after)
+        self.end.ended_by(failure)
+        return failure
+
+    def interrupted_at_once(self) -> None:
+        last = self.run_dir / "checkpoints" / LAST
+        self.end.status, self.end.exit_code = "interrupted", INTERRUPTED
+        self.end.reason = f"stopped at once by a second interrupt at step {self.end.step}, without saving: " + (
+            f"{last} holds the last saved state" if last.is_file() else "no checkpoint had been written yet"
+        )
+
+    def close(self) -> None:
+        with _signals_held(signal.SIGINT):  # a Ctrl-C now waits until status.json is written
+            self.end.seconds = round(self.earlier + time.perf_counter() - self.t0, 2)
             leave()
             try:
-                if world.main:
-                    write_status(run_dir, end)
+                if self.world.main and self.accepted:
+                    write_status(self.run_dir, self.end)
             except OSError as err:  # the disk that stopped the run may not take this file either
-                log.warning("could not write %s: %s", run_dir / "status.json", err)
+                log.warning("could not write %s: %s", self.run_dir / "status.json", err)
+            if self.previous_sigint is not None:
+                signal.signal(signal.SIGINT, self.previous_sigint)
+
+
+def _raise_interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def _signals_held(*signals: int) -> Iterator[None]:
+    """Delivered only when the block is done (in the main thread; elsewhere Python runs no handler anyway)."""
+    held = threading.current_thread() is threading.main_thread() and hasattr(signal, "pthread_sigmask")
+    if held:
+        signal.pthread_sigmask(signal.SIG_BLOCK, signals)
+    try:
+        yield
+    finally:
+        if held:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, signals)
+
+
+def sweep_job() -> Optional[int]:
+    """The job number of a multirun's job (what its console lines are prefixed with); None for a single run."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    if not HydraConfig.initialized():
+        return None
+    hc = HydraConfig.get()
+    return int(hc.job.num) if hc.mode == RunMode.MULTIRUN else None
 
 
 def _launch_workers(

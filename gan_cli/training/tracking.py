@@ -14,6 +14,7 @@ from typing import Any, Optional
 
 import torch
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 from tensorboard.compat.proto.summary_pb2 import Summary, SummaryMetadata
@@ -30,7 +31,14 @@ SHOWN = ("loss/D", "loss/G", "D(x)", "D(G(z))")  # what the progress line shows
 
 
 class NonFiniteLoss(GanError):
-    """A logged scalar went NaN or inf; the message names it and the first step."""
+    """A logged scalar went NaN or inf; the message names it and the first step. `step`: the step it went non-finite
+    at (found at the next log, which may be many steps later); `last_logged`: the last step logged before it."""
+
+    def __init__(
+        self, message: str, exit_code: int = DIVERGED, step: Optional[int] = None, last_logged: Optional[int] = None
+    ) -> None:
+        super().__init__(message, exit_code)
+        self.step, self.last_logged = step, last_logged
 
 
 SKIPPED = "amp/skipped"  # 1 for a step whose fp16 gradients overflowed, so the loss scaler skipped its update
@@ -115,8 +123,15 @@ class Tracker:
     """`writes=False` (ranks other than 0 of a distributed run): the scalars are reduced with the other ranks, and
     nothing is written or shown."""
 
-    def __init__(self, run_dir: Path, total_steps: int, start_step: int, writes: bool = True) -> None:
+    def __init__(
+        self, run_dir: Path, total_steps: int, start_step: int, writes: bool = True, job: Optional[int] = None
+    ) -> None:
+        """`job`: a sweep's job number; each console progress line then starts with `[job N] `, since jobs that
+        run side by side (joblib) share the console."""
         self.run_dir, self.writes = run_dir, writes
+        self.prefix = f"[job {job}] " if job is not None else ""
+        # the last step whose scalars were logged (all finite); a resumed run's previous attempt logged its start step
+        self.last_logged: Optional[int] = start_step if start_step > 0 else None
         self.writer = SummaryWriter(log_dir=str(run_dir)) if writes else None
         self.console = Console()
         self.interactive = self.console.is_terminal and writes
@@ -127,7 +142,7 @@ class Tracker:
         self.progress: Optional[Progress] = None
         if self.interactive:
             self.progress = Progress(
-                TextColumn("[bold]train"),
+                TextColumn(f"{escape(self.prefix)}[bold]train"),
                 BarColumn(),
                 MofNCompleteColumn(),
                 TimeElapsedColumn(),
@@ -150,21 +165,36 @@ class Tracker:
         means, bad = self.acc.read()
         if bad:
             key = min(bad, key=bad.get)
-            raise NonFiniteLoss(f"{key} became non-finite (nan or inf) at step {bad[key]}", exit_code=DIVERGED)
+            before = (
+                f"the last step logged before it was {self.last_logged}"
+                if self.last_logged is not None
+                else "no step had been logged before it"
+            )
+            raise NonFiniteLoss(
+                f"{key} became non-finite (nan or inf) at step {bad[key]} (first seen at the log of step {step}; "
+                f"{before})",
+                exit_code=DIVERGED,
+                step=bad[key],
+                last_logged=self.last_logged,
+            )
         means.update(extra or {})
         self.latest.update(means)
+        self.last_logged = step
         if self.writer is None:
             return means
         for k, v in means.items():
             self.writer.add_scalar(k, v, step)
         line = "  ".join(f"{k} {means[k]:.3f}" for k in SHOWN if k in means)
         rate = (step - self.start_step) / max(time.perf_counter() - self.t0, 1e-9)
-        log.info("step %d/%d  %s  (%.1f steps/s)", step, self.total_steps, line, rate)
+        log.info("step %d/%d  %s  (%.1f steps/s)", step, self.total_steps, line, rate)  # train.log: one job's own
         if self.progress is not None:
             self.progress.update(self.task, completed=step, stats=line)
         else:
             self.console.print(
-                f"step {step}/{self.total_steps}  {line}  ({rate:.1f} steps/s)", highlight=False, soft_wrap=True
+                f"{self.prefix}step {step}/{self.total_steps}  {line}  ({rate:.1f} steps/s)",
+                highlight=False,
+                markup=False,  # "[job 3]" is text, not a style
+                soft_wrap=True,
             )
         return means
 
