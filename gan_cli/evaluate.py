@@ -26,11 +26,11 @@ from gan_cli.checkpoint import LAST, resolve_checkpoint, run_dir_of, usable_path
 from gan_cli.config import config_dir, option_config
 from gan_cli.data import load_dataset
 from gan_cli.errors import GanError, shown
+from gan_cli.files import json_text, write_atomic
 from gan_cli.losses import build_objective
 from gan_cli.metrics import Scorer
 from gan_cli.metrics.scorer import generated_labels
 from gan_cli.models import build_models, num_classes
-from gan_cli.rundir import json_text, write_atomic
 from gan_cli.runtime import generate, load_generator, load_state, pick_device
 
 

@@ -19,11 +19,9 @@ from __future__ import annotations
 
 import errno
 import json
-import math
 import os
 import shlex
 import stat
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -32,6 +30,7 @@ from typing import Any, Optional
 import yaml
 
 from gan_cli.errors import DIVERGED, INTERRUPTED, GanError
+from gan_cli.files import write_atomic
 
 try:  # POSIX; elsewhere training runs without the lock
     import fcntl
@@ -291,51 +290,6 @@ def read_status(run_dir: Path) -> dict[str, Any]:
 def write_status(run_dir: Path, end: RunEnd) -> None:
     """Atomically (a reader never sees half a file); `exit_code` 0 for a finished run."""
     write_atomic(Path(run_dir) / STATUS_FILE, json.dumps(asdict(end), indent=2) + "\n")
-
-
-def write_atomic(path: Path, text: str) -> None:
-    """`text` into a new temp file beside `path` (mkstemp: a fresh file, never a planted one), fsynced, then renamed
-    over `path`: a full disk leaves the old file whole, and a symlink at `path` is replaced, never followed."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        os.fchmod(fd, 0o644)
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _plain_numbers(value: Any) -> Any:
-    """`value` with every NaN as None and every infinity as the string "inf" / "-inf": what strict JSON can hold."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None if math.isnan(value) else ("inf" if value > 0 else "-inf")
-    if isinstance(value, dict):
-        return {k: _plain_numbers(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain_numbers(v) for v in value]
-    return value
-
-
-def json_text(value: Any, indent: Optional[int] = None) -> str:
-    """Strict JSON (no bare NaN or Infinity, which other readers refuse): NaN is written null, infinity "inf"."""
-    return json.dumps(_plain_numbers(value), indent=indent, allow_nan=False)
-
-
-def append_atomic(path: Path, text: str) -> None:
-    """`path`'s content with `text` added, written by `write_atomic`: a symlink at `path` is neither read nor followed
-    (the file starts anew), and a full disk never leaves half a line."""
-    path = Path(path)
-    earlier = ""
-    if path.is_file() and not path.is_symlink():
-        earlier = path.read_text(encoding="utf-8", errors="replace")
-        if earlier and not earlier.endswith("\n"):
-            earlier += "\n"
-    write_atomic(path, earlier + text)
 
 
 # what gan and Hydra write into a run directory: a folder holding any of these is an earlier run's

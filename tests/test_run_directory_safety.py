@@ -138,14 +138,14 @@ def test_eval_writes_strict_json_with_absolute_paths_and_replaces_a_symlink_inst
 
 
 def test_json_text_writes_nan_as_null_and_infinity_as_a_string() -> None:
-    from gan_cli.rundir import json_text
+    from gan_cli.files import json_text
 
     text = json_text({"fid": math.nan, "kid": [math.inf, -math.inf, 1.5]})
     assert json.loads(text, parse_constant=lambda c: pytest.fail(c)) == {"fid": None, "kid": ["inf", "-inf", 1.5]}
 
 
 def test_a_full_disk_leaves_the_old_file_whole(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from gan_cli import rundir
+    from gan_cli import files
 
     path = tmp_path / "metrics.json"
     path.write_text('{"all_scores": {"a": 1}}\n')
@@ -153,9 +153,9 @@ def test_a_full_disk_leaves_the_old_file_whole(tmp_path: Path, monkeypatch: pyte
     def full(fd: int) -> None:
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(rundir.os, "fsync", full)
+    monkeypatch.setattr(files.os, "fsync", full)
     with pytest.raises(OSError):
-        rundir.write_atomic(path, '{"all_scores": {"a": 1, "b": 2}}\n')
+        files.write_atomic(path, '{"all_scores": {"a": 1, "b": 2}}\n')
     assert path.read_text() == '{"all_scores": {"a": 1}}\n'
     assert [p.name for p in tmp_path.iterdir()] == ["metrics.json"], "the temp file is removed"
 
@@ -164,7 +164,7 @@ def test_a_full_disk_leaves_the_old_file_whole(tmp_path: Path, monkeypatch: pyte
 # 17: symlinks inside a run directory
 # ---------------------------------------------------------------------------------------------
 def test_appending_to_metrics_jsonl_replaces_a_symlink_instead_of_following_it(tmp_path: Path) -> None:
-    from gan_cli.rundir import append_atomic
+    from gan_cli.files import append_atomic
 
     target = tmp_path / "someone_elses.txt"
     target.write_text("theirs\n")

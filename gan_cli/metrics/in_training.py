@@ -16,8 +16,8 @@ import torch
 from torch import nn
 
 from gan_cli.errors import GanError
+from gan_cli.files import append_atomic, json_text
 from gan_cli.metrics.scorer import Scorer, generated_labels, is_better
-from gan_cli.rundir import append_atomic, json_text
 from gan_cli.runtime import generate
 
 
