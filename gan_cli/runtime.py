@@ -49,7 +49,11 @@ def load_generator(
 
 def check_finite_weights(G: nn.Module, which: str, path: Path, step: int) -> None:
     """Refuse a generator whose weights (or BatchNorm statistics) hold NaN or inf: every sample would be NaN."""
-    bad = [name for name, t in G.state_dict().items() if t.is_floating_point() and not bool(torch.isfinite(t).all())]
+    bad = [
+        name
+        for name, t in G.state_dict().items()
+        if isinstance(t, torch.Tensor) and t.is_floating_point() and not bool(torch.isfinite(t).all())
+    ]
     if bad:
         listed = ", ".join(bad[:3]) + (f" and {len(bad) - 3} more" if len(bad) > 3 else "")
         raise GanError(
