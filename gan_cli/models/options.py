@@ -3,8 +3,10 @@ the way out."""
 
 from __future__ import annotations
 
-from gan_cli.components import Component, Registry
-from gan_cli.config import DNorm, GNorm, base_values, values_of
+from typing import Any, Mapping
+
+from gan_cli.components import Component
+from gan_cli.config import DNorm, GNorm, values_of
 from gan_cli.data.spec import DataSpec
 from gan_cli.errors import GanError, one_of
 from gan_cli.models.dcgan import resolutions
@@ -21,15 +23,43 @@ _GROWTH_KEYS = ("fade_steps", "stable_steps")
 CONV_MODELS = ("dcgan", "style")  # the models with feature maps (where self-attention can sit)
 
 
-def unused_keys(cfg, component: Component) -> list[str]:
-    """'model.key=value' for every key `component` does not read that `cfg` sets away from the group's base default."""
-    base = base_values("model")
-    return [f"model.{k}={cfg[k]}" for k in base if k not in component.uses and k != "args" and cfg.get(k) != base[k]]
+def unused_keys(cfg, component: Component, defaults: Mapping[str, Any]) -> list[str]:
+    """'model.key=value' for every key `component` does not read that `cfg` sets away from its default."""
+    return [
+        f"model.{k}={cfg[k]}" for k in defaults if k not in component.uses and k != "args" and cfg.get(k) != defaults[k]
+    ]
 
 
-def check_model_options(cfg, spec: DataSpec, models: Registry) -> None:
-    """Every `model.*` option of a built-in architecture, before it is built (`models`: the registry, for which keys
-    each architecture reads)."""
+def check_defaults_kept(cfg, component: Component, defaults: Mapping[str, Any]) -> None:
+    """The keys an architecture does not read stay at their defaults (`defaults`: the group's base values, which the
+    caller reads from the config; models/ reads no YAML): a user's `_target_` model reads none of the built-ins'
+    keys, model=lapgan and model=progan read few, and only model=progan grows."""
+    stray = unused_keys(cfg, component, defaults)
+    if component.target is not None and stray:
+        raise GanError(
+            f"{', '.join(stray)} set{'s' if len(stray) == 1 else ''} an option of gan's built-in architectures, but model={cfg.name} is your "
+            f"{component.target}, which reads only {', '.join('model.' + k for k in component.uses if k != 'name')}. Pass your model's options as model.args."
+        )
+    reads = ", ".join("model." + k for k in component.uses if k != "name")
+    if cfg.name == "lapgan" and stray:
+        raise GanError(
+            f"{', '.join(stray)}: model=lapgan's levels are the paper's small MLP and conv nets, which read only "
+            f"{reads}. Use model=dcgan or model=style for those options."
+        )
+    if cfg.name == "progan" and stray:
+        raise GanError(
+            f"{', '.join(stray)}: model=progan is the paper's network (equalized learning rate, pixel norm, minibatch std-dev, "
+            f"no BatchNorm), which reads only {reads}. Use model=dcgan or model=style for those options."
+        )
+    grown = [f"model.{k}={cfg[k]}" for k in _GROWTH_KEYS if k in defaults and cfg[k] != defaults[k]]
+    if grown and cfg.name != "progan" and component.target is None:
+        raise GanError(
+            f"{', '.join(grown)} sets how model=progan grows; model={cfg.name} does not grow. Use model=progan, or leave the key at its default."
+        )
+
+
+def check_model_options(cfg, spec: DataSpec) -> None:
+    """Every `model.*` option of a built-in architecture, before it is built."""
     if cfg.d_norm not in D_NORMS:
         raise one_of("model.d_norm", cfg.d_norm, D_NORMS)
     for key in ("z_dim", "g_width", "d_width"):
@@ -40,15 +70,9 @@ def check_model_options(cfg, spec: DataSpec, models: Registry) -> None:
     _check_choices(cfg)
     _check_combinations(cfg)
     if cfg.name == "lapgan":
-        _check_lapgan(cfg, models.get("lapgan"))
+        _check_lapgan(cfg)
     if cfg.name == "progan":
-        _check_progan(cfg, models.get("progan"))
-    else:
-        grown = [f"model.{k}={cfg[k]}" for k in _GROWTH_KEYS if cfg[k] != base_values("model")[k]]
-        if grown:
-            raise GanError(
-                f"{', '.join(grown)} sets how model=progan grows; model={cfg.name} does not grow. Use model=progan, or leave the key at its default."
-            )
+        _check_progan(cfg)
     if cfg.name == "shift":
         _check_shift(cfg)
         return
@@ -143,13 +167,7 @@ def _check_fits_data(cfg, spec: DataSpec) -> None:
             )
 
 
-def _check_lapgan(cfg, lapgan: Component) -> None:
-    stray = unused_keys(cfg, lapgan)
-    if stray:
-        raise GanError(
-            f"{', '.join(stray)}: model=lapgan's levels are the paper's small MLP and conv nets, which read only "
-            f"{', '.join('model.' + k for k in lapgan.uses if k != 'name')}. Use model=dcgan or model=style for those options."
-        )
+def _check_lapgan(cfg) -> None:
     if cfg.cond not in ("none", "concat"):
         raise GanError(
             f"model.cond={cfg.cond}: model=lapgan conditions every level on the class by concatenation (model.cond=concat, or auto), or not at all (none)."
@@ -160,13 +178,7 @@ def _check_lapgan(cfg, lapgan: Component) -> None:
         )
 
 
-def _check_progan(cfg, label: Component) -> None:
-    stray = unused_keys(cfg, label)
-    if stray:
-        raise GanError(
-            f"{', '.join(stray)}: model=progan is the paper's network (equalized learning rate, pixel norm, minibatch std-dev, "
-            f"no BatchNorm), which reads only {', '.join('model.' + k for k in label.uses if k != 'name')}. Use model=dcgan or model=style for those options."
-        )
+def _check_progan(cfg) -> None:
     if cfg.cond not in ("none", "projection"):
         raise GanError(
             f"model.cond={cfg.cond}: model=progan takes the class through a projection D and a class embedding appended to z "

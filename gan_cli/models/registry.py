@@ -8,7 +8,7 @@ same checks; what gan adds around any architecture (EMA, PacGAN's packing) appli
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Any, Callable, Mapping, Optional
 
 import torch
 from omegaconf import OmegaConf
@@ -26,7 +26,7 @@ from gan_cli.models.layers import (
     apply_spectral_norm,
 )
 from gan_cli.models.mlp import MLPGenerator, mlp_discriminator
-from gan_cli.models.options import check_model_options, unused_keys
+from gan_cli.models.options import check_defaults_kept, check_model_options
 from gan_cli.models.packing import PackedDiscriminator, check_pack, packed_spec
 from gan_cli.models.progan import build_progan
 from gan_cli.models.shift import LogisticDiscriminator, ShiftGenerator
@@ -151,14 +151,17 @@ def resolve_cond(cond: str, spec: DataSpec, model: str = "dcgan") -> str:
     return "projection" if model == "progan" else "concat"
 
 
-def build_models(cfg, spec: DataSpec) -> tuple[nn.Module, nn.Module]:
-    """(G, D) for `cfg` (a ModelConfig) and the data described by `spec`."""
+def build_models(cfg, spec: DataSpec, defaults: Optional[Mapping[str, Any]] = None) -> tuple[nn.Module, nn.Module]:
+    """(G, D) for `cfg` (a ModelConfig) and the data described by `spec`. With `defaults` (the model group's base
+    values, given by whoever checks a run's options), keys the architecture does not read must keep them."""
     component = MODELS.of(cfg)
+    if defaults is not None:
+        check_defaults_kept(cfg, component, defaults)
     if component.target is not None:
         return _user_models(component, cfg, spec)
     if cfg.get("cond") == "auto":
         cfg = OmegaConf.merge(cfg, {"cond": resolve_cond(cfg.cond, spec, cfg.name)})
-    check_model_options(cfg, spec, MODELS)
+    check_model_options(cfg, spec)
     check_pack(cfg, spec)
     G, D = component.build(cfg, spec)
     if cfg.pack > 1:  # D of the same architecture, sized for m samples stacked along the channel (or feature) axis
@@ -174,13 +177,8 @@ def build_models(cfg, spec: DataSpec) -> tuple[nn.Module, nn.Module]:
 
 def _user_models(component: Component, cfg, spec: DataSpec) -> tuple[nn.Module, nn.Module]:
     """A `_target_` model: the keys of gan's own architectures must be left at their defaults (a user's network reads
-    its options from model.args), and the builder must return two modules; the contract probe comes after."""
-    stray = unused_keys(cfg, component)
-    if stray:
-        raise GanError(
-            f"{', '.join(stray)} set{'s' if len(stray) == 1 else ''} an option of gan's built-in architectures, but model={cfg.name} is your "
-            f"{component.target}, which reads only {', '.join('model.' + k for k in component.uses if k != 'name')}. Pass your model's options as model.args."
-        )
+    its options from model.args; build_models checked that when given the defaults), and the builder must return two
+    modules; the contract probe comes after."""
     check_pack(cfg, spec)
     G, D = _user_pair(component, cfg, spec)
     if cfg.pack > 1:  # the user's D, built for m samples stacked along the first axis

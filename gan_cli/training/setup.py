@@ -14,6 +14,7 @@ import torch
 from omegaconf import DictConfig
 from torch import nn
 
+from gan_cli.config import base_values
 from gan_cli.contracts import check_models
 from gan_cli.data import DataSpec, load_dataset
 from gan_cli.data.datasets import planned_spec
@@ -78,7 +79,7 @@ def build_parts(cfg: DictConfig, spec: DataSpec, device: torch.device, world_siz
     run call: an option is validated by the code that builds it. Only the models' initialisation draws from the
     global random stream (the contract probe has a stream of its own)."""
     loss, augment = _check_without_data(cfg, spec.is_image, world_size)
-    G, D = build_models(cfg.model, spec)
+    G, D = build_models(cfg.model, spec, base_values("model"))  # the keys it does not read keep their defaults
     G.to(device)
     D.to(device)
     check_models(G, D, spec, cfg.model.pack, model_label(cfg.model))
