@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import pickle
 import re
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +17,7 @@ import torch
 
 from gan_cli.config import upgrade_saved_config
 from gan_cli.errors import GanError, shown
+from gan_cli.files import replace_atomically
 
 FORMAT = "gan_cli/1"
 LAST = "last.pt"
@@ -27,16 +27,7 @@ REQUIRED_KEYS = ("step", "config", "data_spec", "models")  # what sample, eval a
 def save_checkpoint(payload: dict[str, Any], path: Path) -> None:
     """Write to a temp file beside `path`, fsync, then rename: a crash leaves the old file or the new one, never half."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save({"format": FORMAT, **payload}, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    replace_atomically(path, lambda f: torch.save({"format": FORMAT, **payload}, f), binary=True)
     dir_fd = os.open(path.parent, os.O_RDONLY)
     try:
         os.fsync(dir_fd)

@@ -60,15 +60,21 @@ def _case_values(o) -> list:
     return list(o.sweep_string_iterator())
 
 
-def sweep_cases(args: list[str]) -> list[list[str]]:
-    """One override list per value of each swept key (the others at their first value): composing each finds a
-    bad value anywhere in a sweep, in as many compositions as there are values, not as many as there are jobs."""
+def parse_overrides(args: list[str]) -> list:
+    """Hydra's reading of the overrides; one that does not parse is the user's input, said in one paragraph."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
     try:
-        parsed = OverridesParser.create().parse_overrides(args)
+        return OverridesParser.create().parse_overrides(args)
     except Exception as exc:
         raise GanError(explain_config_error(exc)) from exc
+
+
+def sweep_cases(args: list[str]) -> list[list[str]]:
+    """One override list per value of each swept key (the others at their first value): composing each finds a
+    bad value anywhere in a sweep, in as many compositions as there are values, not as many as there are jobs."""
+
+    parsed = parse_overrides(args)
     values = [_case_values(o) for o in parsed]
     first = [
         arg if vals == [None] else f"{o.input_line.split('=', 1)[0]}={vals[0]}"
@@ -86,12 +92,7 @@ def refuse_added_keys(command: str, args: list[str]) -> None:
     Every option gan has is already in its config, so `+` is only for selecting a config group (`+experiment=ring8`)."""
     import difflib
 
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-
-    try:
-        parsed = OverridesParser.create().parse_overrides(args)
-    except Exception as exc:
-        raise GanError(explain_config_error(exc)) from exc
+    parsed = parse_overrides(args)
     known = schema_keys(command)
     for o in parsed:
         key = o.key_or_group
@@ -155,12 +156,8 @@ def _off_hint(command: str, key: str) -> str:
 def refuse_deleted_keys(command: str, args: list[str]) -> None:
     """`~model.d_norm` would remove an option every run reads (the schema refuses it with "does not support deletion"):
     an option is switched off by a value, never removed."""
-    from hydra.core.override_parser.overrides_parser import OverridesParser
 
-    try:
-        parsed = OverridesParser.create().parse_overrides(args)
-    except Exception as exc:
-        raise GanError(explain_config_error(exc)) from exc
+    parsed = parse_overrides(args)
     known = schema_keys(command)
     for o in parsed:
         key = o.key_or_group

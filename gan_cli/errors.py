@@ -37,6 +37,11 @@ def shown(path: object, limit: int = 120) -> str:
     return repr(text[: limit // 2] + " ... " + text[-limit // 3 :]) + f" ({len(text):,} characters)"
 
 
+def first_of(names: "list[str]", n: int) -> str:
+    """The first `n` names, comma-separated, and how many more there are: a list a message can hold."""
+    return ", ".join(names[:n]) + (f" and {len(names) - n} more" if len(names) > n else "")
+
+
 def one_of(kind: str, value: object, allowed: "list[str] | tuple[str, ...]") -> GanError:
     """The standard 'unknown X' error, listing the allowed choices."""
     return GanError(f"Unknown {kind} {value!r}. Allowed: {', '.join(sorted(allowed))}.")

@@ -8,24 +8,32 @@ import math
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Optional
+from typing import IO, Any, Callable, Optional
 
 
-def write_atomic(path: Path, text: str) -> None:
-    """`text` into a new temp file beside `path` (mkstemp: a fresh file, never a planted one), fsynced, then renamed
-    over `path`: a full disk leaves the old file whole, and a symlink at `path` is replaced, never followed."""
+def replace_atomically(path: Path, write: Callable[[IO[Any]], None], binary: bool = False,
+                       mode: Optional[int] = None) -> None:  # fmt: skip
+    """`write(f)` into a new temp file beside `path` (mkstemp: a fresh file, never a planted one), fsynced, then
+    renamed over `path`: a crash or a full disk leaves the old file whole, and a symlink at `path` is replaced, never
+    followed. `mode`: the new file's permissions (mkstemp's 0o600 when None)."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        os.fchmod(fd, 0o644)
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
+        if mode is not None:
+            os.fchmod(fd, mode)
+        with os.fdopen(fd, "wb" if binary else "w", **({} if binary else {"encoding": "utf-8"})) as f:
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """`text` into `path`, whole or not at all (`replace_atomically`), readable by all as a text record is."""
+    replace_atomically(path, lambda f: f.write(text), mode=0o644)
 
 
 def _plain_numbers(value: Any) -> Any:

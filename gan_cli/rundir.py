@@ -29,7 +29,7 @@ from typing import Any, Optional
 
 import yaml
 
-from gan_cli.errors import DIVERGED, INTERRUPTED, GanError
+from gan_cli.errors import DIVERGED, INTERRUPTED, GanError, first_of
 from gan_cli.files import write_atomic
 
 try:  # POSIX; elsewhere training runs without the lock
@@ -323,7 +323,7 @@ def refuse_used_run_dir(run_dir: Path) -> None:
     and logs replaced, its other checkpoints kept, two runs mixed in one folder."""
     found = run_outputs(run_dir)
     if found:
-        shown_names = ", ".join(found[:4]) + (f" and {len(found) - 4} more" if len(found) > 4 else "")
+        shown_names = first_of(found, 4)
         raise GanError(
             f"hydra.run.dir={str(run_dir)!r} already holds a run ({shown_names}); a new run there would write over it. "
             f"To continue that run: {resume_command(Path(run_dir))}. To start a new one, name a new folder "
@@ -342,7 +342,7 @@ def refuse_linked_outputs(run_dir: Path) -> None:
         str(p.relative_to(run_dir)) for pattern in LINK_CHECKED for p in run_dir.glob(pattern) if p.is_symlink()
     )
     if linked:
-        shown_names = ", ".join(linked[:3]) + (f" and {len(linked) - 3} more" if len(linked) > 3 else "")
+        shown_names = first_of(linked, 3)
         raise GanError(
             f"{str(run_dir)!r} holds symbolic links where training writes its images ({shown_names}): resuming would write "
             f"through them into the files they point to. Nothing was written. Remove the links (gan never makes them), "
@@ -359,7 +359,7 @@ def refuse_used_sweep_dir(sweep_dir: Path) -> None:
     except OSError:
         entries = []
     if entries or (sweep_dir.exists() and not sweep_dir.is_dir()):
-        what = ", ".join(entries[:4]) + (f" and {len(entries) - 4} more" if len(entries) > 4 else "")
+        what = first_of(entries, 4)
         raise GanError(
             f"hydra.sweep.dir={str(sweep_dir)!r} is not empty ({what or 'it is a file'}): a new sweep there would write its "
             f"jobs over those already there and report them mixed with its own. Name a new folder, e.g. "

@@ -20,7 +20,7 @@ from torch import nn
 from gan_cli.checkpoint import load_checkpoint
 from gan_cli.components import check_checkpoint_targets
 from gan_cli.data import DataSpec
-from gan_cli.errors import GanError, shown
+from gan_cli.errors import GanError, first_of, shown
 from gan_cli.models import build_models, sample_latent, truncate
 from gan_cli.rng import seeded_global_rng
 
@@ -55,7 +55,7 @@ def check_finite_weights(G: nn.Module, which: str, path: Path, step: int) -> Non
         if isinstance(t, torch.Tensor) and t.is_floating_point() and not bool(torch.isfinite(t).all())
     ]
     if bad:
-        listed = ", ".join(bad[:3]) + (f" and {len(bad) - 3} more" if len(bad) > 3 else "")
+        listed = first_of(bad, 3)
         raise GanError(
             f"The generator in {shown(path)} (models.{which}, step {step}) holds non-finite weights (nan or inf, in "
             f"{listed}), so every sample it draws would be NaN. The run diverged before this checkpoint was written; "

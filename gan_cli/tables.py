@@ -11,7 +11,8 @@ from rich.console import Console
 from rich.table import Table
 
 
-def _read_yaml(path: Path) -> Any:
+def read_yaml(path: Path) -> Any:
+    """A run's YAML record, or None when it is missing or unreadable (a report lists what it can)."""
     try:
         return yaml.safe_load(path.read_text())
     except (OSError, yaml.YAMLError):
@@ -20,7 +21,7 @@ def _read_yaml(path: Path) -> Any:
 
 def read_overrides(run: Path) -> dict[str, str]:
     """key -> value of the run's command-line overrides (hydra.* left out: where it ran, not what it ran)."""
-    items = _read_yaml(run / ".hydra" / "overrides.yaml") or []
+    items = read_yaml(run / ".hydra" / "overrides.yaml") or []
     pairs = (str(o).split("=", 1) for o in items if "=" in str(o))
     return {k.lstrip("+~"): v for k, v in pairs if not k.lstrip("+~").startswith("hydra.")}
 

@@ -10,12 +10,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
-import yaml
-
 from gan_cli.errors import GanError, shown
 from gan_cli.metrics.scorer import HIGHER, NEAR_ONE, direction_of
 from gan_cli.rundir import is_locked, read_status
-from gan_cli.tables import read_overrides, split_overrides
+from gan_cli.tables import read_overrides, read_yaml, split_overrides
 
 STATUSES = ("finished", "interrupted", "diverged", "failed", "running")
 LOSS_TAGS = ("loss/D", "loss/G", "D(x)", "D(G(z))")
@@ -105,13 +103,6 @@ def _natural(path: Path) -> list[Any]:
     return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", str(path))]
 
 
-def _read_yaml(path: Path) -> Any:
-    try:
-        return yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError):
-        return None
-
-
 def error_line(run: Path) -> str:
     """The last ERROR line of train.log, without its time stamp: why the run stopped."""
     try:
@@ -145,7 +136,7 @@ def never_started(run: Path) -> bool:
 
 def read_run(run: Path, label: str) -> RunRow:
     """Status, steps, time, final scalars and scores of one run directory."""
-    config = _read_yaml(run / ".hydra" / "config.yaml") or {}
+    config = read_yaml(run / ".hydra" / "config.yaml") or {}
     status = read_status(run)
     row = RunRow(
         run, label, read_overrides(run), status=str(status.get("status", "")), reason=str(status.get("reason", ""))
