@@ -8,8 +8,9 @@ overrides, torchrun's ranks in rank 0's directory, the pre-check that composes t
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Sequence
 
 import yaml
 from omegaconf import DictConfig, OmegaConf
@@ -18,35 +19,97 @@ from gan_cli.composition import (
     CONF,
     compose_config,
     override_key,
+    primary_config,
     refuse_added_keys,
     refuse_deleted_keys,
+    runs,
     schema_keys,
+    split_arguments,
     sweep_cases,
+    sweep_jobs,
 )
 from gan_cli.config import GROUPS
 from gan_cli.errors import GanError
 from gan_cli.rundir import saved_searchpath
-from gan_cli.saved_overrides import check_hydra_unchanged, check_saved_overrides, check_saved_searchpath
+from gan_cli.saved_overrides import (
+    check_hydra_unchanged,
+    check_saved_config_name,
+    check_saved_overrides,
+    check_saved_searchpath,
+    saved_config_name,
+)
 
 
 def prepare(command: str, args: list[str]) -> Optional[list[str]]:
-    """The arguments to hand Hydra for `gan <command> args`, every check done; None when `--help` was answered here."""
+    """The arguments to hand Hydra for `gan <command> args`, every check done; None when `--help` was answered here.
+
+    Hydra's flags may stand anywhere (read by Hydra's own parser) and come back first, as single tokens, so that
+    what gan adds to the overrides never lands after a flag's value."""
+    if command == "train":
+        args = config_dir_arguments(args)
+    flags, overrides = split_arguments(command, args)
+    args = [*flags, *overrides]
+    if "--shell-completion" in flags or "--hydra-help" in flags:
+        return args
+    # with --cfg and --help too: Hydra would print OmegaConf's words instead. resume= is left to the resume pipeline,
+    # which takes a pasted path with spaces as it is (resume_target) before Hydra's grammar reads it
+    plain = [o for o in overrides if not o.startswith("resume=")]
+    refuse_added_keys(command, plain)
+    refuse_deleted_keys(command, plain)
     if command != "train":
         precheck(command, args)
         return args
-    multirun = any(a in ("-m", "--multirun") for a in args)
-    args = config_dir_arguments(args)
-    if any(a in ("-h", "--help") for a in args):
+    if any(a.split("=", 1)[0] == "resume" and resume_target(a) in ("", "''", '""') for a in overrides):
+        raise GanError(
+            "resume= is empty (an unset shell variable, as in resume=$RUN?), and an empty resume would start a new run. "
+            "Name the run directory or checkpoint to continue (resume=outputs/DATE/TIME), or give resume=null for a new run."
+        )
+    multirun = "--multirun" in flags
+    if "--help" in flags:
         from gan_cli.help import train_help
 
-        print(train_help(compose_config(command, [a for a in args if not a.startswith("-")], with_hydra=True)))
+        print(train_help(compose_config(command, args, with_hydra=True)))
         return None
-    if not multirun and any(a.startswith("resume=") for a in args):
+    if not multirun and any(a.startswith("resume=") for a in overrides):
         args = resume_arguments(args)
     args = torchrun_arguments(args, multirun)
-    precheck(command, args)
+    warnings = precheck(command, args, typed=overrides)
     check_output_dir(args, multirun)
-    return search_arguments(args) if multirun else args
+    from gan_cli.parallel import process_rank
+
+    if process_rank() == 0:  # the ranks of a torchrun run all check; one says it
+        for text in warnings:
+            print(f"gan: warning: {text}", file=sys.stderr)
+    return flags_first(primary_dir(command, search_arguments(args) if multirun else args))
+
+
+def primary_dir(command: str, args: list[str]) -> list[str]:
+    """A primary config of the user's (`--config-name=NAME` from a --config-dir folder): Hydra looks for it only in its
+    own --config-dir, so that folder is handed to Hydra as the flag too (hydra.searchpath still records it)."""
+    name, folder = primary_config(command, args)
+    return args if name == command else [f"--config-dir={folder}", *args]
+
+
+def flags_first(args: list[str]) -> list[str]:
+    """Hydra's flags (single tokens after `split_arguments`), then the overrides: how Hydra's parser reads them all."""
+    return [*(a for a in args if a.startswith("-")), *(a for a in args if not a.startswith("-"))]
+
+
+SHOWING = ("--cfg", "--info")
+
+
+def shown_jobs(args: list[str]) -> Optional[list[tuple[str, list[str]]]]:
+    """`gan train -m ... --cfg job` (or --info): Hydra refuses -m beside --cfg, and sweep values fail its composition;
+    gan shows each job's config instead, as Hydra shows one run's. (a label naming the job's swept values, the
+    arguments of one plain show) per job; None for any other command line."""
+    flags = [a for a in args if a.startswith("-")]
+    if "--multirun" not in flags or not any(f.split("=", 1)[0] in SHOWING for f in flags):
+        return None
+    overrides = [a for a in args if not a.startswith("-")]
+    flags = [f for f in flags if f != "--multirun"]
+    jobs = sweep_jobs(overrides)
+    label = lambda job: " ".join(j for j, a in zip(job, overrides) if j != a)  # noqa: E731
+    return [(label(job) if len(jobs) > 1 else "", [*flags, *job]) for job in jobs]
 
 
 def check_output_dir(args: list[str], multirun: bool) -> None:
@@ -56,17 +119,17 @@ def check_output_dir(args: list[str], multirun: bool) -> None:
     from gan_cli.parallel import launched_world
     from gan_cli.rundir import refuse_used_run_dir, refuse_used_sweep_dir
 
-    if any(a.startswith("-") and a not in ("-m", "--multirun") for a in args):
+    flags, plain = [a for a in args if a.startswith("-")], [a for a in args if not a.startswith("-")]
+    if not runs(flags):
         return
-    plain = [a for a in args if not a.startswith("-")]
     if multirun:
-        cfg = compose_config("train", sweep_cases(plain)[0], with_hydra=True)
+        cfg = compose_config("train", [*flags, *sweep_cases(plain)[0]], with_hydra=True)
         refuse_used_sweep_dir(Path(str(cfg.hydra.sweep.dir)))
         return
     world = launched_world()
     if not any(a.startswith("hydra.run.dir=") for a in plain) or (world is not None and world.distributed):
         return  # the default directory is named by time and process id: new
-    cfg = compose_config("train", plain, with_hydra=True)
+    cfg = compose_config("train", args, with_hydra=True)
     if not cfg.get("resume"):
         refuse_used_run_dir(Path(str(cfg.hydra.run.dir)))
 
@@ -89,7 +152,7 @@ def resume_target(arg: str) -> str:
     return value if isinstance(value, str) else raw
 
 
-CONFIG_DIR_FLAGS = ("--config-dir", "-cd")
+CONFIG_DIR_FLAGS = ("--config-dir", "-cd", "--config-path", "-cp")  # -cp too: gan's own conf/ stays on the path
 
 
 def config_dir_arguments(args: list[str]) -> list[str]:
@@ -108,7 +171,7 @@ def config_dir_arguments(args: list[str]) -> list[str]:
             dirs.append(args[i + 1])
             i += 2
             continue
-        if a.startswith("--config-dir="):
+        if a.startswith(("--config-dir=", "--config-path=")):
             dirs.append(a.split("=", 1)[1])
         else:
             out.append(a)
@@ -142,7 +205,7 @@ def torchrun_arguments(args: list[str], multirun: bool) -> list[str]:
             "torchrun starts one distributed run; a sweep (-m) runs its jobs through a Hydra launcher instead, e.g. "
             'gan train -m hydra/launcher=submitit_slurm hydra.launcher.tasks_per_node=8 ... (README "Many GPUs and clusters").'
         )
-    cfg = compose_config("train", [a for a in args if not a.startswith("-")], with_hydra=True)
+    cfg = compose_config("train", args, with_hydra=True)
     join(
         world,
         backend_for(str(cfg.dist.backend), shard_device(world, pick_device(str(cfg.device)))),
@@ -202,6 +265,10 @@ def resume_arguments(args: list[str]) -> list[str]:
     searchpath = check_saved_searchpath(saved_searchpath(run_dir), run_dir)
     if searchpath and "hydra.searchpath" not in new_keys:  # the run's --config-dir: where its own components are
         kept.append(f"hydra.searchpath=[{','.join(searchpath)}]")
+    name = saved_config_name(run_dir)
+    if name is not None and name != "train" and not any(a.startswith("--config-name=") for a in args):
+        # the run's own primary config (-cn), found on its saved search path
+        kept.insert(0, f"--config-name={check_saved_config_name(name, run_dir)}")
     _check_saved_targets(kept, args, "hydra.searchpath" in new_keys, run_dir)
     return [*kept, *args, override("hydra.run.dir", str(run_dir)), "hydra.output_subdir=null"]
 
@@ -218,14 +285,14 @@ def _check_saved_targets(kept: list[str], args: list[str], own_config_dir: bool,
     a saved `<group>.args.*` value is data and needs neither."""
     from gan_cli.components import check_checkpoint_targets
 
-    own_args = [a for a in args if not a.startswith("-")]
+    own_args = [a for a in args if not a.startswith("-") or a.startswith("--config-")]
     own = compose_config("train", own_args, with_hydra=True)
     resumed = compose_config("train", [*kept, *own_args], with_hydra=True)
     check_hydra_unchanged(
         OmegaConf.to_container(own.hydra, resolve=False), OmegaConf.to_container(resumed.hydra, resolve=False), run_dir
     )  # type: ignore[arg-type]
     # a component's keywords (model.args.*) are data; only a _target_ (as a key, or inside a dict value) names code
-    injected = [o for o in kept if "_target_" in o]
+    injected = [o for o in kept if "_target_" in o and not o.startswith("-")]
     if own_config_dir and not injected:
         return
     cfg = OmegaConf.to_container(resumed, resolve=False)
@@ -249,24 +316,37 @@ def check_resume(cfg: DictConfig) -> None:
         raise in_use(run_dir_of(path), holder)
 
 
-def precheck(command: str, args: list[str]) -> None:
-    """Compose a single run's config before Hydra starts it, so a bad override gets a clear message and exit 2."""
+def precheck(command: str, args: list[str], typed: Sequence[str] = (), sweep: bool = False) -> list[str]:
+    """Compose a single run's config before Hydra starts it, so a bad override gets a clear message and exit 2.
 
-    if any(a in ("-m", "--multirun") for a in args) and command == "train":
+    `typed`: the overrides the user gave (not those a resume reads from its run). One that the run does not read is
+    refused, or, in a sweep (where it may matter to other jobs) and for eval.* (which `gan eval` may read later),
+    returned as a warning; each warning once."""
+    flags = [a for a in args if a.startswith("-")]
+    if flags and (command != "train" or not runs(flags)):
+        return []  # --cfg, --info ... (and a sample or eval sweep): left to Hydra
+    if "--multirun" in flags or "-m" in flags:
+        said: dict[str, None] = {}
+        named = [f for f in flags if f.startswith("--config-")]
         for one in sweep_cases([a for a in args if not a.startswith("-")]):
-            precheck(command, one)
-        return
-    if any(a.startswith("-") for a in args):  # --help, --cfg, -cd ...: leave those to Hydra
-        return
-    refuse_added_keys(command, args)
-    refuse_deleted_keys(command, args)
+            said.update(dict.fromkeys(precheck(command, [*named, *one], typed, sweep=True)))
+        return list(said)
     cfg = compose_config(command, args)
-    if command == "train":
-        from gan_cli.training.setup import check_options
+    if command != "train":
+        return []
+    from gan_cli.training.setup import check_options, ignored_options
 
-        check_options(cfg)  # before Hydra makes a run directory for a run that cannot start
-        if cfg.get("resume"):
-            check_resume(cfg)
+    check_options(cfg)  # before Hydra makes a run directory for a run that cannot start
+    ignored = ignored_options(cfg, [override_key(a) for a in typed if "=" in a])
+    refused = [i.text for i in ignored if i.refuse and not sweep]
+    if refused:
+        raise GanError(
+            f"{' '.join(refused)} Leave {'it' if len(refused) == 1 else 'them'} out, or choose options that read "
+            f"{'it' if len(refused) == 1 else 'them'}: gan train --help shows the keys each option reads."
+        )
+    if cfg.get("resume"):
+        check_resume(cfg)
+    return [i.text for i in ignored if not i.refuse or sweep]
 
 
 SEARCH_DIRECTIONS = {"min": "minimize", "max": "maximize"}
@@ -275,16 +355,13 @@ SEARCH_DIRECTIONS = {"min": "minimize", "max": "maximize"}
 def search_arguments(args: list[str]) -> list[str]:
     """`hydra/sweeper=optuna`: the search optimises what `gan train` returns, the last value of eval.best, so it
     needs scores during training and a named score; its direction (minimize/maximize) comes from the metric."""
-    from hydra import compose, initialize_config_dir
-
     from gan_cli.metrics.scorer import NEAR_ONE, direction_of
 
     sweeper = next((a.split("=", 1)[1] for a in args if a.split("=", 1)[0].lstrip("+") == "hydra/sweeper"), None)
     if sweeper != "optuna":
         return args
     first = sweep_cases([a for a in args if not a.startswith("-")])[0]
-    with initialize_config_dir(config_dir=CONF, version_base="1.3", job_name="gan_train"):
-        cfg = compose(config_name="train", overrides=[a for a in first if not a.startswith("hydra")])
+    cfg = compose_config("train", [*(a for a in args if a.startswith("--config-")), *first])
     example = "e.g. eval.every=500 eval.best=fid5k_lenet (images) or eval.every=1000 eval.best=hq2.5k (ring8, grid25)"
     wrong = [
         *([f"set eval.every > 0 (now {cfg.eval.every})"] if cfg.eval.every <= 0 else []),

@@ -70,22 +70,58 @@ def run_dir_of(ckpt: Path) -> Path:
     return ckpt.parent.parent if ckpt.parent.name == "checkpoints" else ckpt.parent
 
 
+SAFE_MODULES = ("torch", "collections", "_codecs", "numpy")  # what a checkpoint's pickle may name (tensors, dicts)
+
+
+def foreign_global(path: Path) -> str | None:
+    """The first function or class outside torch and the standard containers that the pickle in `path` (a raw pickle
+    or torch's zip with its data.pkl) names, read opcode by opcode without running any; None when it names none or
+    cannot be parsed."""
+    import pickletools
+    import zipfile
+
+    try:
+        if zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as archive:
+                name = next((n for n in archive.namelist() if n.endswith("data.pkl")), None)
+                data = archive.read(name) if name else b""
+        else:
+            data = path.read_bytes()
+        strings: list[str] = []
+        for opcode, arg, _ in pickletools.genops(data):
+            if opcode.name == "GLOBAL":
+                module, _, name = str(arg).partition(" ")
+            elif opcode.name == "STACK_GLOBAL" and len(strings) >= 2:
+                module, name = strings[-2], strings[-1]
+            else:
+                if isinstance(arg, str):
+                    strings.append(arg)
+                continue
+            if module.split(".")[0] not in SAFE_MODULES:
+                return f"{module}.{name}"
+    except Exception:  # not a pickle we can read opcode by opcode: say nothing about code
+        return None
+    return None
+
+
 def load_checkpoint(target: str | os.PathLike, map_location: str | torch.device = "cpu") -> tuple[dict[str, Any], Path]:
     """(checkpoint dict, its path). Only plain data is unpickled; anything else is refused with a clear message."""
     path = resolve_checkpoint(target)
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
-        found = re.search(
-            r"Unsupported global: GLOBAL [\w.]+", str(exc)
-        )  # the pickle names a function or class to import
-        if found is None:  # garbage that happens to fail in the unpickler: not a checkpoint at all
+        # the pickle names a function or class to import and call: torch words it "Unsupported global: GLOBAL x.y"
+        # or "unsupported GLOBAL x.y whose module x is blocked" (os.system and friends)
+        found = re.search(r"GLOBAL ([\w.]+)", str(exc))
+        code = found.group(1) if found else foreign_global(path)  # torch may stop at an opcode before the global
+        if code is None:  # garbage that happens to fail in the unpickler: not a checkpoint at all
             raise GanError(
                 f"Checkpoint {str(path)!r} is corrupted or not a PyTorch file (its bytes do not unpickle)."
             ) from exc
         raise GanError(
-            f"Checkpoint {str(path)!r} holds objects other than tensors and plain data ({found.group(0)}), so it was not loaded: "
-            f"gan only reads checkpoints with torch.load(weights_only=True), which cannot run code. Use a checkpoint written by `gan train`."
+            f"Checkpoint {str(path)!r} holds code: its pickle names {code}, which loading would import and call, "
+            f"so it was refused and none of it ran (gan only reads checkpoints with torch.load(weights_only=True): "
+            f"tensors and plain data). Use a checkpoint written by `gan train`, and do not load this file elsewhere."
         ) from exc
     except Exception as exc:  # torch's reader fails on arbitrary bytes in many ways (zip, EOF, index, value errors)
         detail = (str(exc).splitlines() or [""])[0][:200]

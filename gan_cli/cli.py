@@ -15,9 +15,9 @@ from typing import Callable
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
-from gan_cli.arguments import prepare
+from gan_cli.arguments import prepare, shown_jobs
 from gan_cli.composition import CONF
 from gan_cli.errors import INTERRUPTED, GanError, interrupted_message
 from gan_cli.logs import FILE_ONLY
@@ -84,12 +84,35 @@ def _run_guarded(fn: Callable[[], object], log_file: bool = False, lower: str = 
         sys.exit(err.exit_code)
 
 
+# the options that name a file or folder the user typed, per command: read from where gan was started
+USER_PATHS = {
+    "train": ("dataset.path", "dataset.root", "eval.inception_weights", "resume"),
+    "sample": ("ckpt", "out"),
+    "eval": ("ckpt", "inception_weights"),
+}
+
+
+def from_launch_dir(cfg: DictConfig, command: str) -> None:
+    """With `hydra.job.chdir=true` Hydra runs the job inside its output directory; a relative path the user typed
+    (dataset.path=imgs) still means the folder gan was started from, as a `_target_`'s module does: made absolute
+    against it. Without chdir nothing changes (the run's config keeps the paths as typed)."""
+    hc = HydraConfig.get()
+    launch = str(hc.runtime.cwd)
+    if not hc.job.chdir or os.path.realpath(os.getcwd()) == os.path.realpath(launch):
+        return
+    for key in USER_PATHS[command]:
+        value = OmegaConf.select(cfg, key)
+        if isinstance(value, str) and value and not os.path.isabs(os.path.expanduser(value)):
+            OmegaConf.update(cfg, key, os.path.join(launch, value))
+
+
 @hydra.main(config_path=CONF, config_name="train", version_base="1.3")
 def train_app(cfg: DictConfig) -> object:
     from gan_cli.runtime import parallel_jobs
     from gan_cli.training.run import train
 
     hc = HydraConfig.get()
+    from_launch_dir(cfg, "train")
     run_dir = Path(hc.runtime.output_dir)
     lower = f"train.batch_size (now {cfg.train.batch_size}), the model widths (model.g_width, model.d_width) or dataset.image_size"
     parallel = parallel_jobs(hc.launcher.get("n_jobs")) if hc.mode == RunMode.MULTIRUN else 1  # joblib's n_jobs
@@ -104,6 +127,7 @@ def train_app(cfg: DictConfig) -> object:
 def sample_app(cfg: DictConfig) -> object:
     from gan_cli.sample import sample
 
+    from_launch_dir(cfg, "sample")
     return _run_guarded(lambda: sample(cfg), lower=f"n (now {cfg.n})")
 
 
@@ -111,6 +135,7 @@ def sample_app(cfg: DictConfig) -> object:
 def eval_app(cfg: DictConfig) -> object:
     from gan_cli.evaluate import evaluate
 
+    from_launch_dir(cfg, "eval")
     return _run_guarded(lambda: evaluate(cfg), lower=f"n (now {cfg.n})")
 
 
@@ -142,6 +167,14 @@ def main(argv: list[str] | None = None) -> None:
         if prepared is None:
             return
         rest = prepared
+        jobs = shown_jobs(rest)
+        if jobs is not None:  # `-m ... --cfg job`: each job's config, as Hydra shows one run's
+            for number, (label, job) in enumerate(jobs):
+                if label:
+                    print(f"# job {number}: {label}", flush=True)
+                sys.argv = [f"gan-{command}", *job]
+                COMMANDS[command]()
+            return
         sys.argv = [f"gan-{command}", *rest]
         COMMANDS[command]()
         if command == "train" and any(a in ("-m", "--multirun") for a in rest):

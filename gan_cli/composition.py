@@ -47,6 +47,65 @@ def explain_config_error(exc: Exception) -> str:
     return " ".join(parts).rstrip(",") + ("." if parts and parts[-1].endswith(",") else "")
 
 
+def hydra_parser(command: str):
+    """Hydra's own argument parser (the one `hydra.main` reads sys.argv with), named `gan <command>` in its messages."""
+    from hydra._internal.utils import get_args_parser
+
+    parser = get_args_parser()
+    parser.prog = f"gan {command}"
+    return parser
+
+
+def split_arguments(command: str, args: list[str]) -> tuple[list[str], list[str]]:
+    """(Hydra's flags, the overrides), read by Hydra's own parser wherever each stands (`model=x --cfg job y=1`: argparse
+    alone takes the overrides after a flag's value for unknown arguments). Each flag comes back as one token, `--name`
+    or `--name=value`, so `[*flags, *overrides]` is what Hydra reads the same way and a token starting with '-' is a
+    flag. A wrong flag ends here with argparse's usage message and exit 2, as it would in Hydra."""
+    parser = hydra_parser(command)
+    parsed = parser.parse_intermixed_args(args)
+    flags = []
+    for action in parser._actions:
+        value = getattr(parsed, action.dest, None)
+        if not action.option_strings or value is None or value == action.default:
+            continue
+        name = next((s for s in action.option_strings if s.startswith("--")), action.option_strings[0])
+        flags.append(name if value is True else f"{name}={value}")
+    return flags, list(parsed.overrides)
+
+
+def _flag_value(flags: list[str], name: str):
+    """The value of `--name=value` among normalized flags (True for a flag without a value), None when absent."""
+    for flag in flags:
+        if flag == name:
+            return True
+        if flag.startswith(f"{name}="):
+            return flag.split("=", 1)[1]
+    return None
+
+
+def sweep_jobs(overrides: list[str]) -> list[list[str]]:
+    """The jobs of a sweep as Hydra's basic sweeper makes them: one per combination of the swept values, the first
+    key varying slowest. A search interval (Optuna's) has no values to list before the search runs."""
+    import itertools
+
+    from hydra.core.override_parser.types import IntervalSweep
+
+    parsed = parse_overrides(overrides)
+    choices = []
+    for arg, o in zip(overrides, parsed):
+        if not o.is_sweep_override():
+            choices.append([arg])
+            continue
+        if isinstance(o.value(), IntervalSweep):
+            raise GanError(
+                f"{arg!r} is searched by the sweeper (hydra/sweeper=optuna), whose values are chosen while it runs: "
+                f"there is no job to show yet. Give {o.input_line.split('=', 1)[0]} one value to see a config with it."
+            )
+        key = o.input_line.split("=", 1)[0]
+        choices.append([f"{key}={v}" for v in o.sweep_string_iterator()])
+    return [list(job) for job in itertools.product(*choices)]
+
+
 def _case_values(o) -> list:
     """The values of one override to check: [None] when it sweeps nothing; both ends of a search interval
     (`interval(1e-5, 1e-3)`, which only a search sweeper such as Optuna samples from)."""
@@ -175,16 +234,55 @@ def refuse_deleted_keys(command: str, args: list[str]) -> None:
             )
 
 
+RUN_FLAGS = ("--multirun", "-m", "--config-name=", "--config-dir=")  # flags a run or sweep carries; others show
+
+
+def runs(flags: list[str]) -> bool:
+    """Whether Hydra's flags (single tokens, see split_arguments) leave a run to do (not --cfg, --info, --help ...)."""
+    return all(f.startswith(RUN_FLAGS[2:]) or f in RUN_FLAGS[:2] for f in flags)
+
+
+def searchpath_dirs(args: list[str]) -> list[Path]:
+    """The folders of the `hydra.searchpath=[file://...]` override among `args` (what --config-dir became)."""
+    found = next((a.split("=", 1)[1] for a in args if a.startswith("hydra.searchpath=")), "[]")
+    return [
+        Path(p.strip().removeprefix("file://")) for p in found.strip("[]").split(",") if p.strip().startswith("file://")
+    ]
+
+
+def primary_config(command: str, args: list[str]) -> tuple[str, Path]:
+    """(name, folder) of the primary config `args` compose: `--config-name=NAME` (gan's own `train` when absent) in
+    the user's --config-dir folders first, then in gan's conf/; a name found nowhere is one paragraph."""
+    name = next((a.split("=", 1)[1] for a in args if a.startswith("--config-name=")), command)
+    dirs = searchpath_dirs(args)
+    for folder in [*dirs, Path(CONF)] if name != command else [Path(CONF)]:
+        if (folder / f"{name}.yaml").is_file():
+            return name, folder
+    looked = ", ".join(repr(str(d)) for d in dirs) or "none given"
+    raise GanError(
+        f"--config-name {name}: no {name}.yaml in your --config-dir folders ({looked}) nor in gan's conf/. A primary config "
+        f"of your own sits at the top of a --config-dir folder and builds on gan's: its defaults list starts with "
+        f"`- train` and then `- _self_`, and its keys override train.yaml's."
+    )
+
+
 def compose_config(command: str, args: list[str], with_hydra: bool = False):
-    """The config Hydra will compose for `gan <command> args` (its `hydra` node too when asked); errors as GanError."""
+    """The config Hydra will compose for `gan <command> args` (its `hydra` node too when asked); errors as GanError.
+    Hydra's flags among `args` are left out, but for `--config-name=NAME`: a primary config of the user's, composed
+    from its folder with gan's conf/ on the search path after the user's folders."""
     from hydra import compose, initialize_config_dir
 
+    name, folder = primary_config(command, args)
+    args = [a for a in args if not a.startswith("-")]
+    if name != command:
+        paths = ",".join(f"file://{d}" for d in [*searchpath_dirs(args), Path(CONF)])
+        args = [*(a for a in args if not a.startswith("hydra.searchpath=")), f"hydra.searchpath=[{paths}]"]
     try:
-        with initialize_config_dir(config_dir=CONF, version_base="1.3", job_name=f"gan_{command}"):
+        with initialize_config_dir(config_dir=str(folder), version_base="1.3", job_name=f"gan_{command}"):
             overrides = [
                 a for a in args if with_hydra or not a.startswith("hydra.") or a.startswith("hydra.searchpath=")
             ]
-            return compose(config_name=command, overrides=overrides, return_hydra_config=with_hydra)
+            cfg = compose(config_name=name, overrides=overrides, return_hydra_config=with_hydra)
     except Exception as exc:  # any composition error is the user's input
         message = explain_config_error(exc)
         if "Could not find 'hydra/launcher/" in message or "Could not find 'hydra/sweeper/" in message:
@@ -193,3 +291,9 @@ def compose_config(command: str, args: list[str], with_hydra: bool = False):
                 "others install as their own package, e.g. hydra-submitit-launcher."
             )
         raise GanError(message) from exc
+    if name != command and command == "train" and "train" not in cfg:
+        raise GanError(
+            f"--config-name {name}: {folder / (name + '.yaml')} does not build on gan's {command}.yaml, so the run would miss "
+            f"every option of gan {command}. Start its defaults list with `- {command}` and then `- _self_`."
+        )
+    return cfg

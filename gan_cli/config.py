@@ -66,6 +66,7 @@ AmpMode = _choices("AmpMode", ("auto", "bf16", "fp16", "off"))
 AugmentPolicy = _choices("AugmentPolicy", ("color", "translation", "cutout"))
 DPass = _choices("DPass", ("separate", "joint"))
 Backbone = _choices("Backbone", ("lenet", "inception"))
+LabelSource = _choices("LabelSource", ("auto", "classes", "clusters", "none"))
 DistBackend = _choices("DistBackend", ("auto", "nccl", "gloo"))
 SampleMode = _choices("SampleMode", ("grid", "classes", "interp", "arithmetic", "codes", "mix", "pyramid"))
 
@@ -147,6 +148,8 @@ class DatasetConfig:
     n: int = MISSING
     std: Optional[float] = MISSING
     limit: Optional[int] = MISSING
+    labels: LabelSource = MISSING  # type: ignore[valid-type]
+    clusters: int = MISSING
 
 
 @dataclass

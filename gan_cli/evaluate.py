@@ -61,7 +61,7 @@ def evaluate_checkpoint(path: Path, cfg, device: torch.device) -> dict[str, Any]
         D = D.to(device).eval()
         d_prob = lambda x: torch.sigmoid(D(x))  # noqa: E731
     data = load_dataset(dataset_cfg, int(saved["seed"]))
-    classes = num_classes(G)
+    classes = num_classes(G) if spec.conditions_on_classes else 0  # k-means clusters are no classes to check
     scorer = Scorer(
         data,
         dataset_cfg,
@@ -86,7 +86,7 @@ def evaluate_checkpoint(path: Path, cfg, device: torch.device) -> dict[str, Any]
     if labels is not None:
         protocol["labels"] = f"sample i generated with class i % {classes}"
     out = run_dir_of(path) / "metrics.json"
-    earlier = read_metrics(out).get("all_scores", {})  # before any scoring
+    earlier = read_metrics(out)  # before any scoring
     result = {
         "checkpoint": os.path.abspath(path),  # metrics.json is read from anywhere: a relative path would mean nothing
         "step": int(ckpt["step"]),
@@ -94,14 +94,39 @@ def evaluate_checkpoint(path: Path, cfg, device: torch.device) -> dict[str, Any]
         "protocol": protocol,
         "seconds": round(time.perf_counter() - t0, 2),
     }
-    # every score ever computed for this run, by name (the name carries n, backbone and truncation), each with
-    # the checkpoint, step and protocol it came from: a later `gan eval` with other metrics adds to it, never erases
+    # every score ever computed for this run, by checkpoint step and name (the name carries n, backbone and
+    # truncation), each with the checkpoint and protocol it came from: a later `gan eval` with other metrics adds to
+    # it, one of the same step replaces only the scores of the same name, never erases
     entry = {"checkpoint": result["checkpoint"], "step": result["step"], "protocol": protocol}
-    result["all_scores"] = {**earlier, **{name: {"value": value, **entry} for name, value in scores.items()}}
+    by_step = scores_by_step(earlier)
+    by_step.setdefault(str(result["step"]), {}).update({name: {"value": v, **entry} for name, v in scores.items()})
+    result["all_scores"] = latest_scores(by_step)  # the run's scores: each name's of the latest step it was scored at
+    result["by_step"] = dict(sorted(by_step.items(), key=lambda item: int(item[0])))
     # a new file renamed over the old one: a full disk leaves the old metrics.json whole, a symlink there is replaced
     write_atomic(out, json_text(result, indent=2) + "\n")
     result["written"] = str(out)
     return result
+
+
+def scores_by_step(metrics: dict) -> dict[str, dict[str, Any]]:
+    """{step: {name: entry}} of an earlier metrics.json; one written before `by_step` has it rebuilt from its
+    `all_scores`, whose entries carry their step."""
+    if isinstance(metrics.get("by_step"), dict):
+        return {str(k): dict(v) for k, v in metrics["by_step"].items() if isinstance(v, dict)}
+    by_step: dict[str, dict[str, Any]] = {}
+    for name, entry in (metrics.get("all_scores") or {}).items():
+        if isinstance(entry, dict):
+            by_step.setdefault(str(entry.get("step", 0)), {})[name] = entry
+    return by_step
+
+
+def latest_scores(by_step: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Each score name's entry of the latest step it was scored at: an old checkpoint's scores never stand for the
+    run's when a later step has the same score."""
+    latest: dict[str, Any] = {}
+    for step in sorted(by_step, key=int):
+        latest.update(by_step[step])
+    return latest
 
 
 # the protocol's files, stored absolute: metrics.json means the same wherever it is read from
@@ -125,7 +150,12 @@ def read_metrics(path: Path) -> dict:
     except ValueError as err:  # JSON errors and bytes that are not UTF-8
         why = f"it is not valid JSON ({str(err).splitlines()[0]}), e.g. cut short by a full disk"
     else:
-        if isinstance(data, dict) and isinstance(data.get("all_scores", {}), dict):
+        if (
+            isinstance(data, dict)
+            and isinstance(data.get("all_scores", {}), dict)
+            and isinstance(data.get("by_step", {}), dict)
+            and all(str(k).isdigit() for k in data.get("by_step", {}))
+        ):
             return data
         why = "it is JSON but not a metrics.json of gan eval"
     raise GanError(
@@ -209,8 +239,29 @@ def print_table(title: str, columns: list[str], results: list[dict[str, Any]]) -
         )
     table.add_row("seconds", *(f"{r['seconds']:.1f}" for r in results))
     console.print(table)
+    for line in dict.fromkeys(c for r in results for c in caveats(r["scores"])):
+        console.print(line, highlight=False, soft_wrap=True)
     for r in results:
         console.print(f"wrote {r['written']}", highlight=False)
+
+
+RECALL_NEAR_ZERO = 0.05  # below this, the samples cover (almost) none of the real data
+
+
+def caveats(scores: dict[str, Any]) -> list[str]:
+    """A line for each precision whose recall is ~0: a generator that draws a few kinds of sample well (collapsed)
+    scores precision 1, which then says nothing about how good it is."""
+    lines = []
+    for name, value in scores.items():
+        if not name.startswith("recall") or not isinstance(value, (int, float)) or value >= RECALL_NEAR_ZERO:
+            continue
+        precision = "precision" + name[len("recall") :]
+        if precision in scores:
+            lines.append(
+                f"note: {name} is {value:.2g}: the samples cover almost none of the real data (mode collapse?), so "
+                f"{precision} alone means nothing (it says only that the few kinds drawn look real); read it with recall and coverage."
+            )
+    return lines
 
 
 def evaluate(cfg) -> list[dict[str, Any]]:
@@ -265,5 +316,8 @@ def print_sweep_table(paths: list[Path], results: list[dict[str, Any]]) -> None:
     cols += [(n, [f"{r['scores'][n]:.4g}" if n in r["scores"] else "-" for r in results]) for n in names]
     cols += [("seconds", [f"{r['seconds']:.1f}" for r in results])]
     print_columns(cols, console, keep=1)
+    for path, r in zip(paths, results):
+        for line in caveats(r["scores"]):
+            console.print(f"{run_dir_of(path).name}: {line}", highlight=False, soft_wrap=True)
     for r in results:
         console.print(f"wrote {r['written']}", highlight=False, soft_wrap=True)

@@ -11,6 +11,7 @@ refuses a composed Hydra node that differs from the one the command alone would 
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -76,9 +77,36 @@ def check_saved_searchpath(paths: list[str], run_dir: Path) -> list[str]:
     return paths
 
 
+_CONFIG_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
+
+
+def saved_config_name(run_dir: Path) -> Any:
+    """The primary config the run was composed from (`-cn NAME`; gan's `train` by default), as .hydra/hydra.yaml
+    recorded it; None when the file or the key is missing (a run from before it was read back)."""
+    from gan_cli.tables import read_yaml
+
+    saved = read_yaml(run_dir / ".hydra" / "hydra.yaml")
+    job = ((saved or {}).get("hydra") or {}).get("job") if isinstance(saved, dict) else None
+    return job.get("config_name") if isinstance(job, dict) else None
+
+
+def check_saved_config_name(name: Any, run_dir: Path) -> str:
+    """The saved primary config name, when it is one: a plain file name (no folder, no provider such as pkg://), looked
+    up only in the run's saved --config-dir folders and gan's conf/."""
+    if not isinstance(name, str) or not _CONFIG_NAME.fullmatch(name) or ".." in name:
+        raise _refusal(
+            run_dir,
+            ".hydra/hydra.yaml",
+            f"the primary config name {name!r}",
+            "a config name is a plain file name of a --config-dir folder (letters, digits, _ . -)",
+        )
+    return name
+
+
 def _comparable(hydra_node: dict[str, Any]) -> dict[str, Any]:
     node = {k: v for k, v in hydra_node.items() if k not in _DERIVED}
-    node["job"] = {k: v for k, v in (node.get("job") or {}).items() if k != "override_dirname"}
+    # the primary config's name follows from the command line; what that config sets in hydra.* is compared below
+    node["job"] = {k: v for k, v in (node.get("job") or {}).items() if k not in ("override_dirname", "config_name")}
     choices = (node.get("runtime") or {}).get("choices") or {}
     node["runtime"] = {"choices": {k: v for k, v in choices.items() if str(k).startswith("hydra/")}}
     return node

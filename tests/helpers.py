@@ -307,3 +307,37 @@ def docs_example(dest: Path) -> list[list[str]]:
         (dest / path).write_text(body)
     commands = re.search(r"<!-- command -->\n```bash\n(.*?)```", section, re.S).group(1)  # type: ignore[union-attr]
     return [line.split("#")[0].split()[1:] for line in commands.strip().splitlines()]
+
+
+# ---------------------------------------------------------------------------------------------
+# generated colour images: the 32 x 32 RGB path without a colour dataset on disk
+# ---------------------------------------------------------------------------------------------
+SHAPES = ("disc", "square", "cross")
+
+
+def write_shapes_folder(root: Path, per_class: int = 24, side: int = 32, labelled: bool = True, seed: int = 0) -> Path:
+    """Coloured shapes (a disc, a square or a cross of a random colour, size and place on a random dark background)
+    as side x side RGB PNGs: one subfolder per shape when `labelled`, else all in `root`. A stand-in for CIFAR-10
+    that CI can write in a second: three classes a classifier tells apart, and colour that G must get right."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:side, 0:side]
+    for k, shape in enumerate(SHAPES):
+        folder = root / shape if labelled else root
+        folder.mkdir(parents=True, exist_ok=True)
+        for i in range(per_class):
+            image = np.empty((side, side, 3), dtype=np.uint8)
+            image[:] = rng.integers(0, 80, 3)
+            r = rng.uniform(side / 6, side / 3)
+            cy, cx = rng.uniform(r, side - r, 2)
+            if shape == "disc":
+                mask = (yy - cy) ** 2 + (xx - cx) ** 2 <= r**2
+            elif shape == "square":
+                mask = (abs(yy - cy) <= r * 0.8) & (abs(xx - cx) <= r * 0.8)
+            else:
+                mask = ((abs(yy - cy) <= r / 4) & (abs(xx - cx) <= r)) | ((abs(xx - cx) <= r / 4) & (abs(yy - cy) <= r))
+            image[mask] = rng.integers(120, 256, 3)
+            Image.fromarray(image).save(folder / f"{shape}_{k}_{i:03d}.png")
+    return root

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import errno
 import gzip
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +22,10 @@ from torch.utils.data import Dataset
 from gan_cli.components import Registry, target_args
 from gan_cli.data.spec import DataSpec
 from gan_cli.data.toys import TOY_NAMES, make_toy, mode_centers
-from gan_cli.errors import GanError
+from gan_cli.errors import GanError, first_of, shown
+from gan_cli.logs import CONSOLE
+
+log = logging.getLogger(__name__)
 
 MNIST_FILES = "train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz"
 TORCHVISION_SETS = {
@@ -45,6 +49,12 @@ class LoadedData:
     x: torch.Tensor | None = None  # all samples, when they fit in memory
     y: torch.Tensor | None = None  # integer labels, when the dataset has them
     stream: Dataset | None = None  # a map-style dataset read from disk (image_folder)
+    loaded: LoadedData | None = None  # the data as loaded, when dataset.labels replaced or dropped its labels
+
+    @property
+    def as_loaded(self) -> LoadedData:
+        """The data with its own labels (or none): what scores compare against."""
+        return self.loaded if self.loaded is not None else self
 
     def __len__(self) -> int:
         return len(self.x) if self.x is not None else len(self.stream)  # type: ignore[arg-type]
@@ -57,7 +67,7 @@ KNOWN_IMAGE_SPECS = {
 }
 
 
-def planned_spec(cfg) -> DataSpec | None:
+def _planned_spec(cfg) -> DataSpec | None:
     """What `load_dataset(cfg)` will hold, from the options alone (None for image_folder and a user's dataset,
     which have to be read): lets every model option be checked before the data are read and before a run directory exists."""
     if cfg.get("_target_"):
@@ -70,6 +80,21 @@ def planned_spec(cfg) -> DataSpec | None:
     (channels, size, _), classes = KNOWN_IMAGE_SPECS[cfg.name]
     size = cfg.image_size or size
     return DataSpec(cfg.name, (channels, size, size), classes)
+
+
+def planned_spec(cfg) -> DataSpec | None:
+    """What training will see of `load_dataset(cfg)`, from the options alone (None for image_folder and a user's
+    dataset, which have to be read): lets every model option be checked before the data are read and before a run
+    directory exists. dataset.labels=auto keeps the classes of every dataset known here (all have them)."""
+    spec = _planned_spec(cfg)
+    labels = cfg.get("labels", "auto")
+    if spec is None or labels in ("auto", "classes"):
+        return spec
+    return (
+        DataSpec(spec.name, spec.shape, int(cfg.clusters), "clusters")
+        if labels == "clusters"
+        else DataSpec(spec.name, spec.shape)
+    )
 
 
 def balanced_subset(labels: torch.Tensor | None, limit: int) -> torch.Tensor:
@@ -155,7 +180,11 @@ def _from_target(load: Callable[..., Any]) -> Callable[..., LoadedData]:
 
 
 DATASETS = Registry(
-    "dataset", "name", shared=("name", "limit"), target_uses=("_target_", "args", "image_size"), adapt=_from_target
+    "dataset",
+    "name",
+    shared=("name", "limit", "labels", "clusters"),
+    target_uses=("_target_", "args", "image_size"),
+    adapt=_from_target,
 )
 DATASETS.add("mnist5k", lambda cfg, seed: _mnist5k(), uses=("image_size",))
 for _name in TORCHVISION_SETS:
@@ -169,7 +198,7 @@ for _name in TOY_NAMES:
     DATASETS.add(
         _name,
         lambda cfg, seed, name=_name: LoadedData(
-            planned_spec(cfg), *make_toy(name, cfg.n, 1.0 if cfg.std is None else cfg.std, seed)
+            _planned_spec(cfg), *make_toy(name, cfg.n, 1.0 if cfg.std is None else cfg.std, seed)
         ),
         uses=("n", "std"),
     )
@@ -232,24 +261,50 @@ def _torchvision(name: str, root: Path, download: bool) -> LoadedData:
     return LoadedData(DataSpec(name, tuple(images.shape[1:]), classes), _to_unit_range(images.contiguous()), labels)
 
 
+def find_images(root: Path) -> tuple[list[Path], list[str]]:
+    """(every image under `root`, sorted; the class names: its first-level subfolders, when every image sits in one of
+    two or more). Symbolic links to folders are followed (a class kept on another disk), each real folder read once,
+    so a link back up never loops; a mix of images at the top level and in subfolders is refused, since it is
+    neither a labelled layout nor an unlabelled one."""
+    from torchvision.datasets.folder import IMG_EXTENSIONS
+
+    if not root.is_dir():
+        raise GanError(
+            f"dataset.path={str(root)!r} is not a folder. Point dataset.path at a folder of images ({', '.join(IMG_EXTENSIONS)})."
+        )
+    files: list[Path] = []
+    seen: set[tuple[int, int]] = set()
+    for folder, subfolders, names in os.walk(root, followlinks=True):
+        st = os.stat(folder)
+        if (st.st_dev, st.st_ino) in seen:  # reached again through a link: already read
+            subfolders.clear()
+            continue
+        seen.add((st.st_dev, st.st_ino))
+        subfolders.sort()
+        files += [Path(folder) / n for n in names if Path(n).suffix.lower() in IMG_EXTENSIONS]
+    files = sorted(p for p in files if p.is_file())
+    if not files:
+        raise GanError(
+            f"dataset.path={str(root)!r} holds no images: no file ending in {', '.join(IMG_EXTENSIONS)} was found in it or below it."
+        )
+    top = [p.name for p in files if len(p.relative_to(root).parts) == 1]
+    classes = sorted({p.relative_to(root).parts[0] for p in files if len(p.relative_to(root).parts) > 1})
+    if top and classes:
+        raise GanError(
+            f"dataset.path={str(root)!r} mixes images at its top level ({first_of(top, 3)}) with images in subfolders "
+            f"({first_of(classes, 5)}), so gan cannot tell whether the subfolders are classes. Allowed: every image in a "
+            f"first-level subfolder, one folder per class (labelled data), or every image at the top level (no labels). "
+            f"Move {'that image' if len(top) == 1 else 'those images'} into a class folder or out of {str(root)!r}."
+        )
+    return files, (classes if len(classes) > 1 else [])
+
+
 class ImageFiles(Dataset):
-    """Every image under a folder, recursively; first-level subfolders are class labels when all images sit in them."""
+    """Every image under a folder (find_images); first-level subfolders are class labels when all images sit in them."""
 
     def __init__(self, root: Path, image_size: int, channels: int, limit: int | None) -> None:
-        from torchvision.datasets.folder import IMG_EXTENSIONS
-
-        if not root.is_dir():
-            raise GanError(
-                f"dataset.path={str(root)!r} is not a folder. Point dataset.path at a folder of images ({', '.join(IMG_EXTENSIONS)})."
-            )
-        files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMG_EXTENSIONS)
-        if not files:
-            raise GanError(
-                f"dataset.path={str(root)!r} holds no images: no file ending in {', '.join(IMG_EXTENSIONS)} was found in it or below it."
-            )
-        classes = sorted({p.relative_to(root).parts[0] for p in files if len(p.relative_to(root).parts) > 1})
-        in_subfolders = all(len(p.relative_to(root).parts) > 1 for p in files)
-        self.classes = classes if in_subfolders and len(classes) > 1 else []
+        files, self.classes = find_images(root)
+        self.root, self.found = root, len(files)
         index = {c: i for i, c in enumerate(self.classes)}
         labels = [index[p.relative_to(root).parts[0]] if self.classes else -1 for p in files]
         # sorted paths list class after class: a limit takes the same number of each, not the first classes only
@@ -290,7 +345,50 @@ class ImageFiles(Dataset):
         return self.transform(image), self.labels[i]
 
 
-def _image_folder(cfg) -> LoadedData:
+GREY_MODES = ("1", "L", "LA", "I", "I;16", "F")  # PIL modes of one-channel images
+LOOKED_AT = 32  # images whose headers image_folder reads to say what it found (spread over the folder)
+
+
+def _looked_at(files: list[Path]) -> tuple[set[tuple[int, int]], set[str]]:
+    """(the sizes, the PIL modes) of up to LOOKED_AT images spread over `files`: headers only, no pixels decoded."""
+    from PIL import Image
+
+    sizes, modes = set(), set()
+    for p in files[:: max(1, len(files) // LOOKED_AT)][:LOOKED_AT]:
+        try:
+            with Image.open(p) as im:
+                sizes.add(im.size)
+                modes.add(im.mode)
+        except (OSError, ValueError, SyntaxError):  # an unreadable image stops the run when it is read, with its name
+            continue
+    return sizes, modes
+
+
+def describe_folder(files: ImageFiles, spec: DataSpec, limit: int | None) -> tuple[str, bool]:
+    """(the line saying what image_folder found, whether every image looked at is greyscale)."""
+    sizes, modes = _looked_at(files.files)
+    grey = bool(modes) and modes <= set(GREY_MODES)
+    kind = "grey" if grey else "colour" if not modes & set(GREY_MODES) else "grey and colour"
+    side = ["x".join(map(str, s)) for s in sorted(sizes)]
+    found = side[0] if len(side) == 1 else f"sizes from {side[0]} to {side[-1]}" if side else "unreadable"
+    labels = (
+        f"{len(files.classes)} classes ({first_of(files.classes, 8)}) from its subfolders"
+        if files.classes
+        else "no labels (no class subfolders)"
+    )
+    taken = f" (dataset.limit={limit} of {files.found:,})" if len(files) < files.found else ""
+    return (
+        f"image_folder: {len(files):,} images{taken} in {shown(files.root)}, {labels}; {found} {kind if sizes else ''} "
+        f"images, read as {'x'.join(map(str, spec.shape))} "
+        f"(resized and center-cropped)",
+        grey,
+    )
+
+
+def check_image_folder_options(cfg) -> None:
+    """image_folder's options that need no look at the folder: checked before a run directory exists."""
+    if cfg.get("_target_") or cfg.name != "image_folder":
+        return
     if cfg.channels not in (1, 3):
         raise GanError(f"dataset.channels={cfg.channels} is not supported. Allowed: 1 (grayscale) or 3 (RGB).")
     if cfg.path is None:
@@ -298,7 +396,19 @@ def _image_folder(cfg) -> LoadedData:
             "dataset=image_folder needs dataset.path, the folder that holds your images (e.g. dataset.path=~/data/faces); "
             "subfolders, when every image sits in one, become class labels."
         )
+
+
+def _image_folder(cfg) -> LoadedData:
+    check_image_folder_options(cfg)
     size = cfg.image_size or 64
     files = ImageFiles(Path(os.path.expanduser(str(cfg.path))), size, cfg.channels, cfg.limit)
     spec = DataSpec("image_folder", (cfg.channels, size, size), len(files.classes))
+    line, grey = describe_folder(files, spec, cfg.limit)
+    log.info("%s", line, extra=CONSOLE)
+    if grey and cfg.channels == 3:
+        log.info(
+            "dataset.channels=3, but the images are greyscale: each is converted to RGB (three equal channels); "
+            "dataset.channels=1 trains on the one channel they have",
+            extra=CONSOLE,
+        )
     return LoadedData(spec, stream=files)

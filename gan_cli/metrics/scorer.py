@@ -146,13 +146,26 @@ def n_tag(n: int) -> str:
     return f"{n / 1000:g}k" if n >= 1000 else str(n)
 
 
+def size_tag(spec) -> str:
+    """'_16px' for a dataset with a size of its own (mnist5k's 28 px, cifar10's 32 px) resized to 16 px: its lenet is
+    another classifier, trained on other images, and its numbers are on another scale, so they must not share a name
+    with the native size's. '' at the native size, for points, and for data without a size of its own (image_folder,
+    a user's dataset: `gan report` compares runs of one dataset and size only, see protocol_key)."""
+    from gan_cli.data.datasets import KNOWN_IMAGE_SPECS
+
+    known = KNOWN_IMAGE_SPECS.get(spec.name)
+    if not spec.is_image or known is None or known[0][-1] == spec.shape[-1]:
+        return ""
+    return f"_{spec.shape[-1]}px"
+
+
 def direction_of(name: str) -> Optional[str]:
     """'min', 'max' or 'one' for a reported score name such as fid5k_lenet, hq2.5k or is5k_lenet_t0.7; None when
     the name is not one gan reports. The inverse of Scorer.name_of, for readers of saved scores (gan report)."""
     outputs = {o: d for m in METRICS.values() for o, d in m.outputs.items()}
     for output in sorted(outputs, key=len, reverse=True):  # dstar_l1 before a shorter name it starts with
         if name.startswith(output) and re.fullmatch(
-            r"(\d+(\.\d+)?k|\d+)(_[a-z0-9]+)?(_t[0-9.]+)?", name[len(output) :]
+            r"(\d+(\.\d+)?k|\d+)(_[a-z0-9]+)?(_\d+px)?(_t[0-9.]+)?", name[len(output) :]
         ):
             return outputs[output]
     return None
@@ -264,13 +277,15 @@ class Scorer:
             from gan_cli.metrics.backbones import build_backbone, labelled_tensors
 
             self.backbone = build_backbone(backbone, self._full(data, dataset_cfg), device, inception_weights)
+            self.backbone_name = self.backbone.name  # lenetkm: the lenet of unlabelled images, trained on clusters
             x, _ = labelled_tensors(data)
             self.real_feats, self.real_logits = self.backbone.features(x[self._order[: self.n_real]], device)
             self.protocol.update(
                 {
-                    "backbone": backbone,
+                    "backbone": self.backbone_name,
                     "n_real": self.n_real,
                     "split": "train (the data G learns from)",
+                    "image_size": spec.shape[-1],
                     **self.backbone.info,
                 }
             )
@@ -313,7 +328,9 @@ class Scorer:
     def name_of(self, output: str) -> str:
         """The reported name of one quantity: sample count and backbone included."""
         metric = next(m for m in METRICS.values() if output in m.outputs)
-        return f"{output}{n_tag(self.n)}_{self.backbone_name}" if metric.on_features else f"{output}{n_tag(self.n)}"
+        if not metric.on_features:
+            return f"{output}{n_tag(self.n)}"
+        return f"{output}{n_tag(self.n)}_{self.backbone_name}{size_tag(self.spec)}"
 
     def directions(self) -> dict[str, str]:
         """{reported name: 'min', 'max' or 'one' (best at 1)} of every quantity this scorer reports."""

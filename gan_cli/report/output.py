@@ -48,6 +48,8 @@ def columns(report: Report) -> list[tuple[str, list[str]]]:
     """(header, cells) of every column, in the order shown: who, what differs, how it ended, scores, losses."""
     runs = report.runs
     cols = [("#", [str(r.rank) if r.rank else "-" for r in runs]), ("run", [r.label for r in runs])]
+    if len(report.data) > 1:  # runs on different data: each ranked among its own
+        cols.append(("data", [r.data for r in runs]))
     cols += [(k, [r.overrides.get(k, "-") for r in runs]) for k in report.varied]
     cols += [
         ("status", [r.status for r in runs]),
@@ -58,6 +60,11 @@ def columns(report: Report) -> list[tuple[str, list[str]]]:
         (name + (" *" if name == report.sort else ""), [_fmt(r.scores.get(name)) for r in runs])
         for name in report.score_names()
     ]
+    if report.sort:  # the checkpoint step the ranked score came from (an older checkpoint's, when only it was scored)
+        cols.insert(
+            len(cols) - len(report.score_names()) + 1,
+            ("scored at", [_fmt(r.score_steps.get(report.sort)) if report.sort in r.scores else "-" for r in runs]),
+        )
     cols += [(tag, [_fmt(r.final.get(tag)) for r in runs]) for tag in LOSS_TAGS if any(tag in r.final for r in runs)]
     return cols
 
@@ -75,14 +82,21 @@ def next_commands(row: RunRow) -> list[str]:
 def summary_lines(report: Report) -> list[str]:
     lines = []
     if report.sort:
-        lines.append(f"ranked by {report.sort} ({direction_word(report.direction)}); * marks it")
+        lines.append(
+            f"ranked by {report.sort} ({direction_word(report.direction)}) of the checkpoint step in 'scored at'; * marks it"
+        )
     else:
         lines.append(
             "no scores found: runs in directory order (train with eval.every > 0, or score them with gan eval ckpt=...)"
         )
-    best = report.best
-    if best is not None and report.sort:
-        lines.append(f"best: {best.label} ({report.sort} {_fmt(best.scores[report.sort])}) in {best.path}")
+    if len(report.data) > 1:
+        lines.append(
+            f"ranked within each dataset and image size (the data column: {', '.join(report.data)}): "
+            "scores of different data are on different scales, so their runs are never ranked against each other"
+        )
+    for best in report.bests if report.sort else []:
+        where = f" on {best.data}" if len(report.data) > 1 else ""
+        lines.append(f"best{where}: {best.label} ({report.sort} {_fmt(best.scores[report.sort])}) in {best.path}")
         lines += [f"  {c}" for c in next_commands(best)]
     for r in report.runs:
         if r.reason and r.status != "finished":
@@ -129,6 +143,7 @@ def to_records(report: Report) -> list[dict[str, Any]]:
                 "rank": r.rank,
                 "run": r.label,
                 "path": str(r.path),
+                **({"data": r.data} if len(report.data) > 1 else {}),
                 **{k: r.overrides.get(k) for k in report.varied},
                 "status": r.status,
                 "reason": r.reason,
@@ -136,6 +151,7 @@ def to_records(report: Report) -> list[dict[str, Any]]:
                 "steps": r.steps,
                 "seconds": r.seconds,
                 **{name: r.scores.get(name) for name in report.score_names()},
+                **({"scored_at": r.score_steps.get(report.sort)} if report.sort else {}),
                 **{tag: r.final.get(tag) for tag in LOSS_TAGS},
             }
         )

@@ -36,8 +36,10 @@ class RunRow:
     seconds: Optional[float] = None
     final: dict[str, float] = field(default_factory=dict)
     scores: dict[str, float] = field(default_factory=dict)
+    score_steps: dict[str, Optional[int]] = field(default_factory=dict)  # the checkpoint step each score came from
     best_name: Optional[str] = None  # the run's eval.best
-    rank: Optional[int] = None
+    rank: Optional[int] = None  # among the runs of the same data only
+    data: str = "-"  # what its scores compare against: the dataset and image size ('mnist5k 28px')
 
 
 @dataclass
@@ -48,10 +50,16 @@ class Report:
     sort: Optional[str]  # the score the runs are ranked by; None: no run has a score
     direction: Optional[str]
     never_started: list[str] = field(default_factory=list)  # labels of run directories left before training began
+    data: list[str] = field(default_factory=list)  # the datasets and sizes of the runs; ranked apart when several
 
     @property
     def best(self) -> Optional[RunRow]:
         return next((r for r in self.runs if r.rank == 1), None)
+
+    @property
+    def bests(self) -> list[RunRow]:
+        """The best run of each dataset and size."""
+        return [r for r in self.runs if r.rank == 1]
 
     @property
     def failed(self) -> list[RunRow]:
@@ -146,6 +154,7 @@ def read_run(run: Path, label: str) -> RunRow:
     row.steps = status.get("steps") or (config.get("train") or {}).get("steps")
     row.final = {k: float(v) for k, v in (status.get("final") or {}).items() if k in LOSS_TAGS}
     row.best_name = (config.get("eval") or {}).get("best")
+    row.data = data_of(config.get("dataset"))
     killed = False
     if is_locked(run) is not None:
         row.status = "running"
@@ -177,38 +186,61 @@ def read_run(run: Path, label: str) -> RunRow:
         row.final = row.final or {tag: values[-1] for tag, (_, values) in curves.items()}
         if row.step is None and curves:
             row.step = max(steps[-1] for steps, _ in curves.values())
-    row.scores = read_scores(run)
+    row.scores, row.score_steps = read_scores(run)
     return row
 
 
-def read_scores(run: Path) -> dict[str, float]:
-    """The last line of metrics.jsonl (scores during training), then `gan eval`'s metrics.json (which wins on a
-    name clash: the same protocol, asked for explicitly). Names carry their protocol, so they never mix."""
+def data_of(dataset: Any) -> str:
+    """What a run's scores compare against, as the report shows it: the dataset, the folder of an image_folder (or
+    the target of a user's dataset) and the image size ('mnist5k 28px', 'image_folder /data/digits 8px'); '-' when the
+    run's config does not say. Scores of runs on different data are never ranked against each other."""
+    from gan_cli.data.datasets import KNOWN_IMAGE_SPECS
+
+    if not isinstance(dataset, dict) or not dataset.get("name"):
+        return "-"
+    name = str(dataset["name"])
+    words = [name]
+    if dataset.get("_target_"):
+        words.append(str(dataset["_target_"]))
+    elif name == "image_folder":
+        words.append(str(dataset.get("path")))
+        if dataset.get("channels") == 1:
+            words.append("grey")
+    size = dataset.get("image_size") or (KNOWN_IMAGE_SPECS[name][0][-1] if name in KNOWN_IMAGE_SPECS else None)
+    if name == "image_folder" and not size:
+        size = 64  # the folder's default side
+    return " ".join(words + ([f"{size}px"] if size else []))
+
+
+def read_scores(run: Path) -> tuple[dict[str, float], dict[str, Optional[int]]]:
+    """(scores, the checkpoint step of each): the last line of metrics.jsonl (scores during training) and `gan eval`'s
+    metrics.json, each name's value from the later step; on a tie metrics.json wins (the same protocol, asked for
+    explicitly). Names carry their protocol, so they never mix."""
     scores: dict[str, float] = {}
+    steps: dict[str, Optional[int]] = {}
     try:
         lines = [line for line in (run / "metrics.jsonl").read_text().splitlines() if line.strip()]
         last = json.loads(lines[-1]) if lines else {}
     except (OSError, ValueError):
         last = {}
-    scores.update(
-        {
-            k: value
-            for k, v in last.items()
-            if k not in ("step", "seconds", "train_seconds") and (value := _score(v)) is not None
-        }
-    )
+    for k, v in last.items() if isinstance(last, dict) else ():
+        if k not in ("step", "seconds", "train_seconds") and (value := _score(v)) is not None:
+            scores[k], steps[k] = value, _step(last.get("step"))
     try:
         evaluated = json.loads((run / "metrics.json").read_text()).get("all_scores", {})
     except (OSError, ValueError, AttributeError):
         evaluated = {}
-    scores.update(
-        {
-            k: value
-            for k, v in evaluated.items()
-            if isinstance(v, dict) and "value" in v and (value := _score(v["value"])) is not None
-        }
-    )
-    return scores
+    for k, v in evaluated.items() if isinstance(evaluated, dict) else ():
+        if not isinstance(v, dict) or "value" not in v or (value := _score(v["value"])) is None:
+            continue
+        step, during = _step(v.get("step")), steps.get(k)
+        if k not in scores or during is None or step is None or step >= during:
+            scores[k], steps[k] = value, step
+    return scores, steps
+
+
+def _step(value: Any) -> Optional[int]:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 def _score(value: Any) -> Optional[float]:
@@ -288,11 +320,15 @@ def build_report(targets: Sequence[str], sort: Optional[str] = None) -> Report:
             else (available[0] if available else None)
         )
     direction = direction_of(sort) if sort else None
+    data = list(dict.fromkeys(r.data for r in runs))
     ranked = [
         r for r in runs if sort in r.scores and math.isfinite(r.scores[sort]) and r.status not in ("failed", "diverged")
     ]
-    ranked.sort(key=lambda r: _order_value(r.scores[sort], direction))
-    for i, r in enumerate(ranked, 1):
-        r.rank = i
+    # ranks within one dataset and image size: a score of 8-px folder images and one of 28-px digits share a name
+    # but not a scale (each has its own classifier and real set)
+    ranked.sort(key=lambda r: (data.index(r.data), _order_value(r.scores[sort], direction)))
+    for group in data:
+        for i, r in enumerate((r for r in ranked if r.data == group), 1):
+            r.rank = i
     runs = ranked + [r for r in runs if r.rank is None]
-    return Report(runs, shared, varied, sort, direction, never_started=skipped)
+    return Report(runs, shared, varied, sort, direction, never_started=skipped, data=data)

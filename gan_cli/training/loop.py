@@ -224,12 +224,12 @@ def _start(
     evaluator = TrainingEval(
         scores_cfg,
         cfg.dataset,
-        data,
+        data.as_loaded,  # scores compare against the data's own classes, not the clusters G may condition on
         run_dir,
         state.device,
         state.loss.objective.outputs_probability,
         previous_eval,
-        classes=num_classes(state.G),
+        classes=num_classes(state.G) if data.spec.conditions_on_classes else 0,
     )
     tracker = Tracker(run_dir, cfg.train.steps, state.step, writes=world.main, job=job)
     tracker.text("config", "```yaml\n" + OmegaConf.to_yaml(cfg) + "```")

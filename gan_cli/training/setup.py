@@ -8,20 +8,22 @@ import dataclasses
 import logging
 import os
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
 import torch
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
-from gan_cli.config import base_values
+from gan_cli.components import Component
+from gan_cli.config import Penalty, base_values, train_defaults, values_of
 from gan_cli.contracts import check_models
 from gan_cli.data import DataSpec, load_dataset
-from gan_cli.data.datasets import planned_spec
+from gan_cli.data.clusters import with_training_labels
+from gan_cli.data.datasets import check_image_folder_options, planned_spec
 from gan_cli.errors import GanError, io_failure
 from gan_cli.logs import CONSOLE
 from gan_cli.losses import GanLoss, build_loss
-from gan_cli.models import EMA, build_models, model_label, sample_latent
+from gan_cli.models import EMA, build_models, model_label, resolve_cond, sample_latent
 from gan_cli.models.layers import batch_coupled
 from gan_cli.optimizers import build_optimizers
 from gan_cli.parallel import (
@@ -45,6 +47,7 @@ from gan_cli.training.growth import check_growth_run, growth_of
 from gan_cli.training.pyramid import check_pyramid_run
 from gan_cli.training.speed import Precision, enable_backend_speedups, plan_speed, prepare_models
 from gan_cli.training.state import TrainingState
+from gan_cli.training.tracking import components_of, registries
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +94,15 @@ def build_parts(cfg: DictConfig, spec: DataSpec, device: torch.device, world_siz
     return Parts(G, D, loss, opt_g, opt_d, sched_g, sched_d, augment, ema)
 
 
+def auto_conditioning(model: str, spec: DataSpec) -> str:
+    """What model.cond=auto became for this data, in words."""
+    cond = resolve_cond("auto", spec, model)
+    if cond == "none":
+        return "G and D are unconditional (the data has no labels)"
+    what = "k-means clusters" if getattr(spec, "labels", "classes") == "clusters" else "classes"
+    return f"G and D are class-conditional (model.cond={cond}) on the {spec.num_classes} {what}"
+
+
 def check_options(cfg: DictConfig) -> None:
     """Every option that can be checked before the data is read, checked by building the run's parts on the CPU: the
     CLI calls this before Hydra makes a run directory, so a rejected command leaves nothing behind. The parts are
@@ -99,9 +111,77 @@ def check_options(cfg: DictConfig) -> None:
     check_dist(cfg.dist, cfg.train.batch_size)
     spec = planned_spec(cfg.dataset)
     if spec is None:  # image_folder: its shape and classes are known once the folder is read
+        check_image_folder_options(cfg.dataset)  # but a missing dataset.path is known now
         _check_without_data(cfg, is_image=True)
         return
     build_parts(cfg, spec, torch.device("cpu"))
+
+
+@dataclasses.dataclass(frozen=True)
+class Ignored:
+    """An option the user set that this run does not read: `text` says which and why, in one sentence. `refuse`: a
+    single run stops on it; an option only a later command reads (eval.* without scores during training) warns."""
+
+    key: str
+    text: str
+    refuse: bool = True
+
+
+def ignored_options(cfg: DictConfig, typed: Sequence[str]) -> list[Ignored]:
+    """The options among `typed` (the dotted keys the user set on the command line; a preset's own keys are never
+    in it) that the composed run `cfg` does not read, away from their defaults: training with or without them gives
+    the same weights, bit for bit. Which keys a group's option reads is its registry entry's `uses`; a few keys
+    matter only beside another option (a penalty's weight, ACGAN's and InfoGAN's heads, scores during training)."""
+    chosen = components_of(cfg)
+    defaults = train_defaults()
+    found: list[Ignored] = []
+    for key in dict.fromkeys(k for k in typed if "." in k):
+        group, sub = key.split(".")[0], key.split(".")[1]
+        if group not in chosen and group != "eval":
+            continue
+        shown = f"{group}.{sub}={_shown(cfg[group][sub])}"
+        if sub != "args" and cfg[group][sub] == defaults[group][sub]:
+            continue  # the default: the run is the same with or without it
+        why = _why_unread(cfg, group, sub, chosen)
+        if why:
+            found.append(Ignored(f"{group}.{sub}", f"{shown} does nothing in this run: {why}", group != "eval"))
+    return list({i.key: i for i in found}.values())
+
+
+def _shown(value: Any) -> str:
+    return str(OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else value)
+
+
+def _why_unread(cfg: DictConfig, group: str, sub: str, chosen: dict[str, Component]) -> str:
+    """Why key `group.sub` does nothing in the run `cfg`; empty when the run reads it."""
+    if group == "eval":
+        if cfg.eval.every > 0 or sub in ("every", "best"):  # gan report ranks runs by eval.best, scored now or later
+            return ""
+        return (
+            "eval.every=0 scores nothing during training (set eval.every=N to score every N steps; "
+            "gan eval ckpt=... scores a checkpoint with its own options)."
+        )
+    component, key = chosen[group], registries()[group].selector
+    selector = f"{group}{'' if key == 'name' else '.' + key}={cfg[group][key]}"  # model=mlp, loss.objective=hinge
+    if sub not in component.uses:
+        reads = ", ".join(f"{group}.{k}" for k in component.uses if k != key)
+        if sub == "args" and component.target is None:
+            return f"{group}.args holds the keywords of your own component ({group}._target_), and {selector} is built in: it takes none."
+        owner = f"your {component.target}" if component.target else selector
+        return f"{owner} does not read {group}.{sub}; it reads {reads}."
+    model_is_builtin = chosen["model"].target is None
+    if group == "loss" and sub in ("penalty_weight", "penalty_every") and cfg.loss.penalty == "none":
+        return f"loss.penalty=none, so there is no penalty to {'weigh' if sub == 'penalty_weight' else 'space out'} (choose one: {' | '.join(f'loss.penalty={p}' for p in values_of(Penalty) if p != 'none')})."
+    if group == "loss" and sub in ("aux_weight", "aux_on_fake") and model_is_builtin and cfg.model.cond != "acgan":
+        return f"it sets ACGAN's auxiliary classifier loss, which only model.cond=acgan has (now model.cond={cfg.model.cond})."
+    if (
+        group == "loss"
+        and sub in ("info_weight", "info_schedule")
+        and model_is_builtin
+        and not (cfg.model.info_cat or cfg.model.info_cont)
+    ):
+        return "it sets InfoGAN's mutual-information term, which needs latent codes (model.info_cat=K or model.info_cont=N; now both 0)."
+    return ""
 
 
 def check_train_settings(cfg) -> None:
@@ -164,13 +244,22 @@ def set_up(cfg: DictConfig, run_dir: Path, parallel_jobs: int, world: World = SI
         local_batch(cfg.train.batch_size, world)
         join(world, backend_for(str(cfg.dist.backend), device), float(cfg.dist.timeout))
     seed_everything(cfg.seed)  # the same stream on every rank: per_sample cuts the global draws into shards
-    data = load_dataset(cfg.dataset, cfg.seed)
+    data = with_training_labels(
+        load_dataset(cfg.dataset, cfg.seed),
+        str(cfg.dataset.labels),
+        int(cfg.dataset.clusters),
+        conditional=str(cfg.model.cond) != "none",
+        seed=cfg.seed,
+        num_workers=cfg.train.num_workers,
+    )
     if cfg.train.batch_size > len(data):  # also keeps a mistyped batch of 10^11 from paging memory in for minutes
         raise GanError(
             f"train.batch_size={cfg.train.batch_size} is larger than the dataset ({len(data):,} examples): every batch would hold "
             f"some examples twice. Lower train.batch_size, or use more data (dataset.limit; dataset.n for the toys)."
         )
     parts = build_parts(cfg, data.spec, device, world.size)  # image_folder's shape is known only now
+    if data.stream is not None and str(cfg.model.get("cond")) == "auto":  # what image_folder's layout made of G and D
+        log.info("model.cond=auto: %s", auto_conditioning(cfg.model.name, data.spec), extra=CONSOLE)
     G, D, loss, ema = parts.G, parts.D, parts.loss, parts.ema
     plan = plan_speed(cfg.train, device, data.spec.is_image, data.x.nbytes if data.x is not None else 0)
     if plan.compile and (world.distributed or growth_of(cfg, G)):
@@ -183,8 +272,11 @@ def set_up(cfg: DictConfig, run_dir: Path, parallel_jobs: int, world: World = SI
     log.info("speed paths: %s threads=%d (%s)", plan.describe(), torch.get_num_threads(), why, extra=CONSOLE)
     if loss.penalty is not None and any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in D.modules()):
         log.warning(
-            "loss.penalty=%s with BatchNorm in D: the penalty assumes per-sample outputs; consider model.d_norm=layer",
+            "loss.penalty=%s with BatchNorm in D: the penalty assumes per-sample outputs; consider %s",
             cfg.loss.penalty,
+            "model.d_norm=layer"
+            if cfg.model.get("_target_") is None
+            else f"a D without BatchNorm in your {cfg.model._target_} (LayerNorm, or none)",
         )
     # after the EMA's copy, which measures its BatchNorm statistics on rank 0 alone, so must not sync
     if world.distributed:

@@ -81,8 +81,10 @@ def plan_speed(cfg, device: torch.device, is_image: bool, data_bytes: int) -> Sp
     if compile_ is None:
         compile_ = cuda and cfg.steps >= COMPILE_MIN_STEPS
     on_device = switch("data_on_device", cfg.data_on_device)
-    if on_device is None:
-        on_device = not cuda or data_bytes <= DEVICE_DATA_FRACTION * torch.cuda.mem_get_info(device)[0]
+    if on_device is None or not data_bytes:  # no bytes in memory: a folder read from disk batch by batch stays there
+        on_device = bool(data_bytes) and (
+            not cuda or data_bytes <= DEVICE_DATA_FRACTION * torch.cuda.mem_get_info(device)[0]
+        )
     return SpeedPlan(amp, bool(channels_last), bool(compile_), bool(on_device))
 
 

@@ -23,6 +23,8 @@ from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData, Sessi
 from torch.utils.tensorboard import SummaryWriter
 from torch.utils.tensorboard.summary import hparams
 
+from gan_cli.components import Component, Registry
+from gan_cli.config import GROUPS
 from gan_cli.errors import DIVERGED, GanError
 from gan_cli.parallel import all_min_, all_sum_
 
@@ -119,6 +121,81 @@ def session_end(status: int) -> Summary:
     )
 
 
+def registries() -> dict[str, Registry]:
+    """The registry of each config group whose options are components."""
+    from gan_cli.data.datasets import DATASETS
+    from gan_cli.losses import OBJECTIVES
+    from gan_cli.models import MODELS
+    from gan_cli.optimizers import OPTIMIZERS
+
+    return {"model": MODELS, "loss": OBJECTIVES, "optimizer": OPTIMIZERS, "dataset": DATASETS}
+
+
+def components_of(cfg: Any) -> dict[str, Component]:
+    """The component each config group of a run selects (a built-in, or the user's `_target_`): its registry entry,
+    which says which of the group's keys it reads. A group that names no option (hparams logged without it) is left out."""
+
+    def names_one(group: str, selector: str) -> bool:
+        node = cfg.get(group)
+        return hasattr(node, "get") and bool(node.get(selector) or node.get("_target_"))
+
+    return {
+        group: registry.of(cfg[group])
+        for group, registry in registries().items()
+        if group in GROUPS and names_one(group, registry.selector)
+    }
+
+
+def options_read(plain_cfg: dict[str, Any]) -> dict[str, Any]:
+    """A run's config (plain containers) with only the keys its chosen options read in each group: a `_target_` model
+    reads none of the built-in architectures' twenty-odd keys, a toy dataset no `path`, so the logs show none of them.
+    The checkpoint keeps the whole config; this is what a person reads (the HParams tab, the config text)."""
+    try:
+        chosen = components_of(plain_cfg)
+    except GanError:  # a component that no longer imports: show everything rather than nothing
+        return plain_cfg
+    return {
+        key: {k: v for k, v in value.items() if k in chosen[key].uses} if key in chosen else value
+        for key, value in plain_cfg.items()
+    }
+
+
+CONFIG_TAG = "config"  # the text tag of the run's composed config (written once, at the start)
+
+
+def _config_read(text: str) -> str:
+    """The config text (a ```yaml block of the whole composed config) with only the keys the run's options read."""
+    import yaml
+
+    body = text.strip().removeprefix("```yaml").removesuffix("```")
+    try:
+        plain = yaml.safe_load(body)
+    except yaml.YAMLError:
+        return text
+    if not isinstance(plain, dict):
+        return text
+    return "```yaml\n" + yaml.safe_dump(options_read(plain), sort_keys=False) + "```"
+
+
+def _hparams_read(values: dict[str, Any]) -> dict[str, Any]:
+    """Flat hyper-parameters (`model.d_norm`, `model`, ...) without the group keys the run's options do not read."""
+    nested: dict[str, Any] = {}
+    for key, value in values.items():
+        group, _, sub = key.partition(".")
+        if group in GROUPS and sub:
+            nested.setdefault(group, {})[sub.split(".")[0]] = value
+    for group in GROUPS:  # what selects the component: its name and _target_
+        nested.setdefault(group, {}).setdefault("_target_", values.get(f"{group}._target_"))
+    kept = options_read(nested)
+    return {
+        k: v
+        for k, v in values.items()
+        if k.partition(".")[0] not in GROUPS
+        or not k.partition(".")[2]
+        or k.partition(".")[2].split(".")[0] in kept[k.partition(".")[0]]
+    }
+
+
 class Tracker:
     """`writes=False` (ranks other than 0 of a distributed run): the scalars are reduced with the other ranks, and
     nothing is written or shown."""
@@ -212,6 +289,9 @@ class Tracker:
             self.writer.add_figure(tag, fig, step, close=False)
 
     def text(self, tag: str, text: str) -> None:
+        """`text` under `tag`; the run's config (CONFIG_TAG, a ```yaml block) with only the keys its options read."""
+        if tag == CONFIG_TAG:
+            text = _config_read(text)
         if self.writer is not None:
             self.writer.add_text(tag, text, 0)
 
@@ -223,6 +303,7 @@ class Tracker:
         if self.writer is None:
             return
         final = {f"final/{k}": v for k, v in self.latest.items()}
+        hparam_values = _hparams_read(hparam_values)
         try:
             if final:
                 exp, ssi, _ = hparams(hparam_values, final)
