@@ -118,14 +118,16 @@ def test_mlp_d_norm_batch_puts_batchnorm_in_the_mlp_discriminator() -> None:
     assert not any(isinstance(m, (torch.nn.BatchNorm1d, torch.nn.LayerNorm)) for m in D.modules())
 
 
-def test_init_std_leaves_adain_starting_near_plain_instance_norm() -> None:
+def test_init_std_leaves_adain_its_own_equalised_init() -> None:
     from gan_cli.models.layers import AdaIN
 
     torch.manual_seed(0)
     G, _ = build_models(compose_train("model=style", "model.init_std=0.3").model, DataSpec("mnist", (1, 28, 28), 0))
     adains = [m for m in G.modules() if isinstance(m, AdaIN)]
     weights = torch.cat([m.style.weight.detach().flatten() for m in adains])
-    assert adains and abs(float(weights.std()) - AdaIN.INIT_STD) < 0.005, "AdaIN keeps its own init, not N(0, init_std)"
+    assert adains and abs(float(weights.std()) - AdaIN.INIT_STD) < 0.005, (
+        "AdaIN keeps its own (equalised) init, not N(0, init_std)"
+    )
     assert all(not m.style.bias.detach().any() for m in adains)
     convs = [m for m in G.modules() if isinstance(m, torch.nn.Conv2d)]
     assert abs(float(torch.cat([c.weight.detach().flatten() for c in convs]).std()) - 0.3) < 0.03, (

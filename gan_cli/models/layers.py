@@ -185,22 +185,27 @@ class MinibatchStdDev(nn.Module):
 class AdaIN(nn.Module):
     """Adaptive instance norm (StyleGAN): each channel normalised per sample, then scaled and shifted by the style w.
 
-    It starts close to plain instance norm: scale 1 + small, shift small (style weights N(0, 0.02), biases 0), so
-    every layer begins near the identity yet already depends on w (all-zero weights would make the first
-    samples identical whatever z). init_weights leaves it alone: `model.init_std` is for the convolutions,
-    and a large one would start every layer with a random gain of its own."""
+    The style layer is StyleGAN's equalised-learning-rate dense layer: weights stored N(0, INIT_STD = 1) and scaled
+    by GAIN / sqrt(w_dim) in the forward pass, biases 0, scale = 1 + style. A w of unit size (what the mapping
+    network gives) then moves each channel's scale and shift by about GAIN across z from the first step. The
+    earlier init, N(0, 0.02) weights on a w of size 0.02, moved them by 0.005: G drew the same image for every z
+    and collapsed there (docs/variants.md). init_weights leaves the layer alone (`model.init_std` is for the
+    convolutions)."""
 
     keeps_own_init = True
-    INIT_STD = 0.02
+    INIT_STD = 1.0  # of the stored weights; the forward pass scales them by GAIN / sqrt(w_dim)
+    GAIN = 1.0  # StyleGAN's: a unit w gives styles of about unit size
 
     def __init__(self, channels: int, w_dim: int) -> None:
         super().__init__()
         self.style = nn.Linear(w_dim, 2 * channels)
         nn.init.normal_(self.style.weight, 0.0, self.INIT_STD)
         nn.init.zeros_(self.style.bias)
+        self.weight_scale = self.GAIN / math.sqrt(w_dim)
 
     def forward(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-        scale, shift = self.style(w).unsqueeze(-1).unsqueeze(-1).chunk(2, dim=1)
+        style = F.linear(w, self.style.weight * self.weight_scale, self.style.bias)
+        scale, shift = style.unsqueeze(-1).unsqueeze(-1).chunk(2, dim=1)
         return F.instance_norm(x) * (1 + scale) + shift
 
 
