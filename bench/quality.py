@@ -1,12 +1,15 @@
-"""Time to quality: how much training wall time `gan train`'s default run and the canonical
-pytorch/examples DCGAN loop each need before their generator reaches fid5k_lenet <= 30.
+"""Time to quality: how much training wall time `gan train`'s default runs (on mnist5k with its labels, and without
+them as on a user's unlabelled folder) and the canonical pytorch/examples DCGAN loop (unconditional) each need
+before their generator reaches fid5k_lenet <= 30.
 
 Throughput (bench/bench.py) says how fast a step is; this says how fast a *good generator* comes,
-which is what a user waits for. The two trainings run one after the other, never at once, each
+which is what a user waits for. The three trainings run one after the other, never at once, each
 with the same number of torch threads:
 
-- gan: `gan train` with its default config (whatever conf/train.yaml says when this runs) in a
-  subprocess, plus only `eval.every=K eval.metrics=[fid] eval.n=N` and a run directory of its own.
+- gan and gan_unlabelled: `gan train` with its default config (whatever conf/train.yaml says when this runs) in a
+  subprocess, plus only `eval.every=K eval.metrics=[fid] eval.n=N` and a run directory of its own; the second
+  also with `dataset.labels=clusters`: mnist5k's classes dropped, as on a folder of images without labels, so
+  that it races the canonical loop on equal footing (neither sees a label).
   Its clock is metrics.jsonl's `train_seconds` (training wall time since the loop started, the
   scoring left out). It trains its default `train.steps`, or is stopped (SIGINT, as a user would)
   after the first score past the budget.
@@ -121,6 +124,8 @@ def describe(cfg: DictConfig) -> str:
         + (f", {o.schedule} schedule" if o.get("schedule", "constant") != "constant" else ""),
         f"batch {t.batch_size}",
     ]
+    if cfg.dataset.get("labels", "auto") != "auto":
+        parts.append(f"dataset.labels={cfg.dataset.labels}")
     if m.get("ema", 0):
         parts.append(f"EMA {m.ema}")
     if t.get("augment"):
@@ -148,6 +153,18 @@ def _read_points(path: Path, metric: str) -> list[Point]:
     return points
 
 
+# gan's two defaults, each raced against the same canonical run: (curve name, what it is, its overrides)
+GAN_RUNS = (
+    ("gan", "labelled: `gan train` on mnist5k's digits and their classes", []),
+    (
+        "gan_unlabelled",
+        "unlabelled: the classes dropped, k-means clusters of the images in their place (`dataset.labels=clusters`, "
+        "what a folder of images without class subfolders gets)",
+        ["dataset.labels=clusters"],
+    ),
+)
+
+
 def train_gan(
     run_dir: Path,
     every: int,
@@ -157,10 +174,12 @@ def train_gan(
     max_steps: Optional[int],
     threads: int,
     log=print,
+    name: str = "gan",
+    what: str = "`gan train` defaults",
 ) -> Curve:
     overrides = [*eval_overrides(every, n), *([f"train.steps={max_steps}"] if max_steps else []), *extra]
     cfg = compose_train(overrides)
-    curve = Curve("gan", f"`gan train` defaults: {describe(cfg)}, {cfg.train.steps} steps")
+    curve = Curve(name, f"{what}: {describe(cfg)}, {cfg.train.steps} steps")
     metric = _metric_name(n)
     env = dict(
         os.environ, OMP_NUM_THREADS=str(threads), PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")
@@ -169,7 +188,7 @@ def train_gan(
     log(f"[quality] gan: {' '.join(cmd[2:])}")
     jsonl = run_dir / "metrics.jsonl"
     stopped = False
-    with open(run_dir.parent / "gan_train.log", "w") as out:
+    with open(run_dir.parent / f"{name}_train.log", "w") as out:
         proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
         try:
             while proc.poll() is None:
@@ -184,7 +203,7 @@ def train_gan(
                 proc.kill()
                 proc.wait()
     if proc.returncode != 0 and not (stopped and proc.returncode == 130):
-        tail = (run_dir.parent / "gan_train.log").read_text()[-3000:]
+        tail = (run_dir.parent / f"{name}_train.log").read_text()[-3000:]
         raise RuntimeError(f"gan train exited {proc.returncode}:\n{tail}")
     points = _read_points(jsonl, metric)
     past = next((i for i, p in enumerate(points) if p.seconds >= budget), None)
@@ -283,7 +302,8 @@ def time_to_quality(
     workdir: Optional[Path] = None,
     log=print,
 ) -> dict:
-    """Train gan's default run, then the canonical loop, each scored every `every` steps; the curves and the ratio.
+    """Train gan's default runs (labelled, then unlabelled: GAN_RUNS), then the canonical loop (unconditional, as
+    pytorch/examples trains it), each scored every `every` steps; the curves and the ratio of each gan run.
 
     `extra`: overrides for both sides (tests shrink the networks and data with them); `max_steps`: a step limit
     for both (tests only: the real comparison runs gan's default train.steps and the canonical loop up to the budget).
@@ -296,7 +316,10 @@ def time_to_quality(
     work = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="gan_quality_"))
     work.mkdir(parents=True, exist_ok=True)
     try:
-        gan = train_gan(work / "gan_run", every, n, budget, extra, max_steps, threads, log)
+        gans = [
+            train_gan(work / f"{name}_run", every, n, budget, [*extra, *own], max_steps, threads, log, name, what)
+            for name, what, own in GAN_RUNS
+        ]
         canonical = train_canonical(every, n, budget, extra, max_steps, workers, log)
     finally:
         torch.set_num_threads(previous)
@@ -309,10 +332,12 @@ def time_to_quality(
         "every": every,
         "n": n,
         "threads": threads,
-        "gan": asdict(gan),
+        **{gan.name: asdict(gan) for gan in gans},
         "canonical": asdict(canonical),
     }
-    result.update(ratio(gan, canonical, threshold))
+    for gan in gans:  # "ratio" for the labelled run, "ratio_gan_unlabelled" for the other
+        suffix = "" if gan.name == "gan" else f"_{gan.name}"
+        result.update({f"{key}{suffix}": value for key, value in ratio(gan, canonical, threshold).items()})
     return result
 
 
@@ -339,7 +364,8 @@ def ratio(gan: Curve, canonical: Curve, threshold: float) -> dict:
 
 def report(result: dict, command: str, machine: str) -> list[str]:
     metric, thr, budget = result["metric"], result["threshold"], result["budget"]
-    curves = [Curve(**{**result[k], "points": [Point(**p) for p in result[k]["points"]]}) for k in ("gan", "canonical")]
+    names = [name for name, _, _ in GAN_RUNS if name in result] + ["canonical"]
+    curves = [Curve(**{**result[k], "points": [Point(**p) for p in result[k]["points"]]}) for k in names]
 
     def cell(p: Optional[Point]) -> str:
         return "not reached" if p is None else f"{p.seconds:,.1f} s (step {p.step:,})"
@@ -366,7 +392,11 @@ def report(result: dict, command: str, machine: str) -> list[str]:
         best = min((p.score for p in c.points), default=math.nan)
         at_text = "n/a" if at is None else f"{at.score:.2f} (step {at.step:,}, {at.seconds:,.0f} s)"
         lines.append(f"| {c.name} | {cell(c.reached(thr))} | {at_text} | {best:.2f} | {len(c.points)} |")
-    lines += ["", f"**canonical / gan time to {metric} <= {thr:g}: {result['ratio_text']}**", ""]
+    lines.append("")
+    for c in curves[:-1]:
+        suffix = "" if c.name == "gan" else f"_{c.name}"
+        lines.append(f"- **canonical / {c.name} time to {metric} <= {thr:g}: {result[f'ratio_text{suffix}']}**")
+    lines.append("")
     for c in curves:
         lines += [f"{c.name} curve:", "", f"| step | train s | {metric} |", "|---:|---:|---:|"]
         lines += [f"| {p.step:,} | {p.seconds:,.1f} | {p.score:.2f} |" for p in c.points]

@@ -40,7 +40,7 @@ def test_time_to_quality_races_gan_default_run_and_the_canonical_loop_against_th
         log=lambda *a: None,
     )
     assert result["metric"] == "fid200_lenet"  # the name carries the protocol's sample count
-    for name in ("gan", "canonical"):
+    for name in ("gan", "gan_unlabelled", "canonical"):
         curve = result[name]
         points = curve["points"]
         assert len(points) >= 2, curve
@@ -55,6 +55,10 @@ def test_time_to_quality_races_gan_default_run_and_the_canonical_loop_against_th
     assert result["ratio"] == pytest.approx(
         result["canonical"]["points"][0]["seconds"] / result["gan"]["points"][0]["seconds"]
     )
+    assert result["ratio_gan_unlabelled"] == pytest.approx(
+        result["canonical"]["points"][0]["seconds"] / result["gan_unlabelled"]["points"][0]["seconds"]
+    )
+    assert "dataset.labels=clusters" in result["gan_unlabelled"]["settings"]
 
     # gan's clock is metrics.jsonl's train_seconds, written by `gan train eval.every=...` itself
     records = [json.loads(line) for line in (tmp_path / "gan_run" / "metrics.jsonl").read_text().splitlines()]
@@ -64,7 +68,9 @@ def test_time_to_quality_races_gan_default_run_and_the_canonical_loop_against_th
     lines = report(result, "python -m bench.bench --quality", "test machine")
     text = "\n".join(lines)
     assert lines[0] == "## Time to quality"
-    assert "| gan |" in text and "| canonical |" in text and f"{result['ratio']:.2f}x" in text
+    assert "| gan |" in text and "| gan_unlabelled |" in text and "| canonical |" in text
+    assert f"canonical / gan time to fid200_lenet <= 1e+09: {result['ratio']:.2f}x" in text
+    assert f"canonical / gan_unlabelled time to fid200_lenet <= 1e+09: {result['ratio_gan_unlabelled']:.2f}x" in text
 
 
 def test_ratio_is_a_bound_when_only_one_loop_reaches_the_threshold() -> None:

@@ -138,7 +138,8 @@ def init_weights(module: nn.Module, std: float) -> None:
 
 def resolve_cond(cond: str, spec: DataSpec, model: str = "dcgan") -> str:
     """model.cond=auto: a conditional GAN (label concatenated to G's z and D's input; model=progan: the projection D,
-    the one conditioning it has) when the dataset has class labels, an unconditional one otherwise.
+    the one conditioning it has) when the data comes with labels (its classes, or the k-means clusters
+    `dataset.labels` puts in their place on unlabelled images), an unconditional one otherwise.
 
     Labels are the strongest signal a small image GAN can get: on mnist5k the conditional DCGAN reaches in 3,000
     steps a fid5k_lenet the unconditional one stays four to eight times above (README "Quality"). Concatenation
