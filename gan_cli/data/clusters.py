@@ -118,5 +118,5 @@ def check_label_source(source: str, k: int, spec: DataSpec, n: int) -> None:
     if source == "clusters" and not 2 <= k <= n // 2:
         raise GanError(
             f"dataset.clusters={k}: k-means needs at least 2 clusters and at least 2 images in each "
-            f"({spec.name} holds {n}); use 2 <= dataset.clusters <= {n // 2}, e.g. 10."
+            f"({spec.name} holds {n}); use 2 <= dataset.clusters <= {n // 2} (the default is 30)."
         )
