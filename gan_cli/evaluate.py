@@ -30,7 +30,7 @@ from gan_cli.files import json_text, write_atomic
 from gan_cli.losses import build_objective
 from gan_cli.metrics import Scorer
 from gan_cli.metrics.scorer import generated_labels
-from gan_cli.models import build_models, num_classes
+from gan_cli.models import build_models, scored_classes
 from gan_cli.runtime import generate, load_generator, load_state, pick_device
 
 
@@ -61,7 +61,7 @@ def evaluate_checkpoint(path: Path, cfg, device: torch.device) -> dict[str, Any]
         D = D.to(device).eval()
         d_prob = lambda x: torch.sigmoid(D(x))  # noqa: E731
     data = load_dataset(dataset_cfg, int(saved["seed"]))
-    classes = num_classes(G) if spec.conditions_on_classes else 0  # k-means clusters are no classes to check
+    classes = scored_classes(G, spec)
     scorer = Scorer(
         data,
         dataset_cfg,

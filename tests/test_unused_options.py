@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 from helpers import REPO, run_gan
-from omegaconf import OmegaConf
 
 from gan_cli.errors import GanError
 
@@ -156,9 +155,10 @@ def test_a_user_models_run_logs_none_of_the_built_in_architecture_keys(
     texts, logged = {}, {}
     monkeypatch.setattr(tracker.writer, "add_text", lambda tag, text, step: texts.update({tag: text}))
     monkeypatch.setattr(tracking, "hparams", lambda values, final: logged.update(values) or (None, None, None))
-    tracker.text("config", "```yaml\n" + OmegaConf.to_yaml(cfg) + "```")
+    from gan_cli.training.loop import config_text, hparams
+
+    tracker.text("config", config_text(to_plain(cfg)))
     tracker.latest = {"loss/G": 1.0}
-    from gan_cli.training.loop import hparams
 
     tracker.finish(hparams({"model": "mine"}, to_plain(cfg)), 2, "finished")
     model_keys = {k for k in logged if k.startswith("model.")}

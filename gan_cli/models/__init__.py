@@ -17,6 +17,7 @@ from gan_cli.models.registry import (
     num_classes,
     resolve_cond,
     sample_latent,
+    scored_classes,
     truncate,
 )
 
@@ -32,6 +33,7 @@ __all__ = [
     "latent_layout",
     "model_label",
     "num_classes",
+    "scored_classes",
     "packed_spec",
     "resolve_cond",
     "sample_latent",

@@ -212,6 +212,12 @@ def latent_layout(G: nn.Module) -> LatentLayout:
     return layout if layout is not None else LatentLayout(G.z_dim)
 
 
+def scored_classes(G: nn.Module, spec: DataSpec) -> int:
+    """Classes whose labels a score may check G's samples against (`cond`): G's classes when they are the data's
+    own, 0 for an unconditional G or one conditioned on k-means clusters (a cluster is no class to check)."""
+    return num_classes(G) if spec.conditions_on_classes else 0
+
+
 def num_classes(G: nn.Module) -> int:
     """Classes a conditional G takes (0: not conditional)."""
     embed = getattr(G, "class_embed", None)  # model.cond=cbn

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 import torch
+import yaml
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
@@ -30,7 +31,7 @@ from gan_cli.config import to_plain
 from gan_cli.data import make_batcher
 from gan_cli.errors import DIVERGED, INTERRUPTED, GanError
 from gan_cli.metrics.in_training import TrainingEval
-from gan_cli.models import num_classes
+from gan_cli.models import scored_classes
 from gan_cli.parallel import (
     SINGLE,
     World,
@@ -48,7 +49,7 @@ from gan_cli.training.pyramid import is_pyramid, pyramid_step
 from gan_cli.training.setup import set_up
 from gan_cli.training.state import TrainingState, resume_into, save_checkpoints
 from gan_cli.training.step import train_step
-from gan_cli.training.tracking import NonFiniteLoss, Tracker
+from gan_cli.training.tracking import NonFiniteLoss, Tracker, options_read
 
 log = logging.getLogger(__name__)
 
@@ -229,10 +230,10 @@ def _start(
         state.device,
         state.loss.objective.outputs_probability,
         previous_eval,
-        classes=num_classes(state.G) if data.spec.conditions_on_classes else 0,
+        classes=scored_classes(state.G, data.spec),
     )
     tracker = Tracker(run_dir, cfg.train.steps, state.step, writes=world.main, job=job)
-    tracker.text("config", "```yaml\n" + OmegaConf.to_yaml(cfg) + "```")
+    tracker.text("config", config_text(plain_cfg))
     if (
         ckpt is not None
     ):  # last, so that nothing built above (the evaluator's classifier, say) draws from the restored stream
@@ -302,10 +303,16 @@ def _tick(run: Session, step: int, stop: StopRequest) -> bool:
     return stopping
 
 
+def config_text(plain_cfg: dict[str, Any]) -> str:
+    """The run's config as TensorBoard's text: only the keys its chosen options read (the checkpoint keeps it all)."""
+    return "```yaml\n" + yaml.safe_dump(options_read(plain_cfg), sort_keys=False) + "```"
+
+
 def hparams(choices: dict[str, Any], plain_cfg: dict[str, Any]) -> dict[str, Any]:
-    """Flat hyper-parameters for TensorBoard's HParams tab: group choices plus every scalar option."""
+    """Flat hyper-parameters for TensorBoard's HParams tab: group choices plus every scalar option the chosen options
+    read (a `_target_` model logs none of the built-in architectures' keys)."""
     values: dict[str, Any] = {k: str(v) for k, v in choices.items() if v is not None and not k.startswith("hydra")}
-    for k, v in flatten(plain_cfg).items():
+    for k, v in flatten(options_read(plain_cfg)).items():
         if isinstance(v, (bool, int, float, str)):
             values[k] = v
         elif isinstance(v, list):

@@ -160,42 +160,6 @@ def options_read(plain_cfg: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-CONFIG_TAG = "config"  # the text tag of the run's composed config (written once, at the start)
-
-
-def _config_read(text: str) -> str:
-    """The config text (a ```yaml block of the whole composed config) with only the keys the run's options read."""
-    import yaml
-
-    body = text.strip().removeprefix("```yaml").removesuffix("```")
-    try:
-        plain = yaml.safe_load(body)
-    except yaml.YAMLError:
-        return text
-    if not isinstance(plain, dict):
-        return text
-    return "```yaml\n" + yaml.safe_dump(options_read(plain), sort_keys=False) + "```"
-
-
-def _hparams_read(values: dict[str, Any]) -> dict[str, Any]:
-    """Flat hyper-parameters (`model.d_norm`, `model`, ...) without the group keys the run's options do not read."""
-    nested: dict[str, Any] = {}
-    for key, value in values.items():
-        group, _, sub = key.partition(".")
-        if group in GROUPS and sub:
-            nested.setdefault(group, {})[sub.split(".")[0]] = value
-    for group in GROUPS:  # what selects the component: its name and _target_
-        nested.setdefault(group, {}).setdefault("_target_", values.get(f"{group}._target_"))
-    kept = options_read(nested)
-    return {
-        k: v
-        for k, v in values.items()
-        if k.partition(".")[0] not in GROUPS
-        or not k.partition(".")[2]
-        or k.partition(".")[2].split(".")[0] in kept[k.partition(".")[0]]
-    }
-
-
 class Tracker:
     """`writes=False` (ranks other than 0 of a distributed run): the scalars are reduced with the other ranks, and
     nothing is written or shown."""
@@ -289,9 +253,6 @@ class Tracker:
             self.writer.add_figure(tag, fig, step, close=False)
 
     def text(self, tag: str, text: str) -> None:
-        """`text` under `tag`; the run's config (CONFIG_TAG, a ```yaml block) with only the keys its options read."""
-        if tag == CONFIG_TAG:
-            text = _config_read(text)
         if self.writer is not None:
             self.writer.add_text(tag, text, 0)
 
@@ -303,7 +264,6 @@ class Tracker:
         if self.writer is None:
             return
         final = {f"final/{k}": v for k, v in self.latest.items()}
-        hparam_values = _hparams_read(hparam_values)
         try:
             if final:
                 exp, ssi, _ = hparams(hparam_values, final)
