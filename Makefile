@@ -7,15 +7,15 @@ ARGS   ?=
 # one pytest worker per core (at most 8): each worker and the `gan` runs it starts use one thread
 TEST_JOBS ?= $(shell n=$$(nproc 2>/dev/null || echo 2); [ $$n -gt 8 ] && n=8; echo $$n)
 
-.PHONY: install train lint docs test test-fast bench-reference bench bench-sweep bench-dpass bench-dist tensorboard clean
+.PHONY: install train lint docs test test-fast bench-reference bench bench-sweep bench-dpass bench-dist bench-models gpu-check tensorboard clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[dev,sweep,cluster]"
+	$(BIN)/python -m pip install --quiet -e ".[dev,sweep,cluster,export]"
 	touch $(STAMP)
 
-install: $(STAMP)  ## create .venv with gan, its sweep plugins (joblib launcher, Optuna sweeper), the submitit launcher and its test tools
+install: $(STAMP)  ## create .venv with gan, its sweep plugins (joblib launcher, Optuna sweeper), the submitit launcher, ONNX export and its test tools
 
 train: $(STAMP)  ## train the default GAN (DCGAN, mnist5k) on this machine; extra overrides via ARGS="..."
 	$(BIN)/gan train $(ARGS)
@@ -45,6 +45,12 @@ bench-dpass: $(STAMP)  ## train.d_pass=separate vs joint (one pass of D over [re
 
 bench-dist: $(STAMP)  ## one run on 1 and on 2 processes (DDP, gloo, one thread each), side by side; writes bench/RESULTS_distributed.md
 	$(BIN)/python -m bench.distributed $(ARGS)
+
+gpu-check: $(STAMP)  ## on a CUDA machine, in under 10 minutes: the default run's time, steps/s by amp/channels_last/compile beside the canonical loop, Inception FID (10k) if its weights are here, DDP on all GPUs vs one; writes bench/RESULTS_gpu.md (without CUDA: one line, exit 0)
+	$(BIN)/python -m bench.gpu_check $(ARGS)
+
+bench-models: $(STAMP)  ## the default run vs experiment=progan (ARGS="--runs progan lapgan style"), each to fid5k_lenet <= 10 on the clock, one after the other; writes bench/RESULTS_models.md
+	$(BIN)/python -m bench.architectures $(ARGS)
 
 bench-reference: $(STAMP)  ## re-train the reference runs and check them bit-identical to bench/reference.json (python -m bench.reference --save writes it)
 	$(BIN)/python -m bench.reference $(ARGS)

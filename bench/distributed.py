@@ -13,45 +13,30 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from bench.helpers import Trained, gan_train
 
 HERE = Path(__file__).resolve().parent
 CASES = {
     "dcgan mnist5k b64": ["model=dcgan", "dataset=mnist5k", "train.batch_size=64"],
     "mlp wgan_gp ring8 b256 (5 critic steps)": ["model=mlp", "dataset=ring8", "loss=wgan_gp", "train.batch_size=256"],
 }
-FINISHED = re.compile(r"finished at step (\d+) after ([0-9.]+) s")
+
+
+def timed_run(args: list[str], world: int, steps: int, cwd: Path) -> Trained:
+    """`gan train ARGS` on `world` processes for `steps` steps, one thread each, logging and saving only at the end."""
+    run = cwd / f"w{world}_{time.monotonic_ns()}"
+    cadences = [f"train.{key}={steps}" for key in ("steps", "log_every", "sample_every", "ckpt_every")]
+    extra = [*cadences, "train.threads=1", "eval.every=0", f"dist.nproc_per_node={world}"]
+    return gan_train([*args, *extra], run, cwd)
 
 
 def train_seconds(args: list[str], world: int, steps: int, cwd: Path) -> float:
-    env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
-    env["PYTHONPATH"] = str(HERE.parent) + os.pathsep + env.get("PYTHONPATH", "")
-    run = cwd / f"w{world}_{time.monotonic_ns()}"
-    command = [
-        sys.executable,
-        "-m",
-        "gan_cli",
-        "train",
-        *args,
-        f"train.steps={steps}",
-        f"train.log_every={steps}",
-        f"train.sample_every={steps}",
-        f"train.ckpt_every={steps}",
-        "train.threads=1",
-        "eval.every=0",
-        f"dist.nproc_per_node={world}",
-        f"hydra.run.dir={run}",
-    ]
-    proc = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True)
-    found = FINISHED.search((run / "train.log").read_text()) if (run / "train.log").is_file() else None
-    if proc.returncode != 0 or found is None:
-        raise SystemExit(f"{' '.join(command)} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
-    return float(found.group(2))
+    return timed_run(args, world, steps, cwd).loop_seconds
 
 
 def main(argv: list[str] | None = None) -> list[str]:

@@ -1,13 +1,18 @@
 """What the benchmark scripts share: a timed chunk of steps, loops taking turns in alternating chunks (the order
-flipping every round, so a shared machine's changing load slows them alike), and a line naming the machine."""
+flipping every round, so a shared machine's changing load slows them alike), a line naming the machine, and one
+`gan train` in a subprocess timed by its own log."""
 
 from __future__ import annotations
 
 import os
 import platform
+import re
+import subprocess
+import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import torch
 
@@ -51,3 +56,39 @@ def machine() -> str:
     except (OSError, StopIteration):
         pass
     return f"CPU: {cpu}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads, torch {torch.__version__}"
+
+
+FINISHED = re.compile(r"finished at step (\d+) after ([0-9.]+) s")
+
+
+@dataclass(frozen=True)
+class Trained:
+    """One `gan train` as a benchmark sees it."""
+
+    run: Path
+    steps: int
+    loop_seconds: float  # train.log's "finished at step N after X s": the training loop alone
+    wall_seconds: float  # the whole command: imports, data, set-up, the last samples and checkpoint
+    log: str
+
+
+def checkout_env() -> dict[str, str]:
+    """The environment of a `python -m gan_cli` that runs this checkout's code, with OMP_NUM_THREADS dropped so that
+    `train.threads` (or gan's own choice) decides."""
+    env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
+    env["PYTHONPATH"] = str(Path(__file__).resolve().parents[1]) + os.pathsep + env.get("PYTHONPATH", "")
+    return env
+
+
+def gan_train(args: list[str], run: Path, cwd: Path, timeout: Optional[float] = None) -> Trained:
+    """`python -m gan_cli train ARGS hydra.run.dir=RUN` with this checkout's code, timed by its own train.log (so
+    the launcher's and Python's start-up stay out of the loop's time); a failure stops the benchmark with its stderr."""
+    command = [sys.executable, "-m", "gan_cli", "train", *args, f"hydra.run.dir={run}"]
+    t = time.perf_counter()
+    proc = subprocess.run(command, cwd=cwd, env=checkout_env(), capture_output=True, text=True, timeout=timeout)
+    wall = time.perf_counter() - t
+    log = (run / "train.log").read_text() if (run / "train.log").is_file() else ""
+    found = FINISHED.search(log)
+    if proc.returncode != 0 or found is None:
+        raise SystemExit(f"{' '.join(command)} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
+    return Trained(run, int(found.group(1)), float(found.group(2)), wall, log)

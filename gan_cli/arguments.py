@@ -21,6 +21,7 @@ from gan_cli.composition import (
     override_key,
     primary_config,
     refuse_added_keys,
+    refuse_bad_values,
     refuse_deleted_keys,
     runs,
     schema_keys,
@@ -303,14 +304,14 @@ def _check_saved_targets(kept: list[str], args: list[str], own_config_dir: bool,
 def check_resume(cfg: DictConfig) -> None:
     """Refuse a resume before Hydra starts, so a refused one leaves the run directory exactly as it was:
     a change to what is trained, a run already at its last step, or a run another process trains now."""
-    from gan_cli.checkpoint import load_checkpoint, run_dir_of
+    from gan_cli.checkpoint import check_layout, load_checkpoint, run_dir_of
     from gan_cli.config import to_plain
-    from gan_cli.rundir import check_lock_file, check_resumable, in_use, is_locked, refuse_linked_outputs
+    from gan_cli.rundir import check_lock_file, check_resumable, in_use, is_locked
 
     ckpt, path = load_checkpoint(cfg.resume)
+    check_layout(ckpt, path, resume=True)
     check_resumable(ckpt, path, to_plain(cfg))
     check_lock_file(run_dir_of(path))
-    refuse_linked_outputs(run_dir_of(path))
     holder = is_locked(run_dir_of(path))
     if holder is not None:
         raise in_use(run_dir_of(path), holder)
@@ -332,6 +333,7 @@ def precheck(command: str, args: list[str], typed: Sequence[str] = (), sweep: bo
             said.update(dict.fromkeys(precheck(command, [*named, *one], typed, sweep=True)))
         return list(said)
     cfg = compose_config(command, args)
+    refuse_bad_values(command, cfg)
     if command != "train":
         return []
     from gan_cli.training.setup import check_options, ignored_options

@@ -139,5 +139,91 @@ def load_checkpoint(target: str | os.PathLike, map_location: str | torch.device 
         raise GanError(
             f"Checkpoint {str(path)!r} is incomplete: it lacks {', '.join(missing)}. It was edited or cut short; use another checkpoint of the run (checkpoints/step_*.pt)."
         )
-    ckpt["config"] = upgrade_saved_config(ckpt["config"])
+    config = ckpt["config"]
+    problem = _not_a_mapping(config)  # before the upgrade reads it
+    if problem:
+        raise malformed(path, problem)
+    ckpt["config"] = upgrade_saved_config(config)
     return ckpt, path
+
+
+CONFIG_GROUPS = ("model", "dataset", "loss", "optimizer", "train", "eval", "dist")  # each a mapping of options
+SELECTORS = ("model.name", "dataset.name", "loss.objective")  # what sample, eval and a resume rebuild the run from
+RESUMED = ("optimizers", "fixed_z", "rng", "batches_done")  # what a resume reads beyond what sample and eval read
+
+
+def malformed(path: Path, problem: str) -> GanError:
+    return GanError(
+        f"Checkpoint {str(path)!r} is malformed: {problem}. It was edited or written by another program; use another "
+        f"checkpoint of the run (checkpoints/step_*.pt) or one written by `gan train`."
+    )
+
+
+def _not_a_mapping(config: Any) -> str | None:
+    if not isinstance(config, dict):
+        return f"its config is {_kind(config)}, not a mapping of options"
+    group = next((g for g in CONFIG_GROUPS if not isinstance(config.get(g, {}), dict)), None)
+    return f"its config.{group} is {_kind(config[group])}, not a mapping of options" if group else None
+
+
+def _kind(value: Any) -> str:
+    """A value a message can show: 'a list', 'null', "'abc' (a str)"."""
+    if value is None or isinstance(value, (dict, list, tuple)):
+        return "null" if value is None else f"a {type(value).__name__}"
+    return "missing" if value == "???" else f"{repr(value)[:60]} (of type {type(value).__name__})"
+
+
+def check_layout(ckpt: dict[str, Any], path: Path, resume: bool = False) -> None:
+    """Refuse, by what is wrong, a checkpoint (as `load_checkpoint` returned it) whose parts have not the types `gan
+    train` writes, before sample, eval or a resume reads them: a hand-edited or foreign file failed deep inside, in
+    whatever line first touched the odd part. `resume`: also the training state a resume restores."""
+    problem = _layout_problem(ckpt, resume)
+    if problem:
+        raise malformed(path, problem)
+
+
+def _layout_problem(ckpt: dict[str, Any], resume: bool) -> str | None:
+    step = ckpt["step"]
+    if isinstance(step, bool) or not isinstance(step, int) or step < 0:
+        return f"its step is {_kind(step)}, not a count of steps"
+    for key in SELECTORS:
+        group, name = key.split(".")
+        if not isinstance(ckpt["config"][group].get(name), str) or ckpt["config"][group][name] == "???":
+            return f"its config names no {key} (it is {_kind(ckpt['config'][group].get(name))}), which a run is rebuilt from"
+    spec = ckpt["data_spec"]
+    if not (
+        isinstance(spec, dict)
+        and isinstance(spec.get("name"), str)
+        and isinstance(spec.get("shape"), (list, tuple))
+        and len(spec["shape"]) in (1, 3)
+        and all(isinstance(n, int) and n > 0 for n in spec["shape"])
+        and isinstance(spec.get("num_classes"), int)
+        and spec["num_classes"] >= 0
+    ):
+        return f"its data_spec is {_kind(spec)}, not {{'name': str, 'shape': [C, H, W] or [d], 'num_classes': int}}"
+    models = ckpt["models"]
+    if not isinstance(models, dict):
+        return f"its models is {_kind(models)}, not a mapping of the networks' state dicts"
+    for name in ("G", "D", *models):
+        if not isinstance(models.get(name), dict) or not all(isinstance(k, str) for k in models[name]):
+            return f"its models.{name} is {_kind(models.get(name))}, not a state dict (parameter names to tensors)"
+    if not resume:
+        return None
+    lacking = [k for k in RESUMED if k not in ckpt]
+    if lacking:
+        return f"it lacks {', '.join(lacking)}, the training state a resume restores (gan sample and gan eval can still read it)"
+    optimizers, rng = ckpt["optimizers"], ckpt["rng"]
+    if not isinstance(optimizers, dict) or not all(
+        isinstance(optimizers.get(k), dict) and isinstance(optimizers[k].get("param_groups"), list) for k in ("G", "D")
+    ):
+        return "its optimizers are not the state dicts of G's and D's optimizers"
+    if (
+        not isinstance(ckpt["fixed_z"], torch.Tensor)
+        or not isinstance(rng, dict)
+        or not isinstance(rng.get("torch"), torch.Tensor)
+    ):
+        return "its fixed_z or rng is not the tensor a resume restores"
+    batches = ckpt["batches_done"]
+    if isinstance(batches, bool) or not isinstance(batches, int) or batches < 0:
+        return f"its batches_done is {_kind(batches)}, not a count of batches"
+    return None

@@ -18,8 +18,9 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from gan_cli.arguments import prepare, shown_jobs
+from gan_cli.completion import COMPLETION_FLAGS, complete, completion_request
 from gan_cli.composition import CONF
-from gan_cli.errors import INTERRUPTED, GanError, interrupted_message
+from gan_cli.errors import INTERRUPTED, GanError, interrupted_message, is_out_of_memory, options_to_lower
 from gan_cli.logs import FILE_ONLY
 
 USAGE = """usage: gan <command> [key=value ...] [-m] [--help]
@@ -28,6 +29,7 @@ commands:
   train    train a GAN variant (or a sweep with -m), logging to TensorBoard under outputs/
   sample   draw images or points from a checkpoint (no dataset needed)
   eval     score a checkpoint or a sweep (FID/KID/IS/precision-recall offline, toy mode coverage)
+  export   the generator of a checkpoint as one TorchScript or ONNX file that runs without gan
   report   compare the runs of a sweep or of outputs/DATE: status, steps, time, scores, ranked by one score
 
 Each command takes Hydra overrides: `gan train model=dcgan loss=wgan_gp train.steps=500`.
@@ -38,13 +40,6 @@ Each command takes Hydra overrides: `gan train model=dcgan loss=wgan_gp train.st
 def report(err: GanError) -> None:
     """One paragraph (one line, which the terminal wraps) on stderr, no traceback."""
     print(f"gan: error: {err}", file=sys.stderr)
-
-
-def is_out_of_memory(exc: BaseException) -> bool:
-    """CUDA's OutOfMemoryError, the CPU allocator's RuntimeError, or Python's own MemoryError."""
-    text = str(exc).lower()
-    phrases = ("not enough memory", "out of memory", "can't allocate memory", "cannot allocate memory")
-    return isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError" or any(p in text for p in phrases)
 
 
 def out_of_memory(exc: BaseException, lower: str) -> GanError:
@@ -70,7 +65,7 @@ def _run_guarded(fn: Callable[[], object], log_file: bool = False, lower: str = 
         except (MemoryError, RuntimeError) as exc:
             if not is_out_of_memory(exc):
                 raise
-            raise out_of_memory(exc, lower) from exc
+            raise out_of_memory(exc, options_to_lower(exc, lower)) from exc
     except GanError as err:
         from gan_cli.parallel import process_rank
 
@@ -89,6 +84,7 @@ USER_PATHS = {
     "train": ("dataset.path", "dataset.root", "eval.inception_weights", "resume"),
     "sample": ("ckpt", "out"),
     "eval": ("ckpt", "inception_weights"),
+    "export": ("ckpt", "out"),
 }
 
 
@@ -108,19 +104,24 @@ def from_launch_dir(cfg: DictConfig, command: str) -> None:
 
 @hydra.main(config_path=CONF, config_name="train", version_base="1.3")
 def train_app(cfg: DictConfig) -> object:
-    from gan_cli.runtime import parallel_jobs
+    from gan_cli.runtime import exit_if_orphaned, exit_with_sweep_parent, parallel_jobs
     from gan_cli.training.run import train
 
     hc = HydraConfig.get()
+    if hc.mode == RunMode.MULTIRUN:
+        exit_with_sweep_parent()  # a joblib worker: it ends when the gan that launched the sweep dies
     from_launch_dir(cfg, "train")
     run_dir = Path(hc.runtime.output_dir)
     lower = f"train.batch_size (now {cfg.train.batch_size}), the model widths (model.g_width, model.d_width) or dataset.image_size"
     parallel = parallel_jobs(hc.launcher.get("n_jobs")) if hc.mode == RunMode.MULTIRUN else 1  # joblib's n_jobs
-    return _run_guarded(
-        lambda: train(cfg, run_dir, list(hc.overrides.task), dict(hc.runtime.choices), parallel),
-        log_file=True,
-        lower=lower,
-    )
+    try:
+        return _run_guarded(
+            lambda: train(cfg, run_dir, list(hc.overrides.task), dict(hc.runtime.choices), parallel),
+            log_file=True,
+            lower=lower,
+        )
+    finally:
+        exit_if_orphaned()
 
 
 @hydra.main(config_path=CONF, config_name="sample", version_base="1.3")
@@ -139,7 +140,21 @@ def eval_app(cfg: DictConfig) -> object:
     return _run_guarded(lambda: evaluate(cfg), lower=f"n (now {cfg.n})")
 
 
-COMMANDS: dict[str, Callable[[], object]] = {"train": train_app, "sample": sample_app, "eval": eval_app}
+@hydra.main(config_path=CONF, config_name="export", version_base="1.3")
+def export_app(cfg: DictConfig) -> object:
+    from gan_cli.export import export
+
+    from_launch_dir(cfg, "export")
+    return _run_guarded(lambda: export(cfg))
+
+
+COMMANDS: dict[str, Callable[[], object]] = {
+    "train": train_app,
+    "sample": sample_app,
+    "eval": eval_app,
+    "export": export_app,
+}
+SUBCOMMANDS = (*COMMANDS, "report")  # every word `gan` takes first: the dispatcher's and TAB completion's one list
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -148,15 +163,18 @@ def main(argv: list[str] | None = None) -> None:
         print(USAGE)
         return
     command, rest = args[0], args[1:]
+    if completion_request(args) is not None and command in (*COMMANDS, *COMPLETION_FLAGS):
+        try:  # `gan -sc install=bash`, or `gan train -sc ...` as Hydra's docs show it: one script, bound to gan
+            complete(completion_request(args) or "", SUBCOMMANDS, COMMANDS)
+        except GanError as err:
+            report(err)
+            sys.exit(err.exit_code)
+        return
     if command == "report":
         report_main(rest)
         return
     if command not in COMMANDS:
-        report(
-            GanError(
-                f"Unknown command {command!r}. Allowed: {', '.join([*COMMANDS, 'report'])}. Run `gan --help` for usage."
-            )
-        )
+        report(GanError(f"Unknown command {command!r}. Allowed: {', '.join(SUBCOMMANDS)}. Run `gan --help` for usage."))
         sys.exit(2)
     try:
         try:
@@ -176,6 +194,10 @@ def main(argv: list[str] | None = None) -> None:
                 COMMANDS[command]()
             return
         sys.argv = [f"gan-{command}", *rest]
+        if command == "train" and any(a in ("-m", "--multirun") for a in rest):
+            from gan_cli.runtime import mark_sweep_parent
+
+            mark_sweep_parent()
         COMMANDS[command]()
         if command == "train" and any(a in ("-m", "--multirun") for a in rest):
             end_of_sweep()

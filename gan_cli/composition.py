@@ -126,7 +126,43 @@ def parse_overrides(args: list[str]) -> list:
     try:
         return OverridesParser.create().parse_overrides(args)
     except Exception as exc:
-        raise GanError(explain_config_error(exc)) from exc
+        raise GanError(next(filter(None, map(non_ascii_override, args)), None) or explain_config_error(exc)) from exc
+
+
+def _parses(arg: str) -> bool:
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    try:
+        OverridesParser.create().parse_overrides([arg])
+    except Exception:
+        return False
+    return True
+
+
+def non_ascii_override(arg: str) -> str | None:
+    """Why Hydra's lexer stops at `arg` when a character outside ASCII is the cause (its bare 'token recognition
+    error' names neither), with the form it reads: full-width digits and letters (an East Asian input method types
+    them) have an ASCII twin; any other letter reads only inside quotes. None when `arg` parses or is plain ASCII."""
+    import shlex
+    import unicodedata
+
+    odd = [c for c in dict.fromkeys(arg) if not c.isascii()]
+    if not odd or _parses(arg):
+        return None
+    named = ", ".join(f"{c!r} ({unicodedata.name(c, f'U+{ord(c):04X}')})" for c in odd[:3])
+    kind = "digits" if all(unicodedata.digit(c, None) is not None for c in odd) else "characters"
+    twin = unicodedata.normalize("NFKC", arg)  # full-width forms -> their ASCII twins
+    if twin.isascii() and _parses(twin):
+        return (
+            f"The override {arg!r} holds non-ASCII {kind} ({named}), which Hydra's override grammar does not read: "
+            f"type it in ASCII, {twin}."
+        )
+    key, sep, value = arg.partition("=")
+    quoted = shlex.quote(f"{key}={chr(34)}{value}{chr(34)}") if sep else ""
+    return (
+        f"The override {arg!r} holds non-ASCII {kind} ({named}), which Hydra's override grammar reads only inside "
+        f"quotes{': write ' + quoted if quoted else ''}."
+    )
 
 
 def sweep_cases(args: list[str]) -> list[list[str]]:
@@ -266,6 +302,64 @@ def primary_config(command: str, args: list[str]) -> tuple[str, Path]:
     )
 
 
+SEED_MAX = 2**63 - 1  # torch's generators take 64 bits, and the data order's seed is derived from it (data/batching)
+
+
+def refuse_bad_values(command: str, cfg: Any) -> None:
+    """A NaN in any option (it compares false with every bound, so each option's own range check let it through and
+    torch failed on it deep inside), and a seed outside 0..2^63-1 (torch's generators overflowed): one paragraph
+    naming the key, the value and what is allowed, before anything is built. A user's component's own keywords
+    (`<group>.args.*`) are its data and are left alone."""
+    import math
+
+    from gan_cli.config import command_defaults, train_defaults
+    from gan_cli.rundir import flatten
+
+    plain = OmegaConf.to_container(cfg, resolve=True)
+    plain.pop("hydra", None)  # type: ignore[union-attr]
+    defaults = train_defaults() if command == "train" else command_defaults(command)
+    default_of = flatten(OmegaConf.to_container(defaults))  # type: ignore[arg-type]
+    for key, value in flatten(plain).items():  # type: ignore[arg-type]
+        values = value if isinstance(value, list) else [value]
+        if ".args." in f".{key}.":
+            continue
+        if any(isinstance(v, float) and math.isnan(v) for v in values):
+            default = default_of.get(key)
+            example = f", e.g. its default {key}={default}" if isinstance(default, (int, float, list)) else ""
+            what = "finite numbers" if isinstance(value, list) else "a finite number"
+            raise GanError(
+                f"{key}={value} is not a number (NaN), and no option of gan {command} takes one: give {key} {what}"
+                f"{example}."
+            )
+        if key.rsplit(".", 1)[-1] in ("seed", "seeds") and any(
+            isinstance(v, int) and not 0 <= v <= SEED_MAX for v in values
+        ):
+            raise GanError(
+                f"{key}={value} is out of range: a seed is a whole number from 0 to 2^63 - 1 ({SEED_MAX}), "
+                f"e.g. {key}={'[0,1]' if isinstance(value, list) else 0}."
+            )
+
+
+def refuse_group_paths(args: list[str]) -> None:
+    """`model=../base/model` names a YAML file by a path out of its group's folder, and Hydra composes it (here gan's
+    base defaults with the model's name missing, which failed deep inside the run): a group's option is the name of
+    one of the group's own files. A sweep's values are each looked at; Hydra's own groups (hydra/...) are Hydra's."""
+    folders = [*searchpath_dirs(args), Path(CONF)]
+    for arg in args:
+        key = override_key(arg)
+        if "=" not in arg or key.startswith("hydra") or not any((f / key).is_dir() for f in folders):
+            continue
+        for value in arg.split("=", 1)[1].split(","):  # model=dcgan,../x sweeps two values
+            value = value.strip().strip("'\"")
+            if value.startswith("/") or ".." in value.replace("\\", "/").split("/"):
+                options = sorted({y.stem for f in folders if (f / key).is_dir() for y in (f / key).glob("*.yaml")})
+                raise GanError(
+                    f"{key}={value} is a path out of the {key} group's folder: a {key} option is the name of one of "
+                    f"its YAML files, never a path. Allowed: {', '.join(options)} (your own from a --config-dir's "
+                    f"{key}/ folder, e.g. gan train --config-dir my_conf {key}=mine)."
+                )
+
+
 def compose_config(command: str, args: list[str], with_hydra: bool = False):
     """The config Hydra will compose for `gan <command> args` (its `hydra` node too when asked); errors as GanError.
     Hydra's flags among `args` are left out, but for `--config-name=NAME`: a primary config of the user's, composed
@@ -274,6 +368,7 @@ def compose_config(command: str, args: list[str], with_hydra: bool = False):
 
     name, folder = primary_config(command, args)
     args = [a for a in args if not a.startswith("-")]
+    refuse_group_paths(args)
     if name != command:
         paths = ",".join(f"file://{d}" for d in [*searchpath_dirs(args), Path(CONF)])
         args = [*(a for a in args if not a.startswith("hydra.searchpath=")), f"hydra.searchpath=[{paths}]"]

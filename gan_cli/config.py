@@ -69,6 +69,7 @@ Backbone = _choices("Backbone", ("lenet", "inception"))
 LabelSource = _choices("LabelSource", ("auto", "classes", "clusters", "none"))
 DistBackend = _choices("DistBackend", ("auto", "nccl", "gloo"))
 SampleMode = _choices("SampleMode", ("grid", "classes", "interp", "arithmetic", "codes", "mix", "pyramid"))
+ExportFormat = _choices("ExportFormat", ("torchscript", "onnx"))
 
 
 @dataclass
@@ -159,6 +160,7 @@ class TrainConfig:
     log_every: int = MISSING
     sample_every: int = MISSING
     ckpt_every: int = MISSING
+    keep_ckpts: Optional[int] = MISSING
     n_samples: int = MISSING
     num_workers: int = MISSING
     threads: Optional[int] = MISSING
@@ -168,6 +170,7 @@ class TrainConfig:
     data_on_device: Switch = MISSING  # type: ignore[valid-type]
     augment: list[AugmentPolicy] = MISSING  # type: ignore[valid-type]
     d_pass: DPass = MISSING  # type: ignore[valid-type]
+    health: bool = MISSING
 
 
 @dataclass
@@ -234,7 +237,22 @@ class EvalConfig(MetricsConfig):
     allow_targets: list[str] = MISSING
 
 
-COMMAND_SCHEMAS: dict[str, type] = {"train": GanConfig, "sample": SampleConfig, "eval": EvalConfig}
+@dataclass
+class ExportConfig:
+    ckpt: str = MISSING
+    format: ExportFormat = MISSING  # type: ignore[valid-type]
+    out: Optional[str] = MISSING
+    ema: bool = MISSING
+    upscale: bool = MISSING
+    allow_targets: list[str] = MISSING
+
+
+COMMAND_SCHEMAS: dict[str, type] = {
+    "train": GanConfig,
+    "sample": SampleConfig,
+    "eval": EvalConfig,
+    "export": ExportConfig,
+}
 
 
 def register_schemas() -> None:
@@ -245,6 +263,7 @@ def register_schemas() -> None:
     cs.store(name="gan_schema", node=GanConfig)
     cs.store(name="sample_schema", node=SampleConfig)
     cs.store(name="eval_schema", node=EvalConfig)
+    cs.store(name="export_schema", node=ExportConfig)
 
 
 def config_dir() -> Path:

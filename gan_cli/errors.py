@@ -29,6 +29,23 @@ class GanError(Exception):
         self.exit_code = exit_code
 
 
+def blame(exc: BaseException, options: str) -> None:
+    """Mark an error (out of memory, say) with the options whose values led to it, so the CLI's message names them
+    (`options_to_lower`) instead of its general advice; the caller re-raises it as it is."""
+    exc.gan_options = options  # type: ignore[attr-defined]
+
+
+def options_to_lower(exc: BaseException, default: str) -> str:
+    return str(getattr(exc, "gan_options", default))
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """CUDA's OutOfMemoryError, the CPU allocator's RuntimeError, or Python's own MemoryError."""
+    text = str(exc).lower()
+    phrases = ("not enough memory", "out of memory", "can't allocate memory", "cannot allocate memory")
+    return isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError" or any(p in text for p in phrases)
+
+
 def shown(path: object, limit: int = 120) -> str:
     """A path for a message: quoted, and cut in the middle when it is too long to read."""
     text = str(path)

@@ -25,7 +25,7 @@ from rich.table import Table
 from gan_cli.checkpoint import LAST, resolve_checkpoint, run_dir_of, usable_path
 from gan_cli.config import config_dir, option_config
 from gan_cli.data import load_dataset
-from gan_cli.errors import GanError, shown
+from gan_cli.errors import GanError, io_failure, shown
 from gan_cli.files import json_text, write_atomic
 from gan_cli.losses import build_objective
 from gan_cli.metrics import Scorer
@@ -103,9 +103,23 @@ def evaluate_checkpoint(path: Path, cfg, device: torch.device) -> dict[str, Any]
     result["all_scores"] = latest_scores(by_step)  # the run's scores: each name's of the latest step it was scored at
     result["by_step"] = dict(sorted(by_step.items(), key=lambda item: int(item[0])))
     # a new file renamed over the old one: a full disk leaves the old metrics.json whole, a symlink there is replaced
-    write_atomic(out, json_text(result, indent=2) + "\n")
-    result["written"] = str(out)
+    write_scores(out, result, "an earlier metrics.json of the run is left as it was")
     return result
+
+
+def write_scores(out: Path, result: dict[str, Any], kept: str) -> None:
+    """`result` as JSON into `out`, whole or not at all; a disk that refuses it (full, read-only) is one paragraph that
+    still gives the scores just computed, which took minutes and are otherwise lost."""
+    try:
+        write_atomic(out, json_text(result, indent=2) + "\n")
+    except OSError as err:
+        scores = ", ".join(f"{k} {v:.6g}" if isinstance(v, float) else f"{k} {v}" for k, v in result["scores"].items())
+        raise io_failure(
+            err,
+            f"Writing the scores to {shown(out)}",
+            f"Nothing was written ({kept}). The scores were: {scores or 'none'}.",
+        ) from err
+    result["written"] = str(out)
 
 
 def scores_by_step(metrics: dict) -> dict[str, dict[str, Any]]:
@@ -217,8 +231,7 @@ def evaluate_reference(cfg, device: torch.device) -> dict[str, Any]:
         "seconds": round(time.perf_counter() - t0, 2),
     }
     out = Path(f"metrics_reference_{name}_{scorer.n}.json").resolve()
-    write_atomic(out, json_text(result, indent=2) + "\n")
-    result["written"] = str(out)
+    write_scores(out, result, f"an earlier {out.name} is left as it was")
     return result
 
 

@@ -7,7 +7,7 @@ What a GAN needs beyond wrapping G and D in DistributedDataParallel, and how thi
   index stream (`data.batching`), so the data position is a count of global batches and a run resumes on any
   world size.
 - Every per-sample random draw of a step (z and InfoGAN's codes, the penalties' interpolation points, DiffAugment's
-  parameters) is drawn at the global batch size from the training stream, which every rank seeds alike, and cut
+  parameters, D's dropout masks) is drawn at the global batch size from the training stream, which every rank seeds alike, and cut
   to the rank's slice (`per_sample`). The ranks together draw exactly what one process draws: a run on 2 ranks is
   the run on 1, up to the order of float sums, and the saved RNG state is every rank's.
 - Rank 0 alone writes (TensorBoard, samples, checkpoints, scores, status); logged scalars are means over the ranks,
@@ -22,8 +22,9 @@ import logging
 import logging.config
 import os
 import uuid
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Callable, Optional
+from typing import Callable, Iterator, Optional
 
 import torch
 import torch.distributed as dist
@@ -133,13 +134,37 @@ def _multiprocess() -> bool:
     return dist.is_initialized() and dist.get_world_size() > 1
 
 
+_segments = 1  # the batch a draw is for is this many global batches stacked (`stacked`)
+
+
+@contextmanager
+def stacked(segments: int) -> Iterator[None]:
+    """Inside, a per-sample draw is for `segments` batches stacked on dim 0 (D's one pass over [real; fake]): each
+    rank takes its slice of every segment, as one process's [real; fake] holds all real samples, then all fakes."""
+    global _segments
+    before, _segments = _segments, segments
+    try:
+        yield
+    finally:
+        _segments = before
+
+
 def per_sample(draw: Callable[[int], torch.Tensor], n: int) -> torch.Tensor:
     """draw(n) in one process; in a distributed run draw(n * world size), the same global draw on every rank (their
     training streams are seeded alike), cut to this rank's slice: the global batch gets what one process would draw."""
     if not _multiprocess():
         return draw(n)
-    rank = dist.get_rank()
-    return draw(n * dist.get_world_size())[rank * n : (rank + 1) * n]
+    world = dist.get_world_size()
+    return rank_rows(draw(n * world), dist.get_rank(), world, _segments)
+
+
+def rank_rows(whole: torch.Tensor, rank: int, world: int, segments: int = 1) -> torch.Tensor:
+    """This rank's rows of a draw for the global batch: its slice, or with `segments` stacked batches, its slice of
+    each (real rows of every rank, then fake rows of every rank, as in one process's [real; fake])."""
+    n = len(whole) // world
+    if segments == 1 or n % segments:
+        return whole[rank * n : (rank + 1) * n]
+    return whole.view(segments, world, n // segments, *whole.shape[1:])[:, rank].reshape(n, *whole.shape[1:])
 
 
 def all_sum_(t: torch.Tensor) -> torch.Tensor:

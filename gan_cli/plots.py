@@ -12,6 +12,8 @@ from typing import Callable, Optional
 
 import torch
 
+from gan_cli.files import replace_atomically
+
 
 def pyplot():
     """matplotlib, imported on first use: it costs half a second, and image runs never plot."""
@@ -59,9 +61,26 @@ def points_figure(
 
 
 def save_figure(fig, path: Path) -> Path:
+    """The figure as a PNG at `path`, by temp file and rename: a symlink planted at `path` (a run directory may come
+    from anywhere) is replaced, never written through into the file it points to."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    pyplot().close(fig)
+    try:
+        replace_atomically(path, lambda f: fig.savefig(f, format=path.suffix.lstrip(".") or "png"), binary=True,
+                           mode=0o644)  # fmt: skip
+    finally:
+        pyplot().close(fig)
+    return path
+
+
+def save_grid(grid: torch.Tensor, path: Path) -> Path:
+    """An image grid (C x H x W in [0, 1], from `image_grid`) as an image file at `path`, by temp file and rename as
+    `save_figure` writes: never through a symlink at `path`."""
+    from PIL import Image
+    from torchvision.utils import save_image
+
+    image_format = Image.registered_extensions().get(path.suffix.lower(), "PNG")  # a file object has no name to go by
+    path.parent.mkdir(parents=True, exist_ok=True)
+    replace_atomically(path, lambda f: save_image(grid, f, format=image_format), binary=True, mode=0o644)
     return path
 
 

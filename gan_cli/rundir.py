@@ -48,6 +48,7 @@ RESUMABLE_CHANGES = (
     "train.log_every",
     "train.sample_every",
     "train.ckpt_every",
+    "train.keep_ckpts",
     "train.num_workers",
     "train.threads",
     "device",
@@ -56,6 +57,7 @@ RESUMABLE_CHANGES = (
     "train.compile",
     "train.data_on_device",
     "train.d_pass",
+    "train.health",
     "eval.",
     "dataset.root",
     "dataset.path",
@@ -94,10 +96,12 @@ class RunLock:
 
 
 def not_a_lock(path: Path) -> GanError:
-    what = "a symbolic link" if path.is_symlink() else "not a regular file"
+    folder = path.is_dir() and not path.is_symlink()
+    what = "a symbolic link" if path.is_symlink() else "a folder" if folder else "not a regular file"
+    remove = f"rm {'-r ' if folder else ''}{shlex.quote(str(path))}"
     return GanError(
         f"{str(path)!r} is {what}: gan keeps its lock there and writes its pid into it, so it would write wherever that "
-        f"leads. Nothing was written. Remove it (rm {shlex.quote(str(path))}) if you did not make it, then run the command again."
+        f"leads. Nothing was written. Remove it ({remove}) if you did not make it, then run the command again."
     )
 
 
@@ -272,6 +276,7 @@ class RunEnd:
     exit_code: int = 1
     seconds: float = 0.0
     final: dict[str, float] = field(default_factory=dict)
+    warnings: Optional[list[dict[str, Any]]] = None  # what the health detectors saw (training/health.py); None: off
 
     def ended_by(self, err: GanError) -> None:
         self.status = {INTERRUPTED: "interrupted", DIVERGED: "diverged"}.get(err.exit_code, "failed")
@@ -279,12 +284,45 @@ class RunEnd:
 
 
 def read_status(run_dir: Path) -> dict[str, Any]:
-    """The run's status.json, or {} when it has none (an older run, one still in its first attempt, or killed)."""
+    """The run's status.json, or {} when it has none (an older run, one still in its first attempt, or killed) or one
+    gan did not write (`read_status_checked` says what is wrong with it)."""
+    return read_status_checked(run_dir)[0]
+
+
+# what status.json holds (RunEnd's fields): a value of another type, or a file that is not JSON, was not written by gan
+STATUS_TYPES: dict[str, Any] = {"steps": int, "step": int, "status": str, "reason": str, "exit_code": int,
+                                "seconds": (int, float), "final": dict, "warnings": list}  # fmt: skip
+
+
+def read_status_checked(run_dir: Path) -> tuple[dict[str, Any], str]:
+    """(the run's status.json, ''), or ({}, what is wrong with it) for one that cannot be read, is not JSON, or
+    holds values of other types than gan writes (edited by hand, cut short, written by another program)."""
+    path = Path(run_dir) / STATUS_FILE
     try:
-        data = json.loads((Path(run_dir) / STATUS_FILE).read_text())
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return {}, ""
+    except OSError as err:
+        return {}, f"{STATUS_FILE} cannot be read ({err.strerror or err})"
+    except ValueError as err:  # JSON's errors and bytes that are not UTF-8
+        return {}, f"{STATUS_FILE} is not valid JSON ({str(err).splitlines()[0][:120]})"
+    if not isinstance(data, dict):
+        return {}, f"{STATUS_FILE} holds a JSON {type(data).__name__}, not the object gan writes"
+    wrong = [k for k, kind in STATUS_TYPES.items() if data.get(k) is not None and not isinstance(data[k], kind)]
+    final = data.get("final") if isinstance(data.get("final"), dict) else {}
+    wrong += [f"final.{k}" for k, v in final.items() if v is not None and not _number_like(v)]
+    if wrong:
+        return {}, f"{STATUS_FILE} holds values of other types than gan writes ({first_of(wrong, 3)})"
+    return data, ""
+
+
+def _number_like(value: Any) -> bool:
+    """A number, or a string float() reads ('inf', as strict JSON writes an infinity)."""
+    try:
+        float(value)
+    except (TypeError, ValueError):
+        return False
+    return True
 
 
 def write_status(run_dir: Path, end: RunEnd) -> None:
@@ -328,25 +366,6 @@ def refuse_used_run_dir(run_dir: Path) -> None:
             f"hydra.run.dir={str(run_dir)!r} already holds a run ({shown_names}); a new run there would write over it. "
             f"To continue that run: {resume_command(Path(run_dir))}. To start a new one, name a new folder "
             f"(or drop hydra.run.dir). Nothing was written."
-        )
-
-
-LINK_CHECKED = ("samples/*", "figures/*")  # written by the training loop's image writers, which open the name as given
-
-
-def refuse_linked_outputs(run_dir: Path) -> None:
-    """A resume writes sample grids and figures at names an earlier attempt may share (samples/step_N.png): a symlink
-    planted there would have the image written wherever it leads, so a resume is refused while one is there."""
-    run_dir = Path(run_dir)
-    linked = sorted(
-        str(p.relative_to(run_dir)) for pattern in LINK_CHECKED for p in run_dir.glob(pattern) if p.is_symlink()
-    )
-    if linked:
-        shown_names = first_of(linked, 3)
-        raise GanError(
-            f"{str(run_dir)!r} holds symbolic links where training writes its images ({shown_names}): resuming would write "
-            f"through them into the files they point to. Nothing was written. Remove the links (gan never makes them), "
-            f"then resume again."
         )
 
 

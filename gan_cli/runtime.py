@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import os
 import random
+import signal
+import threading
+import time
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -17,10 +20,10 @@ import torch
 from omegaconf import OmegaConf
 from torch import nn
 
-from gan_cli.checkpoint import load_checkpoint
+from gan_cli.checkpoint import check_layout, load_checkpoint
 from gan_cli.components import check_checkpoint_targets
 from gan_cli.data import DataSpec
-from gan_cli.errors import GanError, first_of, shown
+from gan_cli.errors import INTERRUPTED, GanError, first_of, shown
 from gan_cli.models import build_models, sample_latent, truncate
 from gan_cli.rng import seeded_global_rng
 
@@ -38,6 +41,7 @@ def load_generator(
 
     A checkpoint naming its own components (`_target_`) is refused unless the user allowed their modules."""
     ckpt, path = load_checkpoint(ckpt_target, map_location=device)
+    check_layout(ckpt, path)
     check_checkpoint_targets(ckpt["config"], REBUILT_GROUPS, allow_targets, shown(path))
     spec = DataSpec.from_dict(ckpt["data_spec"])
     G, _ = build_models(OmegaConf.create(ckpt["config"]["model"]), spec)
@@ -136,6 +140,49 @@ def parallel_jobs(n_jobs: Optional[int]) -> int:
     if not n_jobs:
         return 1
     return n_jobs if n_jobs > 0 else max(1, usable_cores() + 1 + n_jobs)
+
+
+SWEEP_PARENT = "GAN_SWEEP_PID"  # the pid of the gan process that launched a sweep, inherited by its workers
+WORKER_GRACE_S = 60.0  # after its parent died, a sweep worker's run has this long to save at the end of its step
+_watching: list[int] = []  # the parent a watchdog of this process watches (one per process)
+_orphaned = threading.Event()  # set once that parent is gone
+
+
+def mark_sweep_parent() -> None:
+    """Called by the gan that launches a sweep: the processes its launcher starts for the jobs know whose they are."""
+    os.environ[SWEEP_PARENT] = str(os.getpid())
+
+
+def exit_with_sweep_parent(poll_s: float = 0.5) -> None:
+    """In a sweep's worker process (joblib's, a child of the gan that launched the sweep): when that gan dies (kill -9,
+    or a Ctrl-C, after which it ends at once without joblib's shutdown of its workers), the worker stops too, instead
+    of training on, and holding its memory, for as long as its job lasts. The job's run gets SIGTERM (it saves at the
+    end of its step and stops, as on a SIGTERM from the user), then the worker ends (`exit_if_orphaned`); an idle
+    worker ends on the signal; a process still alive WORKER_GRACE_S seconds later exits. Nothing happens in the
+    launching process itself or outside a sweep."""
+    parent = os.environ.get(SWEEP_PARENT, "")
+    if not parent.isdigit() or int(parent) == os.getpid() or os.getppid() != int(parent) or _watching:
+        return
+    _watching.append(int(parent))
+
+    def watch() -> None:
+        while os.getppid() == int(parent):
+            time.sleep(poll_s)
+        _orphaned.set()
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(WORKER_GRACE_S)
+        os._exit(INTERRUPTED)
+
+    threading.Thread(target=watch, name="gan-sweep-parent-watchdog", daemon=True).start()
+
+
+def exit_if_orphaned() -> None:
+    """After a sweep job's run: a worker whose launching gan died ends now, its run saved (no one waits for it)."""
+    if _orphaned.is_set():
+        import logging
+
+        logging.shutdown()  # flush train.log
+        os._exit(INTERRUPTED)
 
 
 def set_threads(requested: Optional[int], parallel: int = 1) -> tuple[int, str]:

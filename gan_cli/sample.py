@@ -20,7 +20,7 @@ from gan_cli.data.toys import TOY_NAMES, make_toy
 from gan_cli.errors import GanError, io_failure, one_of
 from gan_cli.models import latent_layout, num_classes, sample_latent, truncate
 from gan_cli.models.progan import Growing, downscale
-from gan_cli.plots import image_grid, points_figure, save_figure
+from gan_cli.plots import image_grid, points_figure, save_figure, save_grid
 from gan_cli.rng import seeded_global_rng
 from gan_cli.runtime import load_generator, pick_device, render
 
@@ -215,7 +215,8 @@ MODES = {
 }
 
 
-def sample(cfg) -> Path:
+def check_options(cfg) -> None:
+    """The options gan sample (and the Python API's Run.sample) refuses before loading anything."""
     if OmegaConf.is_missing(cfg, "ckpt"):
         raise GanError(
             "gan sample needs a checkpoint: pass ckpt=<run dir> (uses its checkpoints/last.pt) or ckpt=<file.pt>."
@@ -226,6 +227,19 @@ def sample(cfg) -> Path:
         raise one_of("mode", cfg.mode, MODES)
     if cfg.nrow is not None and cfg.nrow < 1:
         raise GanError(f"nrow={cfg.nrow} must be a positive number of images per row.")
+
+
+def draw(cfg, G: torch.nn.Module, device: torch.device) -> tuple[torch.Tensor, int]:
+    """(the samples of cfg.mode, images per row): what gan sample writes, and what the Python API's Run.sample returns."""
+    gen = torch.Generator().manual_seed(cfg.seed)
+    x, nrow = MODES[cfg.mode](cfg, G, gen, device)
+    if isinstance(G, Growing) and not cfg.upscale:  # a progressive G saved before its last stage: its own side
+        x = downscale(x, G.side)
+    return x, nrow
+
+
+def sample(cfg) -> Path:
+    check_options(cfg)
     device = pick_device(cfg.device)
     G, spec, ckpt, path = load_generator(cfg.ckpt, device, cfg.ema, cfg.allow_targets)
     name = f"sample_seed{cfg.seed}.png" if cfg.mode == "grid" else f"{cfg.mode}_seed{cfg.seed}.png"
@@ -239,10 +253,7 @@ def sample(cfg) -> Path:
             f"mode={cfg.mode} draws an image grid, but dataset={spec.name} holds points. Use mode=grid, or out=<file>.npy for the raw samples."
         )
     _check_writable_file(out)  # before the generator runs: a bad out= costs nothing
-    gen = torch.Generator().manual_seed(cfg.seed)
-    x, nrow = MODES[cfg.mode](cfg, G, gen, device)
-    if isinstance(G, Growing) and not cfg.upscale:  # a progressive G saved before its last stage: its own side
-        x = downscale(x, G.side)
+    x, nrow = draw(cfg, G, device)
     suffix = out.suffix.lower()
     try:
         _write(out, suffix, x, nrow, spec, ckpt)
@@ -275,9 +286,7 @@ def _write(out: Path, suffix: str, x: torch.Tensor, nrow: int, spec, ckpt: dict)
     elif suffix == ".pt":
         torch.save(x, out)
     elif spec.is_image:
-        from torchvision.utils import save_image
-
-        save_image(image_grid(x, nrow), out)
+        save_grid(image_grid(x, nrow), out)
     else:
         real = None
         if spec.name in TOY_NAMES:  # toy data is synthetic: draw real points to compare against

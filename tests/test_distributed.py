@@ -1,10 +1,13 @@
 """One run on several processes (gloo on the CPU): the same weights as one process, resume across world sizes,
 Ctrl-C/SIGTERM to the launcher, torchrun, and Hydra's submitit launcher.
 
-The equivalence runs use SGD: Adam divides each gradient by its own running size, so a weight whose gradient is
-~1e-9 (the order of float-sum differences between 2 x B/2 and 1 x B) moves by +-lr either way, and the
-comparison would measure that rounding instead of the gradient averaging. With SGD the two runs agree to ~1e-9
-after two steps (ten critic steps with the gradient penalty's double backward)."""
+The WGAN-GP equivalence runs use SGD: Adam's first steps move a weight by about +-lr whatever its gradient's size
+(m / sqrt(v) = g / |g|), so a weight whose gradient is at the level of float rounding (the sums of 2 x B/2 and of
+1 x B differ there) moves by +-lr with a sign that rounding picks. Under WGAN-GP that is 3.6e-4 after one step and
+1.7e-3 after five between 1 and 2 processes, and 1.7e-14 when both run in float64: rounding amplified, no other
+difference (docs/distributed.md). With SGD the two runs agree to ~1e-9 after two steps (ten critic steps with the
+gradient penalty's double backward); with Adam and the non-saturating loss (the MLP at its defaults, dropout
+included) to ~1e-7."""
 
 from __future__ import annotations
 
@@ -74,6 +77,29 @@ def test_two_processes_train_the_one_process_run_and_resume_on_either_world_size
     )  # 2 -> 1
     assert_same_weights(straight, one)
     assert_same_weights(straight, two)
+
+
+@pytest.mark.parametrize("d_pass", ["separate", "joint"])
+def test_two_processes_train_the_one_process_run_with_adam_and_the_mlps_dropout(workdir: Path, d_pass: str) -> None:
+    """The MLP at its defaults (Adam, the non-saturating loss, dropout 0.3 in D): the masks are per-sample draws of
+    the global batch, like z, so each rank drops what one process drops for its samples (joint: for the real and
+    the fake half alike). Rank-sized masks put the runs 2e-3 apart after five steps; now they agree to ~1e-7."""
+    runs = []
+    for world in (1, 2):
+        run = workdir / f"{d_pass}_{world}"
+        args = ["model=mlp", "dataset=ring8", "train.batch_size=64", "train.steps=3", "train.threads=1"]
+        proc = run_gan(
+            "train",
+            *args,
+            f"train.d_pass={d_pass}",
+            f"dist.nproc_per_node={world}",
+            f"hydra.run.dir={run}",
+            cwd=workdir,
+        )
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        runs.append(run)
+    assert load_last(runs[0])["config"]["model"]["dropout"] == 0.3
+    assert_same_weights(*runs)
 
 
 def test_torchrun_ranks_agree_on_one_run_directory(workdir: Path) -> None:

@@ -194,18 +194,52 @@ def test_a_lock_that_is_not_a_regular_file_is_refused_and_its_target_untouched(t
     assert is_locked(run) is None
 
 
-def test_a_resume_is_refused_before_it_writes_through_a_linked_lock_or_sample(run: Path, tmp_path: Path) -> None:
+def test_a_resume_is_refused_before_it_writes_through_a_linked_lock(run: Path, tmp_path: Path) -> None:
     target = tmp_path / "precious.png"
     target.write_bytes(b"precious")
     (run / ".lock").unlink()
     (run / ".lock").symlink_to(target)
     error = one_error(run_gan("train", f"resume={run}", "train.steps=4", cwd=tmp_path))
     assert "symbolic link" in error and ".lock" in error, error
-    (run / ".lock").unlink()
-    (run / "samples" / "step_000004.png").symlink_to(target)  # where the resumed run draws its grid at step 4
-    error = one_error(run_gan("train", f"resume={run}", "train.steps=4", cwd=tmp_path))
-    assert "samples/step_000004.png" in error, error
     assert target.read_bytes() == b"precious"
+
+
+def test_a_resume_replaces_a_linked_sample_grid_and_leaves_its_target_untouched(run: Path, tmp_path: Path) -> None:
+    """The training loop's image writers replace a link at samples/step_N.png (temp file + rename) instead of
+    writing the picture into the file it points to."""
+    target = tmp_path / "precious.png"
+    target.write_bytes(b"precious")
+    grid = run / "samples" / "step_000004.png"  # where the resumed run draws its picture at step 4
+    grid.symlink_to(target)
+    run_gan("train", f"resume={run}", "train.steps=4", "train.sample_every=2", cwd=tmp_path, check=True)
+    assert target.read_bytes() == b"precious"
+    assert not grid.is_symlink() and grid.read_bytes().startswith(b"\x89PNG")
+
+
+def test_every_image_writer_replaces_a_symlink_instead_of_following_it(tmp_path: Path) -> None:
+    """The sample grids (images: save_grid; toy data and the D* plots: save_figure) and a sweep's report.md."""
+    import torch
+
+    from gan_cli.plots import image_grid, points_figure, save_figure, save_grid
+    from gan_cli.report.output import write_report
+    from gan_cli.report.runs import Report
+
+    target = tmp_path / "precious.bin"
+    target.write_bytes(b"precious")
+    run = tmp_path / "run"
+    (run / "samples").mkdir(parents=True)
+    writers = {
+        "samples/step_000250.png": lambda p: save_grid(image_grid(torch.zeros(4, 1, 8, 8)), p),
+        "samples/step_000500.png": lambda p: save_figure(points_figure(torch.zeros(8, 2)), p),
+        "report.md": lambda p: write_report(Report(runs=[], shared={}, varied=[], sort=None, direction=None), p),
+    }
+    for name, write in writers.items():
+        link = run / name
+        link.symlink_to(target)
+        write(link)
+        assert target.read_bytes() == b"precious", name
+        assert not link.is_symlink() and link.stat().st_size > 0, name
+    assert sorted(p.name for p in run.rglob("*.tmp")) == [], "no temp file is left behind"
 
 
 # ---------------------------------------------------------------------------------------------

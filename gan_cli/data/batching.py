@@ -14,7 +14,7 @@ from typing import Iterator
 import torch
 from torch.utils.data import DataLoader
 
-from gan_cli.data.datasets import LoadedData
+from gan_cli.data.loaded import LoadedData
 
 
 class IndexStream:
@@ -38,7 +38,8 @@ class IndexStream:
 
     def _permutation(self, epoch: int) -> torch.Tensor:
         if epoch != self._epoch:
-            gen = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+            # modulo 2^64, what torch's generator takes: the same stream as before for every seed that fitted
+            gen = torch.Generator().manual_seed((self.seed * 1_000_003 + epoch) % 2**64)
             self._epoch, self._perm = epoch, torch.randperm(self.n, generator=gen).to(self.device)
         return self._perm
 

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from gan_cli.data.datasets import LoadedData
+from gan_cli.data.loaded import LoadedData
 from gan_cli.data.spec import DataSpec
 from gan_cli.errors import GanError
 from gan_cli.logs import CONSOLE

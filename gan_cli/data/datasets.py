@@ -7,23 +7,21 @@ once as one tensor, so training can keep it on the device and batch by index. On
 
 from __future__ import annotations
 
-import errno
 import gzip
 import logging
 import os
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
 
 from gan_cli.components import Registry, target_args
+from gan_cli.data.image_folder import _image_folder
+from gan_cli.data.loaded import LoadedData, balanced_subset
 from gan_cli.data.spec import DataSpec
 from gan_cli.data.toys import TOY_NAMES, make_toy, mode_centers
-from gan_cli.errors import GanError, first_of, shown
-from gan_cli.logs import CONSOLE
+from gan_cli.errors import GanError
 
 log = logging.getLogger(__name__)
 
@@ -41,23 +39,6 @@ TORCHVISION_SETS = {
     ),
 }
 MNIST5K_SPEC = ((1, 28, 28), 10)
-
-
-@dataclass
-class LoadedData:
-    spec: DataSpec
-    x: torch.Tensor | None = None  # all samples, when they fit in memory
-    y: torch.Tensor | None = None  # integer labels, when the dataset has them
-    stream: Dataset | None = None  # a map-style dataset read from disk (image_folder)
-    loaded: LoadedData | None = None  # the data as loaded, when dataset.labels replaced or dropped its labels
-
-    @property
-    def as_loaded(self) -> LoadedData:
-        """The data with its own labels (or none): what scores compare against."""
-        return self.loaded if self.loaded is not None else self
-
-    def __len__(self) -> int:
-        return len(self.x) if self.x is not None else len(self.stream)  # type: ignore[arg-type]
 
 
 # the shape and classes of every image dataset whose files need not be read to know them
@@ -95,22 +76,6 @@ def planned_spec(cfg) -> DataSpec | None:
         if labels == "clusters"
         else DataSpec(spec.name, spec.shape)
     )
-
-
-def balanced_subset(labels: torch.Tensor | None, limit: int) -> torch.Tensor:
-    """Indices of `limit` examples, in their original order: the first ones of each class in turn (round robin),
-    so every class gets limit // classes or one more (a class with fewer examples gives all it has). Without
-    labels, the first `limit`."""
-    n = len(labels) if labels is not None else limit
-    if labels is None or limit >= n:
-        return torch.arange(min(limit, n))
-    order = torch.argsort(labels, stable=True)  # grouped by class, each group in the original order
-    rank = torch.empty(n, dtype=torch.long)
-    counts = torch.bincount(labels)
-    starts = torch.cumsum(counts, 0) - counts
-    rank[order] = torch.arange(n) - starts.repeat_interleave(counts)  # position of each example within its class
-    chosen = torch.argsort(rank * n + torch.arange(n))[:limit]  # rank 0 of every class, then rank 1, ...
-    return chosen.sort().values
 
 
 def _check_limit(cfg) -> None:
@@ -176,7 +141,27 @@ def user_data(name: str, target: str, made: Any) -> LoadedData:
 
 
 def _from_target(load: Callable[..., Any]) -> Callable[..., LoadedData]:
-    return lambda cfg, seed: user_data(str(cfg.name), str(cfg._target_), load(seed=seed, **target_args(cfg)))
+    return lambda cfg, seed: user_data(str(cfg.name), str(cfg._target_), _users_load(load, cfg, seed))
+
+
+def _users_load(load: Callable[..., Any], cfg, seed: int) -> Any:
+    """The user's dataset callable, called as gan promises; what it raises (a bug or a missing file of theirs) is one
+    paragraph naming the target, the call and the exception, not a traceback through gan's set-up."""
+    args = target_args(cfg)
+    try:
+        return load(seed=seed, **args)
+    except GanError:
+        raise
+    except Exception as exc:
+        if isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError":
+            raise  # the CLI says which option to lower
+        call = ", ".join([f"seed={seed}", *(f"{k}={v!r}" for k, v in args.items())])
+        first = (str(exc).strip().splitlines() or [""])[0][:300]
+        raise GanError(
+            f"Your dataset (dataset={cfg.name}, dataset._target_={cfg._target_}) failed when gan called "
+            f"{cfg._target_}({call}): {type(exc).__name__}{': ' + first if first else ''}. The error is in that "
+            f"function or its dataset.args: call it the same way in Python to see its traceback."
+        ) from exc
 
 
 DATASETS = Registry(
@@ -259,156 +244,3 @@ def _torchvision(name: str, root: Path, download: bool) -> LoadedData:
     images = images.unsqueeze(1) if images.ndim == 3 else images.permute(0, 3, 1, 2)
     labels = torch.as_tensor(np.asarray(ds.targets), dtype=torch.long)
     return LoadedData(DataSpec(name, tuple(images.shape[1:]), classes), _to_unit_range(images.contiguous()), labels)
-
-
-def find_images(root: Path) -> tuple[list[Path], list[str]]:
-    """(every image under `root`, sorted; the class names: its first-level subfolders, when every image sits in one of
-    two or more). Symbolic links to folders are followed (a class kept on another disk), each real folder read once,
-    so a link back up never loops; a mix of images at the top level and in subfolders is refused, since it is
-    neither a labelled layout nor an unlabelled one."""
-    from torchvision.datasets.folder import IMG_EXTENSIONS
-
-    if not root.is_dir():
-        raise GanError(
-            f"dataset.path={str(root)!r} is not a folder. Point dataset.path at a folder of images ({', '.join(IMG_EXTENSIONS)})."
-        )
-    files: list[Path] = []
-    seen: set[tuple[int, int]] = set()
-    for folder, subfolders, names in os.walk(root, followlinks=True):
-        st = os.stat(folder)
-        if (st.st_dev, st.st_ino) in seen:  # reached again through a link: already read
-            subfolders.clear()
-            continue
-        seen.add((st.st_dev, st.st_ino))
-        subfolders.sort()
-        files += [Path(folder) / n for n in names if Path(n).suffix.lower() in IMG_EXTENSIONS]
-    files = sorted(p for p in files if p.is_file())
-    if not files:
-        raise GanError(
-            f"dataset.path={str(root)!r} holds no images: no file ending in {', '.join(IMG_EXTENSIONS)} was found in it or below it."
-        )
-    top = [p.name for p in files if len(p.relative_to(root).parts) == 1]
-    classes = sorted({p.relative_to(root).parts[0] for p in files if len(p.relative_to(root).parts) > 1})
-    if top and classes:
-        raise GanError(
-            f"dataset.path={str(root)!r} mixes images at its top level ({first_of(top, 3)}) with images in subfolders "
-            f"({first_of(classes, 5)}), so gan cannot tell whether the subfolders are classes. Allowed: every image in a "
-            f"first-level subfolder, one folder per class (labelled data), or every image at the top level (no labels). "
-            f"Move {'that image' if len(top) == 1 else 'those images'} into a class folder or out of {str(root)!r}."
-        )
-    return files, (classes if len(classes) > 1 else [])
-
-
-class ImageFiles(Dataset):
-    """Every image under a folder (find_images); first-level subfolders are class labels when all images sit in them."""
-
-    def __init__(self, root: Path, image_size: int, channels: int, limit: int | None) -> None:
-        files, self.classes = find_images(root)
-        self.root, self.found = root, len(files)
-        index = {c: i for i, c in enumerate(self.classes)}
-        labels = [index[p.relative_to(root).parts[0]] if self.classes else -1 for p in files]
-        # sorted paths list class after class: a limit takes the same number of each, not the first classes only
-        keep = balanced_subset(torch.tensor(labels) if self.classes else None, limit or len(files)).tolist()
-        self.files, self.labels = [files[i] for i in keep], [labels[i] for i in keep]
-        self.mode = "L" if channels == 1 else "RGB"
-        from torchvision.transforms import v2
-
-        self.transform = v2.Compose(
-            [
-                v2.Resize(image_size, antialias=True),
-                v2.CenterCrop(image_size),
-                v2.ToDtype(torch.float32, scale=True),
-                v2.Normalize([0.5] * channels, [0.5] * channels),
-            ]
-        )
-
-    def __len__(self) -> int:
-        return len(self.files)
-
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
-        from PIL import Image
-        from torchvision.transforms.v2.functional import pil_to_tensor
-
-        try:
-            with Image.open(self.files[i]) as im:
-                image = pil_to_tensor(im.convert(self.mode))
-        except (
-            OSError,
-            ValueError,
-            SyntaxError,
-        ) as exc:  # unreadable, truncated or not an image (PIL raises all three)
-            raise OSError(
-                errno.EIO,
-                f"cannot read this image ({type(exc).__name__}: {exc}); remove or replace it",
-                str(self.files[i]),
-            ) from exc
-        return self.transform(image), self.labels[i]
-
-
-GREY_MODES = ("1", "L", "LA", "I", "I;16", "F")  # PIL modes of one-channel images
-LOOKED_AT = 32  # images whose headers image_folder reads to say what it found (spread over the folder)
-
-
-def _looked_at(files: list[Path]) -> tuple[set[tuple[int, int]], set[str]]:
-    """(the sizes, the PIL modes) of up to LOOKED_AT images spread over `files`: headers only, no pixels decoded."""
-    from PIL import Image
-
-    sizes, modes = set(), set()
-    for p in files[:: max(1, len(files) // LOOKED_AT)][:LOOKED_AT]:
-        try:
-            with Image.open(p) as im:
-                sizes.add(im.size)
-                modes.add(im.mode)
-        except (OSError, ValueError, SyntaxError):  # an unreadable image stops the run when it is read, with its name
-            continue
-    return sizes, modes
-
-
-def describe_folder(files: ImageFiles, spec: DataSpec, limit: int | None) -> tuple[str, bool]:
-    """(the line saying what image_folder found, whether every image looked at is greyscale)."""
-    sizes, modes = _looked_at(files.files)
-    grey = bool(modes) and modes <= set(GREY_MODES)
-    kind = "grey" if grey else "colour" if not modes & set(GREY_MODES) else "grey and colour"
-    side = ["x".join(map(str, s)) for s in sorted(sizes)]
-    found = side[0] if len(side) == 1 else f"sizes from {side[0]} to {side[-1]}" if side else "unreadable"
-    labels = (
-        f"{len(files.classes)} classes ({first_of(files.classes, 8)}) from its subfolders"
-        if files.classes
-        else "no labels (no class subfolders)"
-    )
-    taken = f" (dataset.limit={limit} of {files.found:,})" if len(files) < files.found else ""
-    return (
-        f"image_folder: {len(files):,} images{taken} in {shown(files.root)}, {labels}; {found} {kind if sizes else ''} "
-        f"images, read as {'x'.join(map(str, spec.shape))} "
-        f"(resized and center-cropped)",
-        grey,
-    )
-
-
-def check_image_folder_options(cfg) -> None:
-    """image_folder's options that need no look at the folder: checked before a run directory exists."""
-    if cfg.get("_target_") or cfg.name != "image_folder":
-        return
-    if cfg.channels not in (1, 3):
-        raise GanError(f"dataset.channels={cfg.channels} is not supported. Allowed: 1 (grayscale) or 3 (RGB).")
-    if cfg.path is None:
-        raise GanError(
-            "dataset=image_folder needs dataset.path, the folder that holds your images (e.g. dataset.path=~/data/faces); "
-            "subfolders, when every image sits in one, become class labels."
-        )
-
-
-def _image_folder(cfg) -> LoadedData:
-    check_image_folder_options(cfg)
-    size = cfg.image_size or 64
-    files = ImageFiles(Path(os.path.expanduser(str(cfg.path))), size, cfg.channels, cfg.limit)
-    spec = DataSpec("image_folder", (cfg.channels, size, size), len(files.classes))
-    line, grey = describe_folder(files, spec, cfg.limit)
-    log.info("%s", line, extra=CONSOLE)
-    if grey and cfg.channels == 3:
-        log.info(
-            "dataset.channels=3, but the images are greyscale: each is converted to RGB (three equal channels); "
-            "dataset.channels=1 trains on the one channel they have",
-            extra=CONSOLE,
-        )
-    return LoadedData(spec, stream=files)

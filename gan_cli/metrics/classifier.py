@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -107,7 +108,11 @@ def domain_classifier(
         net.load_state_dict(saved["state"])
         return DomainClassifier(net.to(device).eval(), float(saved["accuracy"]), path)
     accuracy = _train(net, x, y, device, name)
-    save_checkpoint({"state": net.state_dict(), "accuracy": accuracy, "dataset": name, "n": len(x)}, path)
+    try:
+        save_checkpoint({"state": net.state_dict(), "accuracy": accuracy, "dataset": name, "n": len(x)}, path)
+    except OSError as err:  # a full or read-only disk: the scores need the classifier, not its cached copy
+        print(f"gan: warning: the {name} classifier could not be cached in {path.parent} ({err.strerror or err}); "
+              f"it is trained again next time", file=sys.stderr)  # fmt: skip
     return DomainClassifier(net.eval(), accuracy, path)
 
 

@@ -110,14 +110,14 @@ class DCGANGenerator(nn.Module):
     def forward(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         if self.class_embed is not None:
             if y is None:  # as LabelToLatent does: fixed-noise grids cycle through the classes
-                y = torch.arange(len(z), device=z.device) % self.class_embed.num_embeddings
-            return self.net(self.input(z, None).view(len(z), -1, 1, 1), self.class_embed(y))
+                y = torch.arange(z.shape[0], device=z.device) % self.class_embed.num_embeddings
+            return self.net(self.input(z, None).view(z.shape[0], -1, 1, 1), self.class_embed(y))
         if not self.virtual:
-            return self.net(self.input(z, y).view(len(z), -1, 1, 1))
+            return self.net(self.input(z, y).view(z.shape[0], -1, 1, 1))
         v = torch.cat(
             [self.input(self.reference_z.to(z.dtype), None), self.input(z, y)]
         )  # reference labels cycle through the classes
-        return self.net(v.view(len(v), -1, 1, 1))[VBN_REFERENCE:]
+        return self.net(v.view(v.shape[0], -1, 1, 1))[VBN_REFERENCE:]
 
 
 def dcgan_discriminator(spec: DataSpec, width: int, norm: str, opts: HeadOptions, attention: int = 0) -> Discriminator:

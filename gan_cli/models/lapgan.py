@@ -22,6 +22,7 @@ from torch import nn
 
 from gan_cli.data.spec import DataSpec
 from gan_cli.errors import GanError
+from gan_cli.models.dropout import Dropout
 
 _BINOMIAL = (1.0, 4.0, 6.0, 4.0, 1.0)
 SMALLEST = 7  # the coarsest level is the last size >= 7 that halving reaches (28 -> 14 -> 7, 32 -> 16 -> 8)
@@ -98,7 +99,7 @@ class CoarseG(nn.Module):
 
     def forward(self, z: torch.Tensor, y: Optional[torch.Tensor]) -> torch.Tensor:
         parts = [z, F.one_hot(y, self.classes).to(z.dtype)] if self.classes else [z]
-        return self.net(torch.cat(parts, 1)).view(len(z), *self.shape)
+        return self.net(torch.cat(parts, 1)).view(z.shape[0], *self.shape)
 
 
 class ResidualG(nn.Module):
@@ -139,7 +140,7 @@ class LevelD(nn.Module):
             nn.Conv2d(width, 2 * width, 4, stride=2, padding=1 if side % 2 == 0 else 2),
             nn.LeakyReLU(0.2),
             nn.Flatten(),
-            nn.Dropout(dropout),
+            Dropout(dropout),
             nn.Linear(2 * width * half * half, 1),
         )
 
@@ -173,7 +174,7 @@ class LapGenerator(nn.Module):
         """(the coarse latent, noise planes finest first)."""
         planes, at = [], self.coarse_z
         for s in reversed(self.sizes[:-1]):  # coarse to fine in z
-            planes.append(z[:, at : at + s * s].view(len(z), 1, s, s))
+            planes.append(z[:, at : at + s * s].view(z.shape[0], 1, s, s))
             at += s * s
         return z[:, : self.coarse_z], planes[::-1]
 
@@ -184,7 +185,7 @@ class LapGenerator(nn.Module):
 
     def pyramid_outputs(self, z: torch.Tensor, y: Optional[torch.Tensor] = None) -> list[torch.Tensor]:
         """The image after each level, coarse to fine (each G_k conditioned on the levels below it)."""
-        y = self._labels(y, len(z), z.device)
+        y = self._labels(y, z.shape[0], z.device)
         z0, planes = self.split(z)
         image = self.coarse(z0, y)
         outputs = [image]

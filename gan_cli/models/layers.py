@@ -19,6 +19,7 @@ from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
 from gan_cli.config import Conditioning, Minibatch, values_of
+from gan_cli.parallel import stacked
 
 CONDITIONINGS = tuple(c for c in values_of(Conditioning) if c != "auto")  # auto is resolved before a model is built
 MINIBATCH_LAYERS = values_of(Minibatch)
@@ -87,7 +88,7 @@ class LabelToLatent(nn.Module):
 
     def forward(self, z: torch.Tensor, y: Optional[torch.Tensor]) -> torch.Tensor:
         if y is None:
-            y = torch.arange(len(z), device=z.device) % self.num_classes
+            y = torch.arange(z.shape[0], device=z.device) % self.num_classes
         return torch.cat([z, self.embed(y).to(z.dtype)], dim=1)
 
 
@@ -314,7 +315,8 @@ def discriminate_pair(
     x = torch.cat([real, fake])
     if input_grad:
         x.requires_grad_(True)
-    logits, extras = discriminate(D, x, None if y is None else torch.cat([y, y]))
+    with stacked(2):  # a per-sample draw inside D (dropout) takes each rank's slice of the real and the fake half
+        logits, extras = discriminate(D, x, None if y is None else torch.cat([y, y]))
     half = len(logits) // 2  # a packed D (PacGAN) returns one logit per pack: real packs first, then fake ones
     return (
         (logits[:half], {k: v[:half] for k, v in extras.items()}),

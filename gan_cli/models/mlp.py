@@ -9,6 +9,7 @@ from torch import nn
 
 from gan_cli.config import GActivation, values_of
 from gan_cli.data.spec import DataSpec
+from gan_cli.models.dropout import Dropout
 from gan_cli.models.layers import Discriminator, HeadOptions, LabelToInput, LatentInput
 
 G_ACTIVATIONS = values_of(GActivation)
@@ -40,7 +41,7 @@ class MLPGenerator(nn.Module):
         )
 
     def forward(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
-        return self.net(self.input(z, y)).view(len(z), *self.shape)
+        return self.net(self.input(z, y)).view(z.shape[0], *self.shape)
 
 
 def mlp_discriminator(spec: DataSpec, width: int, dropout: float, norm: str, opts: HeadOptions) -> Discriminator:
@@ -52,5 +53,5 @@ def mlp_discriminator(spec: DataSpec, width: int, dropout: float, norm: str, opt
     for d_in, d_out in zip(dims[:-1], dims[1:]):
         layers += [nn.Linear(d_in, d_out)]
         layers += [nn.LayerNorm(d_out)] if norm == "layer" else [nn.BatchNorm1d(d_out)] if norm == "batch" else []
-        layers += [nn.LeakyReLU(0.2), nn.Dropout(dropout)]
+        layers += [nn.LeakyReLU(0.2), Dropout(dropout)]
     return Discriminator(nn.Sequential(*layers), width, opts, label_input)

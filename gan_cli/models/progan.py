@@ -118,12 +118,13 @@ def pixel_norm(x: torch.Tensor) -> torch.Tensor:
     return x * torch.rsqrt(x.square().mean(1, keepdim=True) + 1e-8)
 
 
+# int(): the sides are fixed by the stage, so `gan export`'s tracer records the factor as the constant it is
 def upscale(x: torch.Tensor, side: int) -> torch.Tensor:
-    return x if x.shape[-1] == side else F.interpolate(x, scale_factor=side // x.shape[-1], mode="nearest")
+    return x if x.shape[-1] == side else F.interpolate(x, scale_factor=side // int(x.shape[-1]), mode="nearest")
 
 
 def downscale(x: torch.Tensor, side: int) -> torch.Tensor:
-    return x if x.shape[-1] == side else F.avg_pool2d(x, x.shape[-1] // side)
+    return x if x.shape[-1] == side else F.avg_pool2d(x, int(x.shape[-1]) // side)
 
 
 class Growing(nn.Module):
@@ -184,7 +185,7 @@ class ProGenerator(Growing):
 
     def forward(self, z: torch.Tensor, y: Optional[torch.Tensor] = None) -> torch.Tensor:
         h = self.dense(pixel_norm(self.input(z, y)))
-        h = pixel_norm(F.leaky_relu(h.view(len(z), *self._first_shape), LEAK))
+        h = pixel_norm(F.leaky_relu(h.view(z.shape[0], *self._first_shape), LEAK))
         h = self.first_conv(h)
         previous = h
         for block in self.blocks[: self.stage]:

@@ -245,7 +245,7 @@ def truncate(G: nn.Module, z: torch.Tensor, truncation: float | None) -> torch.T
     """
     if truncation is None:
         return z
-    if truncation <= 0:
+    if not truncation > 0:  # NaN too
         raise GanError(
             f"truncation={truncation} must be a positive number of standard deviations (e.g. 0.7), or null for none."
         )

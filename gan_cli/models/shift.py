@@ -29,7 +29,7 @@ class ShiftGenerator(nn.Module):
         self.theta = nn.Parameter(torch.tensor(float(init)))
 
     def forward(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
-        return z.view(len(z), 1) + self.theta
+        return z.view(z.shape[0], 1) + self.theta
 
 
 class LogisticDiscriminator(nn.Module):

@@ -66,7 +66,7 @@ class NoiseInput(nn.Module):
         self.strength = nn.Parameter(torch.zeros(1, channels, 1, 1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        noise = torch.randn(len(x), 1, *x.shape[2:], device=x.device, dtype=x.dtype)
+        noise = torch.randn(x.shape[0], 1, *x.shape[2:], device=x.device, dtype=x.dtype)
         return x + self.strength * noise
 
 
@@ -131,7 +131,7 @@ class StyleGenerator(nn.Module):
 
     def synthesize(self, styles: list[torch.Tensor]) -> torch.Tensor:
         """The image from one w per layer."""
-        x = self.const.expand(len(styles[0]), -1, -1, -1)
+        x = self.const.expand(styles[0].shape[0], -1, -1, -1)
         for layer, w in zip(self.layers, styles):
             x = layer(x, w)
         return torch.tanh(self.to_image(x))

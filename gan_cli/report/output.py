@@ -11,6 +11,7 @@ from typing import Any, Optional
 
 from rich.console import Console
 
+from gan_cli.files import write_atomic
 from gan_cli.metrics.scorer import NEAR_ONE
 from gan_cli.report.runs import LOSS_TAGS, Report, RunRow
 from gan_cli.rundir import shell_command
@@ -56,6 +57,8 @@ def columns(report: Report) -> list[tuple[str, list[str]]]:
         ("step", [f"{_fmt(r.step)}/{_fmt(r.steps)}" for r in runs]),
         ("time", [_duration(r.seconds) for r in runs]),
     ]
+    if any(r.warnings is not None for r in runs):  # runs from before the health detectors record none
+        cols.append(("health", [r.health for r in runs]))
     cols += [
         (name + (" *" if name == report.sort else ""), [_fmt(r.scores.get(name)) for r in runs])
         for name in report.score_names()
@@ -101,8 +104,13 @@ def summary_lines(report: Report) -> list[str]:
     for r in report.runs:
         if r.reason and r.status != "finished":
             lines.append(f"{r.label} {r.status}: {r.reason}")
+        for w in r.warnings or []:
+            tried = f"; try {' or '.join(map(str, w.get('advice') or []))}" if w.get("advice") else ""
+            lines.append(f"{r.label} health: {w.get('name')} since step {w.get('since')}: {w.get('seen')}{tried}")
     if report.never_started:
         lines.append(f"never started (no checkpoint, no status.json; not listed): {', '.join(report.never_started)}")
+    if report.never_ran:
+        lines.append(f"never ran (planned by the sweep, no job directory; not listed): {', '.join(report.never_ran)}")
     return lines
 
 
@@ -150,6 +158,7 @@ def to_records(report: Report) -> list[dict[str, Any]]:
                 "step": r.step,
                 "steps": r.steps,
                 "seconds": r.seconds,
+                "health": r.health,
                 **{name: r.scores.get(name) for name in report.score_names()},
                 **({"scored_at": r.score_steps.get(report.sort)} if report.sort else {}),
                 **{tag: r.final.get(tag) for tag in LOSS_TAGS},
@@ -169,6 +178,8 @@ def write_report(report: Report, out: Path, title: str = "gan report") -> Path:
                     "direction": report.direction,
                     "shared": report.shared,
                     "runs": to_records(report),
+                    "never_started": report.never_started,
+                    "never_ran": report.never_ran,
                 },
                 indent=2,
             )
@@ -182,5 +193,5 @@ def write_report(report: Report, out: Path, title: str = "gan report") -> Path:
         writer.writerows(records)
         text = buffer.getvalue()
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(text)
+    write_atomic(out, text)  # a symlink at report.md (a sweep folder may come from anywhere) is replaced, not followed
     return out

@@ -12,7 +12,8 @@ from typing import Any, Optional, Sequence
 
 from gan_cli.errors import GanError, shown
 from gan_cli.metrics.scorer import HIGHER, NEAR_ONE, direction_of
-from gan_cli.rundir import is_locked, read_status
+from gan_cli.report.planned import never_ran
+from gan_cli.rundir import is_locked, read_status_checked
 from gan_cli.tables import read_overrides, read_yaml, split_overrides
 
 STATUSES = ("finished", "interrupted", "diverged", "failed", "running")
@@ -40,6 +41,14 @@ class RunRow:
     best_name: Optional[str] = None  # the run's eval.best
     rank: Optional[int] = None  # among the runs of the same data only
     data: str = "-"  # what its scores compare against: the dataset and image size ('mnist5k 28px')
+    warnings: Optional[list[dict[str, Any]]] = None  # the health detectors' (status.json); None: not recorded
+
+    @property
+    def health(self) -> str:
+        """The report's health cell: 'ok', the fired detectors with the step each began at, or '-' (not recorded)."""
+        if self.warnings is None:
+            return "-"
+        return ", ".join(f"{w.get('name')}@{w.get('since')}" for w in self.warnings) or "ok"
 
 
 @dataclass
@@ -50,6 +59,7 @@ class Report:
     sort: Optional[str]  # the score the runs are ranked by; None: no run has a score
     direction: Optional[str]
     never_started: list[str] = field(default_factory=list)  # labels of run directories left before training began
+    never_ran: list[str] = field(default_factory=list)  # a stopped sweep's planned jobs that have no directory
     data: list[str] = field(default_factory=list)  # the datasets and sizes of the runs; ranked apart when several
 
     @property
@@ -145,15 +155,17 @@ def never_started(run: Path) -> bool:
 def read_run(run: Path, label: str) -> RunRow:
     """Status, steps, time, final scalars and scores of one run directory."""
     config = read_yaml(run / ".hydra" / "config.yaml") or {}
-    status = read_status(run)
+    status, problem = read_status_checked(run)
     row = RunRow(
         run, label, read_overrides(run), status=str(status.get("status", "")), reason=str(status.get("reason", ""))
     )
     row.exit_code = int(status.get("exit_code", 0) or 0)
     row.step, row.seconds = status.get("step"), status.get("seconds")
     row.steps = status.get("steps") or (config.get("train") or {}).get("steps")
-    row.final = {k: float(v) for k, v in (status.get("final") or {}).items() if k in LOSS_TAGS}
+    row.final = {k: float(v) for k, v in (status.get("final") or {}).items() if k in LOSS_TAGS and v is not None}
     row.best_name = (config.get("eval") or {}).get("best")
+    warnings = status.get("warnings")
+    row.warnings = [w for w in warnings if isinstance(w, dict)] if isinstance(warnings, list) else None
     row.data = data_of(config.get("dataset"))
     killed = False
     if is_locked(run) is not None:
@@ -165,6 +177,8 @@ def read_run(run: Path, label: str) -> RunRow:
             f"killed while training (status.json still says running, from step {row.step}); "
             "resume it from its last checkpoint",
         )
+    elif problem:  # never guessed from train.log: the record of how the run ended is there, but unreadable
+        row.status, row.reason = "unreadable", f"{problem}; gan report shows what the run's other files say"
     elif not row.status:  # no status.json: a run from before gan wrote one, or one killed before it could
         reason = error_line(run)
         finished = (
@@ -179,7 +193,7 @@ def read_run(run: Path, label: str) -> RunRow:
                 "interrupted",
                 "ended without a record of how (killed?); resume it from its last checkpoint",
             )
-    if row.reason and not killed:
+    if row.reason and not killed and not problem:
         row.reason = error_line(run) or row.reason  # the log's line is the one the user saw
     if not row.final or row.step is None:
         curves = read_curves(run, LOSS_TAGS)
@@ -331,4 +345,9 @@ def build_report(targets: Sequence[str], sort: Optional[str] = None) -> Report:
         for i, r in enumerate((r for r in ranked if r.data == group), 1):
             r.rank = i
     runs = ranked + [r for r in runs if r.rank is None]
-    return Report(runs, shared, varied, sort, direction, never_started=skipped, data=data)
+    unreached = [
+        f"{'' if len(targets) == 1 else target.rstrip('/') + '/'}{job}"
+        for target in targets
+        for job in never_ran(Path(target))
+    ]
+    return Report(runs, shared, varied, sort, direction, never_started=skipped, never_ran=unreached, data=data)

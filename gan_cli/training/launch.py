@@ -4,10 +4,12 @@ becomes one paragraph (rank 0's own reason from status.json when it stopped know
 
 from __future__ import annotations
 
+import logging
 import socket
 import uuid
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from gan_cli.errors import INTERRUPTED, GanError
 from gan_cli.rundir import read_status
@@ -49,7 +51,8 @@ def launch_local(
         shutdown_timeout=shutdown_timeout,
     )
     try:
-        results = elastic_launch(config, worker)(job)
+        with _quiet_launcher():
+            results = elastic_launch(config, worker)(job)
     except ChildFailedError as err:
         raise _worker_failure(err, run_dir) from None
     except Exception as err:  # the launcher's own SignalException when Ctrl-C / SIGTERM reached it
@@ -57,6 +60,24 @@ def launch_local(
             raise
         raise GanError(_ended_reason(run_dir) or f"{err}: the workers were stopped.", exit_code=INTERRUPTED) from None
     return results[0]
+
+
+# torch's launcher logs a failed worker's whole traceback (some 30 lines, the surviving ranks' too) and each process it
+# stops, before gan's one paragraph says which rank failed and why; the traceback stays in <run>/.ranks/.../error.json
+LAUNCHER_LOGGERS = ("torch.distributed.elastic", "torch.distributed.launcher", "torch.multiprocessing")
+
+
+@contextmanager
+def _quiet_launcher() -> Iterator[None]:
+    loggers = [logging.getLogger(name) for name in LAUNCHER_LOGGERS]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, levels):
+            logger.setLevel(level)
 
 
 def _ended_reason(run_dir: Path) -> str:
@@ -70,7 +91,8 @@ def _worker_failure(err: Any, run_dir: Path) -> GanError:
     codes = {rank: f.exitcode for rank, f in err.failures.items()}
     if status.get("reason") and status.get("exit_code"):
         return GanError(str(status["reason"]), exit_code=int(status["exit_code"]))
-    rank, failure = min(err.failures.items())
+    # the cause first: a worker killed by a signal (the others then lose their peer), else the earliest, else rank 0
+    rank, failure = min(err.failures.items(), key=lambda kv: (kv[1].exitcode >= 0, kv[1].timestamp, kv[0]))
     detail = (failure.message or "").strip().splitlines()
     why = detail[-1] if detail else f"exit code {failure.exitcode}"
     code = failure.exitcode if isinstance(failure.exitcode, int) and 0 < failure.exitcode < 128 else 1

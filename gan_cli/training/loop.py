@@ -29,7 +29,7 @@ from torch import nn
 from gan_cli.checkpoint import LAST
 from gan_cli.config import to_plain
 from gan_cli.data import make_batcher
-from gan_cli.errors import DIVERGED, INTERRUPTED, GanError
+from gan_cli.errors import DIVERGED, INTERRUPTED, GanError, blame
 from gan_cli.metrics.in_training import TrainingEval
 from gan_cli.models import scored_classes
 from gan_cli.parallel import (
@@ -37,17 +37,20 @@ from gan_cli.parallel import (
     World,
     agree,
 )
-from gan_cli.plots import image_grid, points_figure, save_figure
+from gan_cli.plots import image_grid, points_figure, save_figure, save_grid
 from gan_cli.rng import seeded_global_rng
 from gan_cli.rundir import (
     RunEnd,
     flatten,
+    read_status,
     resume_command,
 )
+from gan_cli.runtime import generate
 from gan_cli.training.growth import GrowingBatches, growth_of, set_growth
+from gan_cli.training.health import Health
 from gan_cli.training.pyramid import is_pyramid, pyramid_step
 from gan_cli.training.setup import set_up
-from gan_cli.training.state import TrainingState, resume_into, save_checkpoints
+from gan_cli.training.state import TrainingState, checkpoint_disk_warning, resume_into, save_checkpoints
 from gan_cli.training.step import train_step
 from gan_cli.training.tracking import NonFiniteLoss, Tracker, options_read
 
@@ -59,20 +62,22 @@ log = logging.getLogger(__name__)
 # ---------------------------------------------------------------------------------------------
 def write_samples(
     G: nn.Module, D: nn.Module, fixed_z: torch.Tensor, data, step: int, run_dir: Path, tracker: Tracker
-) -> None:
-    """The fixed-noise batch as a PNG under samples/ and in TensorBoard (a plot for toy data)."""
+) -> torch.Tensor:
+    """The fixed-noise batch as a PNG under samples/ and in TensorBoard (a plot for toy data); the batch, for the
+    health detectors."""
     was_training = G.training
     G.eval()
-    with torch.no_grad(), seeded_global_rng(0, fixed_z.device):  # the same noise inputs (model=style) in every picture
-        fake = G(fixed_z)
+    try:  # the same noise inputs (model=style) in every picture
+        with torch.no_grad(), seeded_global_rng(0, fixed_z.device):
+            fake = G(fixed_z)
+        grid = image_grid(fake) if data.spec.is_image else None
+    except (RuntimeError, MemoryError) as exc:  # the whole fixed-noise batch goes through G at once, then into one grid
+        blame(exc, f"train.n_samples (now {len(fixed_z):,}, the fixed-noise samples drawn at once for each grid)")
+        raise
     G.train(was_training)
-    path = run_dir / "samples" / f"step_{step:06d}.png"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if data.spec.is_image:
-        from torchvision.utils import save_image
-
-        grid = image_grid(fake)
-        save_image(grid, path)
+    path = run_dir / "samples" / f"step_{step:06d}.png"  # replaced (temp file, rename), never written through a link
+    if grid is not None:
+        save_grid(grid, path)
         tracker.image("samples", grid, step)
     else:
         real = data.x[: len(fake) * 8].cpu()
@@ -81,6 +86,7 @@ def write_samples(
             fig = points_figure(fake, real, d_fn, title=f"{data.spec.name}, step {step}")
         tracker.figure("samples", fig, step)
         save_figure(fig, path)
+    return fake
 
 
 # ---------------------------------------------------------------------------------------------
@@ -133,6 +139,7 @@ class Session:
     tracker: Tracker
     about_run: dict[str, Any]  # what a checkpoint says of the run besides its state (config, overrides, data)
     growth: Any = None
+    health: Optional[Health] = None  # train.health=on, rank 0
     last_saved: Optional[int] = None
     progress: dict[str, float] = dataclasses.field(default_factory=dict)
     step_values: dict[str, float] = dataclasses.field(default_factory=dict)
@@ -194,6 +201,7 @@ def run_loop(
         raise
     finally:
         end.step, end.final = step, dict(run.tracker.latest)
+        end.warnings = list(run.health.warnings) if run.health is not None else None
         run.tracker.finish(hparams(hparam_choices, run.about_run["config"]), step, status)
     final = run.evaluator.final()
     return final if final is not None else run.tracker.latest.get("loss/G", float("nan"))
@@ -209,6 +217,9 @@ def _start(
     data, state, runners, augment, plan = set_up(cfg, run_dir, parallel_jobs, world)
     plain_cfg = to_plain(cfg)
     ckpt = resume_into(cfg, state, data, run_dir, overrides, plain_cfg, world.main) if cfg.resume else None
+    disk = checkpoint_disk_warning(state, run_dir, cfg.train, cfg.eval.every > 0) if world.main else None
+    if disk:
+        log.warning("%s", disk)
     batcher = make_batcher(
         data,
         cfg.train.batch_size,
@@ -243,7 +254,13 @@ def _start(
         batcher = GrowingBatches(batcher, state.D)
     state.batcher = batcher  # the one count of batches a checkpoint saves
     about_run = {"config": plain_cfg, "overrides": list(overrides), "data_spec": data.spec.to_dict()}
+    health = None
+    if cfg.train.health and world.main:  # it reads what rank 0 logs; earlier attempts' warnings carry on
+        earlier = read_status(run_dir).get("warnings") if cfg.resume else None
+        earlier = earlier if isinstance(earlier, list) else None
+        health = Health(cfg, options_read(plain_cfg), data, state.loss.objective.outputs_probability, run_dir, earlier)
     return Session(cfg, run_dir, world, data, state, runners, augment, batcher, evaluator, tracker, about_run, growth,
+                   health=health,
                    last_saved=state.step if ckpt else None,
                    # logged as they are: the learning rates of the step just done (the schedulers move on right after it)
                    step_values=state.lrs())  # fmt: skip
@@ -280,12 +297,18 @@ def _tick(run: Session, step: int, stop: StopRequest) -> bool:
     # request when it logs, a single process stops at the end of the step the signal came in
     logs = step % tc.log_every == 0 or is_last or (stop.signal is not None and not world.distributed)
     if logs:
-        tracker.flush(step, run.step_values)
+        means = tracker.flush(step, run.step_values)
+        if run.health is not None and means:
+            tracker.scalars(run.health.on_log(step, means), step)
     else:
         tracker.advance(step)
     stopping = logs and agree(stop.signal is not None, state.device)  # one process: logs whenever a signal came
     if (step % tc.sample_every == 0 or is_last) and world.main:
-        write_samples(state.sampler(cfg.seed), state.D, state.fixed_z, run.data, step, run.run_dir, tracker)
+        G = state.sampler(cfg.seed)
+        fake = write_samples(G, state.D, state.fixed_z, run.data, step, run.run_dir, tracker)
+        if run.health is not None:  # toys: more points from G, drawn from the scores' seed, not training's stream
+            draw = functools.partial(generate, G, seed=int(cfg.eval.seed), device=state.device)
+            tracker.scalars(run.health.on_samples(step, fake, draw), step)
     best = False
     if TrainingEval.is_due(int(cfg.eval.every), step, is_last):
         tracker.flush(step, run.step_values)  # never score (or keep as best) weights that went NaN
@@ -296,9 +319,8 @@ def _tick(run: Session, step: int, stop: StopRequest) -> bool:
         state.check_finite()
         if world.main:
             about_run = {**run.about_run, "eval": run.evaluator.state()}
-            save_checkpoints(
-                state, run.run_dir, about_run, numbered=step % tc.ckpt_every == 0, best=best, seed=cfg.seed
-            )
+            numbered = step % tc.ckpt_every == 0
+            save_checkpoints(state, run.run_dir, about_run, numbered, best, cfg.seed, keep=tc.keep_ckpts)
         run.last_saved = step
     return stopping
 

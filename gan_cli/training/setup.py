@@ -19,8 +19,9 @@ from gan_cli.config import Penalty, base_values, train_defaults, values_of
 from gan_cli.contracts import check_models
 from gan_cli.data import DataSpec, load_dataset
 from gan_cli.data.clusters import with_training_labels
-from gan_cli.data.datasets import check_image_folder_options, planned_spec
-from gan_cli.errors import GanError, io_failure
+from gan_cli.data.datasets import planned_spec
+from gan_cli.data.image_folder import check_image_folder_options
+from gan_cli.errors import GanError, blame, io_failure, is_out_of_memory
 from gan_cli.logs import CONSOLE
 from gan_cli.losses import GanLoss, build_loss
 from gan_cli.models import EMA, build_models, model_label, resolve_cond, sample_latent
@@ -45,6 +46,7 @@ from gan_cli.schedules import build_schedulers
 from gan_cli.training.augment import DiffAugment, parse_policy
 from gan_cli.training.growth import check_growth_run, growth_of
 from gan_cli.training.pyramid import check_pyramid_run
+from gan_cli.training.sizes import check_latent_size, models_too_large
 from gan_cli.training.speed import Precision, enable_backend_speedups, plan_speed, prepare_models
 from gan_cli.training.state import TrainingState
 from gan_cli.training.tracking import components_of, registries
@@ -82,9 +84,15 @@ def build_parts(cfg: DictConfig, spec: DataSpec, device: torch.device, world_siz
     run call: an option is validated by the code that builds it. Only the models' initialisation draws from the
     global random stream (the contract probe has a stream of its own)."""
     loss, augment = _check_without_data(cfg, spec.is_image, world_size)
-    G, D = build_models(cfg.model, spec, base_values("model"))  # the keys it does not read keep their defaults
-    G.to(device)
-    D.to(device)
+    check_latent_size(cfg, spec, device)
+    try:
+        G, D = build_models(cfg.model, spec, base_values("model"))  # the keys it does not read keep their defaults
+        G.to(device)
+        D.to(device)
+    except (MemoryError, RuntimeError) as exc:
+        if not is_out_of_memory(exc):
+            raise
+        raise models_too_large(cfg.model, spec, exc) from exc
     check_models(G, D, spec, cfg.model.pack, model_label(cfg.model))
     check_d_pass(cfg.train.d_pass, D)
     loss.extra.check_fits(D)
@@ -140,7 +148,8 @@ def ignored_options(cfg: DictConfig, typed: Sequence[str]) -> list[Ignored]:
         if group not in chosen and group != "eval":
             continue
         shown = f"{group}.{sub}={_shown(cfg[group][sub])}"
-        if sub != "args" and cfg[group][sub] == defaults[group][sub]:
+        default = None if OmegaConf.is_missing(defaults[group], sub) else defaults[group][sub]  # a selector: none
+        if sub != "args" and cfg[group][sub] == default:
             continue  # the default: the run is the same with or without it
         why = _why_unread(cfg, group, sub, chosen)
         if why:
@@ -195,6 +204,11 @@ def check_train_settings(cfg) -> None:
             )
     if cfg.num_workers < 0:
         raise GanError(f"train.num_workers={cfg.num_workers} must be >= 0.")
+    if cfg.keep_ckpts is not None and cfg.keep_ckpts < 0:
+        raise GanError(
+            f"train.keep_ckpts={cfg.keep_ckpts} must be a number of step checkpoints to keep (the newest; 0 = none) "
+            "or null (keep all)."
+        )
     if cfg.threads is not None and cfg.threads < 1:
         raise GanError(f"train.threads={cfg.threads} must be a positive number of threads, or null (chosen for you).")
 
@@ -270,6 +284,28 @@ def set_up(cfg: DictConfig, run_dir: Path, parallel_jobs: int, world: World = SI
         ema.module.to(memory_format=torch.channels_last)
     amp = Precision(plan.amp, device)
     log.info("speed paths: %s threads=%d (%s)", plan.describe(), torch.get_num_threads(), why, extra=CONSOLE)
+    warn_penalty_with_batch_norm(cfg, loss, D)
+    # after the EMA's copy, which measures its BatchNorm statistics on rank 0 alone, so must not sync
+    if world.distributed:
+        G, D, runners = distribute(cfg, G, D, device, world)
+    # every option is checked by now: only a run that can start touches checkpoints/
+    stale = []
+    if world.main:
+        check_writable(run_dir)
+        stale = remove_stale_temp_files(run_dir)  # safe: this process holds the run directory's lock
+    if stale:
+        log.info("removed %d temp file(s) a killed checkpoint write left in %s", len(stale), run_dir / "checkpoints")
+    try:
+        fixed_z = sample_latent(G, cfg.train.n_samples, device)
+    except (RuntimeError, MemoryError) as exc:
+        blame(exc, f"train.n_samples (now {cfg.train.n_samples:,}, the fixed noise behind the progress grids)")
+        raise
+    state = TrainingState(G, D, ema, parts.opt_g, parts.opt_d, parts.sched_g, parts.sched_d, amp, loss, fixed_z, device)
+    return data, state, runners, parts.augment, plan
+
+
+def warn_penalty_with_batch_norm(cfg: DictConfig, loss, D: nn.Module) -> None:
+    """A gradient penalty takes each sample's gradient, which BatchNorm in D mixes across the batch: said, not refused."""
     if loss.penalty is not None and any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in D.modules()):
         log.warning(
             "loss.penalty=%s with BatchNorm in D: the penalty assumes per-sample outputs; consider %s",
@@ -278,29 +314,21 @@ def set_up(cfg: DictConfig, run_dir: Path, parallel_jobs: int, world: World = SI
             if cfg.model.get("_target_") is None
             else f"a D without BatchNorm in your {cfg.model._target_} (LayerNorm, or none)",
         )
-    # after the EMA's copy, which measures its BatchNorm statistics on rank 0 alone, so must not sync
-    if world.distributed:
-        # the same weight tensors: the optimizers keep them
-        (G, D), sync_bn = sync_batch_norm(str(cfg.dist.sync_bn), (G, D), device, world)
-        runners = (wrap(G, device), DistributedD(D, device))
-        log.info(
-            "distributed: %d processes (%s), %d samples per process, sync_bn %s",
-            world.size,
-            backend_for(str(cfg.dist.backend), device),
-            cfg.train.batch_size // world.size,
-            sync_bn,
-            extra=CONSOLE,
-        )
-    # every option is checked by now: only a run that can start touches checkpoints/
-    stale = []
-    if world.main:
-        check_writable(run_dir)
-        stale = remove_stale_temp_files(run_dir)  # safe: this process holds the run directory's lock
-    if stale:
-        log.info("removed %d temp file(s) a killed checkpoint write left in %s", len(stale), run_dir / "checkpoints")
-    fixed_z = sample_latent(G, cfg.train.n_samples, device)
-    state = TrainingState(G, D, ema, parts.opt_g, parts.opt_d, parts.sched_g, parts.sched_d, amp, loss, fixed_z, device)
-    return data, state, runners, parts.augment, plan
+
+
+def distribute(cfg: DictConfig, G: nn.Module, D: nn.Module, device: torch.device, world: World):
+    """(G, D, the runners the step calls) for a run on several processes: SyncBatchNorm where asked, G in DDP, D in
+    the wrapper that runs its passes through DDP. The same weight tensors: the optimizers keep them."""
+    (G, D), sync_bn = sync_batch_norm(str(cfg.dist.sync_bn), (G, D), device, world)
+    log.info(
+        "distributed: %d processes (%s), %d samples per process, sync_bn %s",
+        world.size,
+        backend_for(str(cfg.dist.backend), device),
+        cfg.train.batch_size // world.size,
+        sync_bn,
+        extra=CONSOLE,
+    )
+    return G, D, (wrap(G, device), DistributedD(D, device))
 
 
 def build_augment(policy: list[str], is_image: bool) -> Optional[DiffAugment]:

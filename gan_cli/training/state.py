@@ -6,6 +6,8 @@ scales, fixed noise, the loss's own state, the RNG, and the one count of batches
 from __future__ import annotations
 
 import logging
+import re
+import shutil
 from pathlib import Path
 from typing import Any, Optional
 
@@ -13,7 +15,7 @@ import torch
 from omegaconf import DictConfig
 from torch import nn
 
-from gan_cli.checkpoint import LAST, load_checkpoint, save_checkpoint
+from gan_cli.checkpoint import LAST, check_layout, load_checkpoint, malformed, save_checkpoint
 from gan_cli.data import DataSpec
 from gan_cli.errors import DIVERGED, GanError
 from gan_cli.losses import GanLoss
@@ -124,6 +126,7 @@ def resume_into(
 ) -> dict[str, Any]:
     """Load the checkpoint `resume` names into `state`; the checkpoint (its RNG is restored later, its eval state by the evaluator)."""
     ckpt, path = load_checkpoint(cfg.resume, map_location=state.device)
+    check_layout(ckpt, path, resume=True)
     check_resumable(
         ckpt, path, plain_cfg
     )  # the CLI checked this before Hydra started; this guards direct callers of train()
@@ -132,7 +135,11 @@ def resume_into(
             f"Cannot resume from {str(path)!r}: the run trained on {data_spec_of(ckpt).describe()}, but the data found now is "
             f"{data.spec.describe()}. Point dataset.root / dataset.path at the run's data."
         )
-    state.load_state_dict(ckpt, path)
+    try:
+        state.load_state_dict(ckpt, path)
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:  # torch's optimizers, schedulers, EMA
+        first = (str(exc).splitlines() or [""])[0][:200]
+        raise malformed(path, f"its training state does not load ({type(exc).__name__}: {first})") from exc
     log.info("resumed from %s at step %d", path, state.step)
     if main:
         record_resume(run_dir, overrides, plain_cfg, state.step)
@@ -140,14 +147,22 @@ def resume_into(
 
 
 def save_checkpoints(
-    state: TrainingState, run_dir: Path, about_run: dict[str, Any], numbered: bool, best: bool, seed: int
+    state: TrainingState,
+    run_dir: Path,
+    about_run: dict[str, Any],
+    numbered: bool,
+    best: bool,
+    seed: int,
+    keep: Optional[int] = None,
 ) -> None:
-    """last.pt, plus step_NNNNNN.pt when `numbered` and best.pt when `best` (the weights checked finite before)."""
+    """last.pt, plus step_NNNNNN.pt when `numbered` and best.pt when `best` (the weights checked finite before).
+    `keep` (train.keep_ckpts): once a step checkpoint is written whole, only the newest `keep` of them stay."""
     state.sampler(seed)  # the saved EMA generator carries BatchNorm statistics of its own weights
     payload = {**state.state_dict(), **about_run}
     # last.pt goes last: a process killed while writing the others resumes before this step and writes them again
-    if numbered:
+    if numbered and keep != 0:
         save_checkpoint(payload, run_dir / "checkpoints" / f"step_{state.step:06d}.pt")
+        prune_step_checkpoints(run_dir / "checkpoints", keep, state.step)
     if best:
         save_checkpoint(payload, run_dir / "checkpoints" / "best.pt")
     save_checkpoint(payload, run_dir / "checkpoints" / LAST)
@@ -155,3 +170,71 @@ def save_checkpoints(
 
 def data_spec_of(ckpt: dict[str, Any]) -> DataSpec:
     return DataSpec.from_dict(ckpt["data_spec"])
+
+
+STEP_CHECKPOINT = re.compile(r"step_(\d{6,})\.pt")  # the names save_checkpoints gives; last.pt and best.pt never match
+
+
+def prune_step_checkpoints(folder: Path, keep: Optional[int], upto: int) -> list[Path]:
+    """Delete all but the newest `keep` step checkpoints of this run (None: keep all). Only files named as gan names
+    them (step_NNNNNN.pt), regular files (a link is left alone), and none past step `upto`: a resume from an earlier
+    checkpoint leaves the later ones until it writes its own at those steps. The deleted files."""
+    if keep is None:
+        return []
+    steps = []
+    for path in folder.iterdir():
+        found = STEP_CHECKPOINT.fullmatch(path.name)
+        if found and int(found.group(1)) <= upto and path.is_file() and not path.is_symlink():
+            steps.append((int(found.group(1)), path))
+    doomed = [path for _, path in sorted(steps)[: max(0, len(steps) - keep)]]
+    for path in doomed:
+        path.unlink(missing_ok=True)
+    if doomed:
+        log.info("train.keep_ckpts=%d: removed %s", keep, ", ".join(p.name for p in doomed))
+    return doomed
+
+
+# optimizer state per parameter, in tensors of the parameter's size: what a checkpoint holds beside the weights
+_OPTIMIZER_SLOTS = {"Adam": 2, "AdamW": 2, "NAdam": 2, "RAdam": 2, "Adamax": 2, "Adagrad": 1, "SGD": 0, "RMSprop": 1}
+
+
+def checkpoint_bytes(state: TrainingState) -> int:
+    """About the size of one checkpoint of `state`, before any step: the models' (and EMA's) tensors, plus the
+    optimizers' per-parameter state (made only at their first step) from their kind; an unknown optimizer counts 2."""
+    tensors = lambda module: sum(
+        t.numel() * t.element_size() for t in module.state_dict().values() if torch.is_tensor(t)
+    )  # noqa: E731
+    size = tensors(state.G) + tensors(state.D) + (tensors(state.ema.module) if state.ema else 0)
+    for opt in (state.opt_g, state.opt_d):
+        slots = _OPTIMIZER_SLOTS.get(type(opt).__name__, 2)
+        group = opt.param_groups[0]
+        slots += int(bool(group.get("momentum"))) + int(bool(group.get("centered"))) + int(bool(group.get("amsgrad")))
+        size += slots * sum(p.numel() * p.element_size() for g in opt.param_groups for p in g["params"])
+    return size + state.fixed_z.numel() * state.fixed_z.element_size()
+
+
+def checkpoint_disk_warning(state: TrainingState, folder: Path, tc: DictConfig, best: bool) -> Optional[str]:
+    """One line when the checkpoints this run is set to write (step_*.pt every train.ckpt_every steps, at most
+    train.keep_ckpts of them at once, plus last.pt, best.pt and a temp copy) would not fit in the free disk space."""
+    each = checkpoint_bytes(state)
+    numbered = tc.steps // tc.ckpt_every - state.step // tc.ckpt_every
+    if tc.keep_ckpts is not None:
+        numbered = min(numbered, tc.keep_ckpts + 1)  # the newest kept, and the one written before the oldest goes
+    projected = (numbered + 2 + int(best)) * each
+    free = shutil.disk_usage(folder).free
+    if projected <= free:
+        return None
+    fits = max(0, free // each - 3 - int(best))  # step checkpoints that fit beside last.pt, best.pt and a temp copy
+    every = -(-tc.steps // max(1, fits)) if fits else None
+    advice = (
+        f"keep only the newest few (train.keep_ckpts={max(1, min(fits - 1, 5))}) or write them less often "
+        f"(train.ckpt_every={every})"
+        if fits > 1
+        else "free some space or point hydra.run.dir at a larger disk"
+    )
+    return (
+        f"checkpoints: {numbered} step checkpoints of about {each / 1e6:,.1f} MB (train.steps={tc.steps}, "
+        f"train.ckpt_every={tc.ckpt_every}, train.keep_ckpts={tc.keep_ckpts if tc.keep_ckpts is not None else 'null'}) "
+        f"plus last.pt would take about {projected / 1e9:,.2f} GB, more than the {free / 1e9:,.2f} GB free in "
+        f"{folder}: {advice}."
+    )

@@ -239,6 +239,12 @@ class Tracker:
             )
         return means
 
+    def scalars(self, values: dict[str, float], step: int) -> None:
+        """Scalars computed from the logged ones (the health detectors'): TensorBoard only."""
+        if self.writer is not None:
+            for k, v in values.items():
+                self.writer.add_scalar(k, v, step)
+
     def advance(self, step: int) -> None:
         if self.progress is not None:
             self.progress.update(self.task, completed=step)
