@@ -19,7 +19,7 @@ import torch.overrides
 from torch import nn
 
 from gan_cli.data.spec import DataSpec
-from gan_cli.errors import GanError
+from gan_cli.errors import GanError, is_out_of_memory
 from gan_cli.rng import seeded_global_rng
 
 
@@ -255,7 +255,7 @@ def _users_call(net: nn.Module, role: str, kind: str, args: tuple):
     except GanError:
         raise
     except Exception as err:
-        if type(net).__module__.split(".")[0] == "gan_cli" or _is_out_of_memory(err):
+        if type(net).__module__.split(".")[0] == "gan_cli" or is_out_of_memory(err):
             raise  # a built-in's failure is a bug: its traceback stays
         n = len(args[0])
         if role == "generator":
@@ -274,8 +274,3 @@ def _users_call(net: nn.Module, role: str, kind: str, args: tuple):
             f"The {role} of {kind} failed on gan's probe before step 1 ({_one_line(err)}){signature}. "
             f"The contract (gan_cli/contracts.py): {contract}."
         ) from err
-
-
-def _is_out_of_memory(err: BaseException) -> bool:
-    text = str(err).lower()
-    return isinstance(err, MemoryError) or type(err).__name__ == "OutOfMemoryError" or "out of memory" in text

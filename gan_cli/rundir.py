@@ -327,7 +327,19 @@ def _number_like(value: Any) -> bool:
 
 def write_status(run_dir: Path, end: RunEnd) -> None:
     """Atomically (a reader never sees half a file); `exit_code` 0 for a finished run."""
-    write_atomic(Path(run_dir) / STATUS_FILE, json.dumps(asdict(end), indent=2) + "\n")
+    _write_status_dict(run_dir, asdict(end))
+
+
+def record_warnings(run_dir: Path, warnings: list[dict[str, Any]]) -> None:
+    """The health warnings so far into the status.json of a run that is still training (one without a status.json
+    is left alone: its end writes the file, warnings included)."""
+    status = read_status(run_dir)
+    if status:
+        _write_status_dict(run_dir, {**status, "warnings": warnings})
+
+
+def _write_status_dict(run_dir: Path, status: dict[str, Any]) -> None:
+    write_atomic(Path(run_dir) / STATUS_FILE, json.dumps(status, indent=2) + "\n")
 
 
 # what gan and Hydra write into a run directory: a folder holding any of these is an earlier run's

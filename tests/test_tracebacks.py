@@ -106,6 +106,15 @@ MALFORMED = {  # where, new value (KeyError: removed), the words of the refusal
 }
 
 
+def _edited_checkpoint(toy_run: Path, tmp_path: Path, where: str, value) -> Path:
+    """The toy run's last.pt with one part replaced (`_edit`), saved beside the test."""
+    ckpt = torch.load(toy_run / "checkpoints" / "last.pt", weights_only=True)
+    _edit(ckpt, where, value)
+    path = tmp_path / "edited.pt"
+    torch.save(ckpt, path)
+    return path
+
+
 @pytest.mark.parametrize("case", MALFORMED)
 def test_a_malformed_checkpoint_is_named_by_what_is_wrong_for_sample_eval_and_resume(
     toy_run: Path, tmp_path: Path, case: str
@@ -114,10 +123,7 @@ def test_a_malformed_checkpoint_is_named_by_what_is_wrong_for_sample_eval_and_re
     from gan_cli.runtime import load_generator
 
     where, value, words = MALFORMED[case]
-    ckpt = torch.load(toy_run / "checkpoints" / "last.pt", weights_only=True)
-    _edit(ckpt, where, value)
-    path = tmp_path / "edited.pt"
-    torch.save(ckpt, path)
+    path = _edited_checkpoint(toy_run, tmp_path, where, value)
     with pytest.raises(GanError, match="is malformed") as sampled:  # gan sample and gan eval load G this way
         load_generator(str(path), torch.device("cpu"))
     assert words in str(sampled.value) and "written by another program" in str(sampled.value)
@@ -140,10 +146,7 @@ def test_a_checkpoint_without_its_training_state_samples_but_is_not_resumed(
     from gan_cli.runtime import load_generator
 
     where, value, words = RESUME_ONLY[case]
-    ckpt = torch.load(toy_run / "checkpoints" / "last.pt", weights_only=True)
-    _edit(ckpt, where, value)
-    path = tmp_path / "edited.pt"
-    torch.save(ckpt, path)
+    path = _edited_checkpoint(toy_run, tmp_path, where, value)
     load_generator(str(path), torch.device("cpu"))
     with pytest.raises(GanError, match=words):
         check_resume(compose_train(*TOY, "train.steps=8", f"resume={path}"))

@@ -15,7 +15,6 @@ docs/runs.md "Health".
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import math
 import statistics
@@ -27,8 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from gan_cli.data.toys import mode_centers
-from gan_cli.files import write_atomic
-from gan_cli.rundir import STATUS_FILE, read_status
+from gan_cli.rundir import record_warnings
 
 log = logging.getLogger(__name__)
 
@@ -301,9 +299,7 @@ class Health:
         warning = HealthWarning(name, int(since), seen, advice)
         self.warnings.append(dataclasses.asdict(warning))
         log.warning(warning.line())
-        status = read_status(self.run_dir)
-        if status:  # status.json says it while the run goes on (the run's end writes it again, with the rest)
-            write_atomic(self.run_dir / STATUS_FILE, json.dumps({**status, "warnings": self.warnings}, indent=2) + "\n")
+        record_warnings(self.run_dir, self.warnings)  # said while the run goes on; its end writes them again
 
 
 def real_reference(data: Any, n: int, seed: int) -> torch.Tensor:

@@ -15,13 +15,18 @@ from gan_cli.errors import GanError
 from gan_cli.models import build_models, model_label
 
 
+def weights_on_meta(model: DictConfig, spec: DataSpec) -> tuple[int, int]:
+    """(G's weights, D's weights) of `model` on `spec`, built on the meta device: no memory taken, no random number drawn."""
+    with torch.device("meta"):
+        G, D = build_models(model, spec, base_values("model"))
+    return sum(p.numel() for p in G.parameters()), sum(p.numel() for p in D.parameters())
+
+
 def models_too_large(model: DictConfig, spec: DataSpec, exc: BaseException) -> GanError:
     """The allocation that failed while building G and D, said as the width that asked for it: the network with the
     more weights (counted by building both again on the meta device, which allocates nothing) and its width option."""
     try:
-        with torch.device("meta"):
-            G, D = build_models(model, spec, base_values("model"))
-        counts = {"G": sum(p.numel() for p in G.parameters()), "D": sum(p.numel() for p in D.parameters())}
+        counts = dict(zip(("G", "D"), weights_on_meta(model, spec)))
     except Exception:  # a builder that cannot run on the meta device: say what torch said
         counts = {}
     first = (str(exc).strip().splitlines() or [type(exc).__name__])[0].split("DefaultCPUAllocator: ")[-1][:160]
@@ -52,12 +57,8 @@ def check_latent_size(cfg: DictConfig, spec: DataSpec, device: torch.device) -> 
     z_dim = model.get("z_dim")
     if not isinstance(z_dim, int) or z_dim <= USUAL_Z_DIM or model.get("_target_") or model.name == "shift":
         return
-    counts = []
     try:
-        for z in (1, 2):
-            with torch.device("meta"):
-                G, _ = build_models(OmegaConf.merge(model, {"z_dim": z}), spec, base_values("model"))
-            counts.append(sum(p.numel() for p in G.parameters()))
+        counts = [weights_on_meta(OmegaConf.merge(model, {"z_dim": z}), spec)[0] for z in (1, 2)]
     except GanError:
         return  # another option is wrong: the real build says which
     per_dim = counts[1] - counts[0]
