@@ -16,6 +16,7 @@ What a GAN needs beyond wrapping G and D in DistributedDataParallel, and how thi
 
 from __future__ import annotations
 
+import atexit
 import datetime
 import inspect
 import logging
@@ -96,12 +97,17 @@ def backend_for(name: str, device: torch.device) -> str:
 
 
 def join(world: World, backend: str, timeout_s: float) -> None:
-    """Join the process group of this run (once per process: a torchrun job may have joined it before Hydra started)."""
+    """Join the process group of this run (once per process: a torchrun job may have joined it before Hydra started).
+
+    Every way out of the process leaves the group (atexit), also a refusal raised between joining and training: gloo's
+    worker threads still alive at interpreter shutdown abort the process (SIGABRT, "terminate called without an active
+    exception"), which torchrun reports as a failed rank."""
     if dist.is_initialized():
         return
     dist.init_process_group(
         backend=backend, rank=world.rank, world_size=world.size, timeout=datetime.timedelta(seconds=timeout_s)
     )
+    atexit.register(leave)
 
 
 def leave() -> None:

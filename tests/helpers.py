@@ -81,7 +81,8 @@ def gan_env() -> dict[str, str]:
 
 # `gan` runs in a fresh process forked from a server that has imported torch and gan_cli once (multiprocessing's
 # forkserver): the same main(), exit codes, stdout and stderr as `python -m gan_cli`, without paying the ~5 s of
-# imports on each of the suite's hundred-odd commands. Tests that send signals use real subprocesses
+# imports on each of the suite's hundred-odd commands (torch._dynamo too: torch.optim's first optimizer imports it,
+# 1.4 s a command). Tests that send signals use real subprocesses
 # (train_until_step); GAN_TEST_SUBPROCESS=1 runs every command as one.
 _FORKSERVER = None
 
@@ -93,7 +94,7 @@ def _forkserver():
 
         _FORKSERVER = multiprocessing.get_context("forkserver")
         _FORKSERVER.set_forkserver_preload(
-            ["torch", "gan_cli.cli", "gan_cli.training.run", "gan_cli.sample", "gan_cli.evaluate"]
+            ["torch", "torch._dynamo", "gan_cli.cli", "gan_cli.training.run", "gan_cli.sample", "gan_cli.evaluate"]
         )
     return _FORKSERVER
 
