@@ -59,6 +59,7 @@ GNorm = _choices("GNorm", ("batch", "virtual"))
 Conditioning = _choices("Conditioning", ("none", "concat", "projection", "acgan", "cbn", "auto"))
 Minibatch = _choices("Minibatch", ("none", "mbdisc", "mbstd"))
 GActivation = _choices("GActivation", ("leaky", "relu"))
+LevelInput = _choices("LevelInput", ("generated", "real"))
 Penalty = _choices("Penalty", ("none", "gp", "dragan", "r1"))
 Schedule = _choices("Schedule", ("constant", "linear", "cosine"))
 Switch = _choices("Switch", ("auto", "on", "off"))
@@ -96,6 +97,7 @@ class ModelConfig:
     g_act: GActivation = MISSING  # type: ignore[valid-type]
     style_mixing: float = MISSING
     levels: int = MISSING
+    level_input: LevelInput = MISSING  # type: ignore[valid-type]
     fade_steps: int = MISSING
     stable_steps: int = MISSING
 

@@ -43,6 +43,40 @@ def test_the_generator_chains_its_levels_and_the_discriminator_judges_each() -> 
         build_lapgan(DataSpec("x", (1, 10, 10), 0), 16, 4, 4, 0, 0, 0.0)
 
 
+def test_generated_level_input_trains_each_level_on_the_chain_and_real_on_the_real_pyramid() -> None:
+    """level_input=generated: every D reads whole level images, and a level's loss moves only its own G (the coarser
+    image it finishes is detached); real (the paper's, and every checkpoint from before the option): (up(I_{k+1}), h_k)
+    pairs."""
+    from gan_cli.config import upgrade_saved_config
+
+    spec = DataSpec("mnist5k", (1, 28, 28), 10)
+    G, D = build_lapgan(spec, 16, 4, 4, 0, 10, 0.0, level_input="generated")
+    _, D_real = build_lapgan(spec, 16, 4, 4, 0, 10, 0.0, level_input="real")
+    first_conv = lambda d, k: d.levels_d[k].net[0].in_channels  # noqa: E731
+    assert [first_conv(D, k) for k in range(3)] == [1 + 10 + 1] * 3  # the image, the class planes, the batch's spread
+    assert [first_conv(D_real, k) for k in range(3)] == [2 + 10 + 1, 2 + 10 + 1, 1 + 10 + 1]
+
+    z, y = torch.randn(6, G.z_dim), torch.arange(6) % 10
+    for detach, moved in ((True, {"residuals.0"}), (False, {"residuals.0", "residuals.1", "coarse"})):
+        G.zero_grad(set_to_none=True)
+        G.pyramid_outputs(z, y, detach=detach)[-1].square().mean().backward()  # a loss on the finest level only
+        grads = {
+            name.split(".net")[0]  # residuals.0, residuals.1, coarse
+            for name, p in G.named_parameters()
+            if p.grad is not None and p.grad.abs().sum() > 0
+        }
+        assert grads == moved, (detach, grads)
+    assert D(G(z, y), y).shape == (6,)
+
+    old = {
+        "model": {"name": "lapgan"},
+        "loss": {"objective": "ns"},
+        "optimizer": {"name": "adam"},
+        "dataset": {"name": "mnist5k"},
+    }
+    assert upgrade_saved_config(old)["model"]["level_input"] == "real"
+
+
 @pytest.mark.slow
 def test_the_levels_learn_their_coefficients_and_sample_chains_them(workdir: Path, mnist5k) -> None:
     from gan_cli.models import build_models
@@ -86,7 +120,10 @@ def test_the_levels_learn_their_coefficients_and_sample_chains_them(workdir: Pat
             G.eval()
             z0, planes = G.split(z)
             coarse = G.coarse(z0, y)
-            residual = G.residuals[0](planes[0], up(pyramid[1]), y)  # given the real 14x14 image, as in training
+            chain = up(
+                G.pyramid_outputs(z, y)[1]
+            )  # given the chain's own 14x14 image, as in training (level_input=generated)
+            residual = G.residuals[0](planes[0], chain, y)
         return float((coarse.mean(0) - pyramid[2].mean(0)).abs().mean()), abs(float(residual.std() - pyramid[0].std()))
 
     (coarse_before, residual_before), (coarse_after, residual_after) = gaps(untrained), gaps(trained)

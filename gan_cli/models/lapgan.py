@@ -2,10 +2,16 @@
 
 An image I_0 is split into band-pass residuals h_k = I_k - up(down(I_k)) and a small low-pass image I_K
 (I_{k+1} = down(I_k)); `collapse` adds them back exactly. A plain GAN learns I_K; at every finer level a
-conditional G_k maps a noise plane and the upsampled coarser image up(I_{k+1}) to the residual h_k, and D_k judges
-(up(I_{k+1}), h_k) pairs. Each level trains on the real pyramid coefficients of the batch (G_k is conditioned on
-the real coarser image, as in the paper: the levels are independent GANs trained side by side, `pyramid_step`);
-sampling chains them coarse to fine, each G_k conditioned on the image the levels below it made.
+conditional G_k maps a noise plane and the upsampled coarser image up(I_{k+1}) to the residual h_k. Sampling chains
+the levels coarse to fine, each G_k conditioned on the image the levels below it made.
+
+What each finer level trains on (`level_input`, `training.pyramid`):
+- `real`, the paper's: the levels are independent GANs trained side by side on the real pyramid of the batch, G_k
+  conditioned on the real up(I_{k+1}) and D_k judging (up(I_{k+1}), h_k) pairs. Sampled on generated coarser images
+  it never saw, the chain falls apart (fid5k_lenet 250 after 3,000 steps on mnist5k, docs/results.md).
+- `generated`: G_k is conditioned on the image the coarser levels generate (detached: each level learns only to
+  finish what it is given), and D_k judges whole level images, real I_k against up(coarser fake) + G_k's residual,
+  so each level trains on what sampling will feed it.
 
 The pyramid uses Burt & Adelson's 5-tap binomial filter with reflect padding: `down` blurs and keeps every second
 pixel, `up` inserts zeros and blurs with 4x the gain.
@@ -55,6 +61,14 @@ def laplacian_pyramid(x: torch.Tensor, levels: int) -> list[torch.Tensor]:
         out.append(x - up(coarse))
         x = coarse
     return [*out, x]
+
+
+def gaussian_pyramid(x: torch.Tensor, levels: int) -> list[torch.Tensor]:
+    """[I_0 = x, I_1 = down(x), ..., I_K]: the whole image at every level, finest first."""
+    out = [x]
+    for _ in range(levels - 1):
+        out.append(down(out[-1]))
+    return out
 
 
 def collapse(pyramid: list[torch.Tensor]) -> torch.Tensor:
@@ -183,14 +197,17 @@ class LapGenerator(nn.Module):
             return None
         return y if y is not None else torch.arange(n, device=device) % self.classes
 
-    def pyramid_outputs(self, z: torch.Tensor, y: Optional[torch.Tensor] = None) -> list[torch.Tensor]:
-        """The image after each level, coarse to fine (each G_k conditioned on the levels below it)."""
+    def pyramid_outputs(
+        self, z: torch.Tensor, y: Optional[torch.Tensor] = None, detach: bool = False
+    ) -> list[torch.Tensor]:
+        """The image after each level, coarse to fine (each G_k conditioned on the levels below it). `detach`: no
+        gradient flows from a level into the levels below it (training with level_input=generated)."""
         y = self._labels(y, z.shape[0], z.device)
         z0, planes = self.split(z)
         image = self.coarse(z0, y)
         outputs = [image]
         for k in reversed(range(self.levels - 1)):
-            coarse = up(image)
+            coarse = up(image.detach() if detach else image)
             image = coarse + self.residuals[k](planes[k], coarse, y)
             outputs.append(image)
         return outputs
@@ -202,14 +219,19 @@ class LapGenerator(nn.Module):
 class LapDiscriminator(nn.Module):
     """The pyramid of discriminators (finest first; the last judges the low-pass image). Called on a whole image it
     judges that image's own pyramid and returns the mean of the levels' logits, which is what scores and the
-    contract probe see; training calls each level apart (`pyramid_step`)."""
+    contract probe see; training calls each level apart (`pyramid_step`). With level_input=generated each D_k reads
+    the level image I_k alone; with real, (up(I_{k+1}), h_k) pairs."""
 
-    def __init__(self, spec: DataSpec, width: int, levels: int, classes: int, dropout: float) -> None:
+    def __init__(
+        self, spec: DataSpec, width: int, levels: int, classes: int, dropout: float, level_input: str = "real"
+    ) -> None:
         super().__init__()
         channels, side = spec.shape[0], spec.shape[-1]
         self.sizes = level_sizes(side, levels)
+        self.on_generated = level_input == "generated"
+        pairs = lambda k: k < len(self.sizes) - 1 and not self.on_generated  # noqa: E731
         self.levels_d = nn.ModuleList(
-            LevelD(2 * channels if k < len(self.sizes) - 1 else channels, s, width * 2**k, classes, dropout)
+            LevelD(2 * channels if pairs(k) else channels, s, width * 2**k, classes, dropout)
             for k, s in enumerate(self.sizes)
         )
         self.classes = classes
@@ -222,6 +244,9 @@ class LapDiscriminator(nn.Module):
     def forward(self, x: torch.Tensor, y: Optional[torch.Tensor] = None) -> torch.Tensor:
         if self.classes and y is None:
             y = torch.arange(len(x), device=x.device) % self.classes
+        if self.on_generated:
+            images = gaussian_pyramid(x, len(self.sizes))
+            return torch.stack([self.level(k, image, None, y) for k, image in enumerate(images)]).mean(0)
         pyramid = laplacian_pyramid(x, len(self.sizes))
         logits = [
             self.level(k, pyramid[k], up(pyramid[k + 1]) if k < len(pyramid) - 1 else None, y)
@@ -231,7 +256,14 @@ class LapDiscriminator(nn.Module):
 
 
 def build_lapgan(
-    spec: DataSpec, z_dim: int, g_width: int, d_width: int, levels: int, classes: int, dropout: float
+    spec: DataSpec,
+    z_dim: int,
+    g_width: int,
+    d_width: int,
+    levels: int,
+    classes: int,
+    dropout: float,
+    level_input: str = "real",
 ) -> tuple[nn.Module, nn.Module]:
     if not spec.is_image or spec.shape[1] != spec.shape[2]:
         raise GanError(
@@ -244,5 +276,5 @@ def build_lapgan(
             f"(model.levels={levels}). Use images of an even side >= 14 (dataset.image_size), or another model."
         )
     return LapGenerator(spec, z_dim, g_width, levels, classes), LapDiscriminator(
-        spec, d_width, levels, classes, dropout
+        spec, d_width, levels, classes, dropout, level_input
     )

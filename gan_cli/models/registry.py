@@ -75,6 +75,7 @@ def _lapgan(cfg, spec: DataSpec) -> tuple[nn.Module, nn.Module]:
         cfg.levels,
         spec.num_classes if cfg.cond == "concat" else 0,
         cfg.dropout,
+        str(cfg.level_input),
     )
 
 
@@ -111,7 +112,9 @@ MODELS.add("dcgan", _dcgan, uses=(*_ARCH_KEYS, "g_norm", "attention"))
 MODELS.add("style", _style, uses=(*_ARCH_KEYS, "attention", "style_mixing"))
 MODELS.add("shift", _shift, uses=("init_std",))
 MODELS.add(
-    "lapgan", _lapgan, uses=("z_dim", "g_width", "d_width", "dropout", "init_std", "g_spectral", "cond", "levels")
+    "lapgan",
+    _lapgan,
+    uses=("z_dim", "g_width", "d_width", "dropout", "init_std", "g_spectral", "cond", "levels", "level_input"),
 )
 MODELS.add("progan", _progan, uses=("z_dim", "g_width", "d_width", "cond", "fade_steps", "stable_steps"))
 

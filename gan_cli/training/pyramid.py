@@ -1,12 +1,15 @@
 """The training step of `model=lapgan`: every level of the Laplacian pyramid is a GAN of its own, trained on the
-real pyramid coefficients of the same batch, with the run's objective, penalty and n_critic.
+same batch with the run's objective, penalty and n_critic.
 
-Level k < K: G_k turns a noise plane and the real up(I_{k+1}) into a residual; D_k judges (up(I_{k+1}), h_k) pairs,
-real residuals against G_k's. Level K: the coarse G against the real low-pass images. The levels share one
-optimizer per side (their losses are summed, and no weight is shared, so that is K separate updates), and log
-`loss/D/level_k`, `loss/G/level_k`, `D(x)/level_k`, `D(G(z))/level_k` beside the usual tags, which hold the mean
-over the levels so that runs of every model compare in one chart. Level 0 is the finest. The schedule (n_critic,
-the penalty's cadence, D frozen for G, the updates) is `training.step.gan_step`'s, shared with the image step.
+`model.level_input=real` (the paper's): level k < K's G_k turns a noise plane and the real up(I_{k+1}) into a
+residual, and D_k judges (up(I_{k+1}), h_k) pairs, real residuals against G_k's. `generated` (lapgan's default):
+the generator chain runs as sampling runs it, each G_k on the coarser levels' own (detached) image, and D_k judges
+whole level images, the real I_k against the chain's. Level K, either way: the coarse G against the real low-pass
+images. The levels share one optimizer per side (their losses are summed, and no weight is shared, so that is K
+separate updates), and log `loss/D/level_k`, `loss/G/level_k`, `D(x)/level_k`, `D(G(z))/level_k` beside the usual
+tags, which hold the mean over the levels so that runs of every model compare in one chart. Level 0 is the finest.
+The schedule (n_critic, the penalty's cadence, D frozen for G, the updates) is `training.step.gan_step`'s, shared
+with the image step.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from torch import nn
 from gan_cli.errors import GanError
 from gan_cli.losses import GanLoss
 from gan_cli.models import sample_latent
-from gan_cli.models.lapgan import LapDiscriminator, LapGenerator, laplacian_pyramid, up
+from gan_cli.models.lapgan import LapDiscriminator, LapGenerator, gaussian_pyramid, laplacian_pyramid, up
 from gan_cli.parallel import per_sample
 from gan_cli.training.speed import FP32, Precision, eager
 from gan_cli.training.step import gan_step
@@ -65,10 +68,15 @@ class PyramidPlay:
     def draw(self, last: bool) -> None:
         G, levels = self.G, self.levels
         real, self.y = self.batcher.next()
-        self.targets = laplacian_pyramid(real, levels)  # h_0 ... h_{K-1}, I_K
-        self.conds: list[Optional[torch.Tensor]] = [up(self.targets[k + 1]) for k in range(levels - 1)] + [None]
-        z = per_sample(lambda n: sample_latent(G, n, self.device), len(real))
-        self.z0, self.planes = G.split(z)
+        self.conds: list[Optional[torch.Tensor]]
+        if self.D.on_generated:
+            self.targets = gaussian_pyramid(real, levels)  # I_0 ... I_K
+            self.conds = [None] * levels
+        else:
+            self.targets = laplacian_pyramid(real, levels)  # h_0 ... h_{K-1}, I_K
+            self.conds = [up(self.targets[k + 1]) for k in range(levels - 1)] + [None]
+        self.z = per_sample(lambda n: sample_latent(G, n, self.device), len(real))
+        self.z0, self.planes = G.split(self.z)
         self.last = last
 
     def d_loss(self, due: bool) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
@@ -82,9 +90,12 @@ class PyramidPlay:
             self.levels,
         )
         with torch.set_grad_enabled(self.last):  # the last fakes are kept, with their graphs, for the G step
-            self.fakes = [G.residuals[k](self.planes[k], conds[k], y) for k in range(levels - 1)] + [
-                G.coarse(self.z0, y)
-            ]
+            if D.on_generated:  # finest first, each level's gradient kept to its own G
+                self.fakes = G.pyramid_outputs(self.z, y, detach=True)[::-1]
+            else:
+                self.fakes = [G.residuals[k](self.planes[k], conds[k], y) for k in range(levels - 1)] + [
+                    G.coarse(self.z0, y)
+                ]
         self.real_logits = [D.level(k, targets[k], conds[k], y) for k in range(levels)]
         self.fake_logits = [D.level(k, self.fakes[k].detach(), conds[k], y) for k in range(levels)]
         self.d_losses = [obj.d_loss(r, f) for r, f in zip(self.real_logits, self.fake_logits)]
