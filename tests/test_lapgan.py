@@ -77,6 +77,47 @@ def test_generated_level_input_trains_each_level_on_the_chain_and_real_on_the_re
     assert upgrade_saved_config(old)["model"]["level_input"] == "real"
 
 
+@pytest.mark.parametrize("level_input", ["generated", "real"])
+def test_a_pyramid_step_updates_every_level_with_either_level_input(level_input: str) -> None:
+    """The training step itself (pyramid_step through the run's loss, optimizers and batcher), with a lazy gradient
+    penalty due at the step, in both modes: per-level stats, finite, every level's G and D moved."""
+    from helpers import compose_train
+
+    from gan_cli.data import load_dataset
+    from gan_cli.data.batching import TensorBatcher
+    from gan_cli.losses import build_loss
+    from gan_cli.models import build_models
+    from gan_cli.optimizers import build_optimizers
+    from gan_cli.training.pyramid import pyramid_step
+
+    cfg = compose_train(
+        "model=lapgan", f"model.level_input={level_input}", "model.g_width=4", "model.d_width=4", "loss=wgan_gp",
+        "loss.penalty_every=2", "dataset.limit=64",
+    )  # fmt: skip
+    data = load_dataset(cfg.dataset, seed=0)
+    torch.manual_seed(0)
+    G, D = build_models(cfg.model, data.spec)
+    opt_g, opt_d = build_optimizers(cfg.optimizer, G, D)
+    before = {name: p.detach().clone() for name, p in [*G.named_parameters(), *D.named_parameters()]}
+    stats = pyramid_step(
+        G,
+        D,
+        build_loss(cfg.loss),
+        opt_g,
+        opt_d,
+        TensorBatcher(data, 16, torch.device("cpu"), 0),
+        torch.device("cpu"),
+        step=2,
+    )
+    assert {f"loss/D/level_{k}" for k in range(3)} <= set(stats) and all(torch.isfinite(v) for v in stats.values())
+    moved = {
+        name.split(".net")[0]
+        for name, p in [*G.named_parameters(), *D.named_parameters()]
+        if not torch.equal(p, before[name])
+    }
+    assert moved >= {"coarse", "residuals.0", "residuals.1", "levels_d.0", "levels_d.1", "levels_d.2"}, moved
+
+
 @pytest.mark.slow
 def test_the_levels_learn_their_coefficients_and_sample_chains_them(workdir: Path, mnist5k) -> None:
     from gan_cli.models import build_models
