@@ -30,7 +30,7 @@ from typing import Any, Optional
 import yaml
 
 from gan_cli.errors import DIVERGED, INTERRUPTED, GanError, first_of
-from gan_cli.files import write_atomic
+from gan_cli.files import json_text, write_atomic
 
 try:  # POSIX; elsewhere training runs without the lock
     import fcntl
@@ -339,7 +339,8 @@ def record_warnings(run_dir: Path, warnings: list[dict[str, Any]]) -> None:
 
 
 def _write_status_dict(run_dir: Path, status: dict[str, Any]) -> None:
-    write_atomic(Path(run_dir) / STATUS_FILE, json.dumps(status, indent=2) + "\n")
+    """Strict JSON: a run stopped by a NaN loss has NaN among its last values, which other tools' readers refuse bare."""
+    write_atomic(Path(run_dir) / STATUS_FILE, json_text(status, indent=2) + "\n")
 
 
 # what gan and Hydra write into a run directory: a folder holding any of these is an earlier run's

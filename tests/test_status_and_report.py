@@ -238,3 +238,16 @@ def test_report_json_of_a_sweep_with_a_never_started_job(tmp_path: Path) -> None
     out = tmp_path / "r.json"
     run_gan("report", str(tmp_path), f"out={out}", cwd=tmp_path, check=True)
     assert [r["run"] for r in json.loads(out.read_text())["runs"]] == ["0"]
+
+
+def test_a_nan_among_the_last_values_is_written_as_strict_json(tmp_path: Path) -> None:
+    """A run stopped by a NaN loss keeps its last values in status.json; bare NaN/Infinity there is not JSON, and
+    readers other than Python's (jq, JavaScript) refuse the whole file."""
+    end = RunEnd(steps=10, step=4, status="diverged", final={"loss/D": float("nan"), "grad_norm/D": float("inf")})
+    write_status(tmp_path, end)
+
+    def refuse(constant: str) -> None:
+        raise ValueError(f"bare {constant} in status.json")
+
+    status = json.loads((tmp_path / "status.json").read_text(), parse_constant=refuse)
+    assert status["final"] == {"loss/D": None, "grad_norm/D": "inf"} and read_status(tmp_path)["step"] == 4

@@ -162,7 +162,8 @@ def read_run(run: Path, label: str) -> RunRow:
     row.exit_code = int(status.get("exit_code", 0) or 0)
     row.step, row.seconds = status.get("step"), status.get("seconds")
     row.steps = status.get("steps") or (config.get("train") or {}).get("steps")
-    row.final = {k: float(v) for k, v in (status.get("final") or {}).items() if k in LOSS_TAGS and v is not None}
+    final = (status.get("final") or {}).items()  # status.json writes a NaN as null
+    row.final = {k: math.nan if v is None else float(v) for k, v in final if k in LOSS_TAGS}
     row.best_name = (config.get("eval") or {}).get("best")
     warnings = status.get("warnings")
     row.warnings = [w for w in warnings if isinstance(w, dict)] if isinstance(warnings, list) else None
