@@ -114,8 +114,12 @@ def describe(cfg: DictConfig) -> str:
         + (f" (G {o.lr_g:g})" if o.get("lr_g") is not None else "")
         + (f" (D {o.lr_d:g})" if o.get("lr_d") is not None else "")
     )
+    from gan_cli.models.registry import MODELS
+
+    reads_d_norm = "d_norm" in MODELS.of(m).uses  # progan and lapgan have no choice of D normalisation
     parts = [
-        f"{m.name} (z {m.z_dim}, widths {m.g_width}/{m.d_width}, D norm {m.d_norm}"
+        f"{m.name} (z {m.z_dim}, widths {m.g_width}/{m.d_width}"
+        + (f", D norm {m.d_norm}" if reads_d_norm else "")
         + (f", conditioning {m.cond}" if m.get("cond", "none") != "none" else "")
         + ")",
         f"loss {cfg.loss.objective}" + (f" + {cfg.loss.penalty}" if cfg.loss.get("penalty", "none") != "none" else ""),
