@@ -8,7 +8,7 @@ the levels coarse to fine, each G_k conditioned on the image the levels below it
 What each finer level trains on (`level_input`, `training.pyramid`):
 - `real`, the paper's: the levels are independent GANs trained side by side on the real pyramid of the batch, G_k
   conditioned on the real up(I_{k+1}) and D_k judging (up(I_{k+1}), h_k) pairs. Sampled on generated coarser images
-  it never saw, the chain falls apart (fid5k_lenet 250 after 3,000 steps on mnist5k, docs/results.md).
+  it never saw, the chain falls apart (docs/results.md, "Where LAPGAN loses its quality").
 - `generated`: G_k is conditioned on the image the coarser levels generate (detached: each level learns only to
   finish what it is given), and D_k judges whole level images, real I_k against up(coarser fake) + G_k's residual,
   so each level trains on what sampling will feed it.
