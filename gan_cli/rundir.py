@@ -193,13 +193,27 @@ def resume_changes(saved: dict[str, Any], now: dict[str, Any]) -> list[str]:
     return changed
 
 
+def _overrides_keeping(saved: dict[str, Any], now: dict[str, Any]) -> list[str]:
+    """key=value for each single value the resume would change, at what the run was trained with (a default that
+    changed since the run began, e.g. model=lapgan's level_input, is the usual cause)."""
+    flat_saved, flat_now = flatten(saved), flatten(now)
+    spelled = {type(None): lambda v: "null", bool: lambda v: str(v).lower(), int: repr, float: repr, str: str}
+    return [
+        override(k, spelled[type(v)](v))
+        for k, v in sorted(flat_saved.items())
+        if k in flat_now and flat_now[k] != v and not k.startswith(RESUMABLE_CHANGES) and type(v) in spelled
+    ]
+
+
 def check_resumable(ckpt: dict[str, Any], path: Path, now: dict[str, Any]) -> None:
     """Refuse a resume that would change what is trained, or that starts at or past the end of the run."""
     changed = resume_changes(ckpt["config"], now)
     if changed:
+        keep = _overrides_keeping(ckpt["config"], now)
         raise GanError(
             f"Cannot resume from {str(path)!r} with a different configuration ({'; '.join(changed)}). "
             f"Only {', '.join(RESUMABLE_CHANGES)} may change on resume; start a new run for anything else. The run directory was left as it was."
+            + (f" To resume it as it was trained, add: {' '.join(keep)}." if keep else "")
         )
     steps = now["train"]["steps"]
     if int(ckpt["step"]) >= steps:

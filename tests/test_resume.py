@@ -255,3 +255,18 @@ def test_warnings_and_the_speed_paths_reach_the_console_and_an_error_is_printed_
     assert "loss.penalty=gp with BatchNorm in D" in (only_run_dir(tmp_path) / "train.log").read_text()
     proc = run_gan("train", *TOY, "train.steps=0", cwd=tmp_path)
     assert proc.returncode == 2 and proc.stderr.count("train.steps=0 must be a positive integer") == 1
+
+
+def test_a_refused_resume_names_the_overrides_that_resume_the_run_as_it_was_trained(tmp_path: Path) -> None:
+    """A default that changed since a run began (model=lapgan's level_input) refuses its resume; the refusal gives
+    the overrides that keep what the run was trained with, spelt as Hydra reads them."""
+    from gan_cli.errors import GanError
+    from gan_cli.rundir import check_resumable
+
+    saved = {"model": {"name": "lapgan", "level_input": "real", "ema": 0.999, "attention": None}, "train": {"steps": 4}}
+    now = {"model": {"name": "lapgan", "level_input": "generated", "ema": 0.0, "attention": 14}, "train": {"steps": 8}}
+    with pytest.raises(GanError) as refused:
+        check_resumable({"config": saved, "step": 2}, tmp_path / "last.pt", now)
+    assert str(refused.value).endswith(
+        "To resume it as it was trained, add: model.attention=null model.ema=0.999 model.level_input=real."
+    ), refused.value
