@@ -171,14 +171,19 @@ def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def resume_changes(saved: dict[str, Any], now: dict[str, Any]) -> list[str]:
-    """Every change a resume may not make, as 'key: old -> new' (and why, for train.steps under a schedule)."""
-    flat_saved, flat_now = flatten(saved), flatten(now)
-    changed = [
-        f"{k}: {flat_saved.get(k)!r} -> {flat_now.get(k)!r}"
+def _refused_keys(flat_saved: dict[str, Any], flat_now: dict[str, Any]) -> list[str]:
+    """The flattened keys whose value a resume would change, other than the ones it may change."""
+    return [
+        k
         for k in sorted(set(flat_saved) | set(flat_now))
         if flat_saved.get(k) != flat_now.get(k) and not k.startswith(RESUMABLE_CHANGES)
     ]
+
+
+def resume_changes(saved: dict[str, Any], now: dict[str, Any]) -> list[str]:
+    """Every change a resume may not make, as 'key: old -> new' (and why, for train.steps under a schedule)."""
+    flat_saved, flat_now = flatten(saved), flatten(now)
+    changed = [f"{k}: {flat_saved.get(k)!r} -> {flat_now.get(k)!r}" for k in _refused_keys(flat_saved, flat_now)]
     saved_steps, steps = flat_saved.get("train.steps"), flat_now.get("train.steps")
     decaying = [
         f"{key}={flat_now[key]}"
@@ -199,9 +204,9 @@ def _overrides_keeping(saved: dict[str, Any], now: dict[str, Any]) -> list[str]:
     flat_saved, flat_now = flatten(saved), flatten(now)
     spelled = {type(None): lambda v: "null", bool: lambda v: str(v).lower(), int: repr, float: repr, str: str}
     return [
-        override(k, spelled[type(v)](v))
-        for k, v in sorted(flat_saved.items())
-        if k in flat_now and flat_now[k] != v and not k.startswith(RESUMABLE_CHANGES) and type(v) in spelled
+        override(k, spelled[type(flat_saved[k])](flat_saved[k]))
+        for k in _refused_keys(flat_saved, flat_now)
+        if k in flat_saved and k in flat_now and type(flat_saved[k]) in spelled
     ]
 
 

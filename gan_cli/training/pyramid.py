@@ -76,7 +76,6 @@ class PyramidPlay:
             self.targets = laplacian_pyramid(real, levels)  # h_0 ... h_{K-1}, I_K
             self.conds = [up(self.targets[k + 1]) for k in range(levels - 1)] + [None]
         self.z = per_sample(lambda n: sample_latent(G, n, self.device), len(real))
-        self.z0, self.planes = G.split(self.z)
         self.last = last
 
     def d_loss(self, due: bool) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
@@ -93,9 +92,8 @@ class PyramidPlay:
             if D.on_generated:  # finest first, each level's gradient kept to its own G
                 self.fakes = G.pyramid_outputs(self.z, y, detach=True)[::-1]
             else:
-                self.fakes = [G.residuals[k](self.planes[k], conds[k], y) for k in range(levels - 1)] + [
-                    G.coarse(self.z0, y)
-                ]
+                z0, planes = G.split(self.z)
+                self.fakes = [G.residuals[k](planes[k], conds[k], y) for k in range(levels - 1)] + [G.coarse(z0, y)]
         self.real_logits = [D.level(k, targets[k], conds[k], y) for k in range(levels)]
         self.fake_logits = [D.level(k, self.fakes[k].detach(), conds[k], y) for k in range(levels)]
         self.d_losses = [obj.d_loss(r, f) for r, f in zip(self.real_logits, self.fake_logits)]
