@@ -84,26 +84,20 @@ def _flag_value(flags: list[str], name: str):
 
 
 def sweep_jobs(overrides: list[str]) -> list[list[str]]:
-    """The jobs of a sweep as Hydra's basic sweeper makes them: one per combination of the swept values, the first
-    key varying slowest. A search interval (Optuna's) has no values to list before the search runs."""
-    import itertools
-
+    """The jobs of a sweep as Hydra's basic sweeper makes them (`report.planned.basic_sweep`). A search interval
+    (Optuna's) has no values to list before the search runs."""
     from hydra.core.override_parser.types import IntervalSweep
 
+    from gan_cli.report.planned import basic_sweep
+
     parsed = parse_overrides(overrides)
-    choices = []
     for arg, o in zip(overrides, parsed):
-        if not o.is_sweep_override():
-            choices.append([arg])
-            continue
-        if isinstance(o.value(), IntervalSweep):
+        if o.is_sweep_override() and isinstance(o.value(), IntervalSweep):
             raise GanError(
                 f"{arg!r} is searched by the sweeper (hydra/sweeper=optuna), whose values are chosen while it runs: "
                 f"there is no job to show yet. Give {o.input_line.split('=', 1)[0]} one value to see a config with it."
             )
-        key = o.input_line.split("=", 1)[0]
-        choices.append([f"{key}={v}" for v in o.sweep_string_iterator()])
-    return [list(job) for job in itertools.product(*choices)]
+    return basic_sweep(list(zip(overrides, parsed)))
 
 
 def _case_values(o) -> list:

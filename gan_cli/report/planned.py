@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import itertools
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 from gan_cli.tables import read_yaml
 
@@ -35,12 +35,20 @@ def planned_jobs(sweep_dir: Path) -> Optional[list[list[str]]]:
         parsed = OverridesParser.create().parse_overrides([str(t) for t in task])
     except Exception:  # a file edited by hand: no plan to read
         return None
+    swept = [(str(o.input_line), o) for o in parsed if o.is_sweep_override()]
+    if not all(isinstance(o.value(), (ChoiceSweep, RangeSweep)) for _, o in swept):
+        return None
+    return basic_sweep(swept)
+
+
+def basic_sweep(overrides: list[tuple[str, Any]]) -> list[list[str]]:
+    """The jobs Hydra's basic sweeper makes of (override as typed, parsed override) pairs: one per combination of
+    the swept values, the first swept key varying slowest; an override that sweeps nothing is in every job as typed."""
     choices = []
-    for o in parsed:
+    for line, o in overrides:
         if not o.is_sweep_override():
+            choices.append([line])
             continue
-        if not isinstance(o.value(), (ChoiceSweep, RangeSweep)):
-            return None
         key = o.input_line.split("=", 1)[0]
         choices.append([f"{key}={v}" for v in o.sweep_string_iterator()])
     return [list(job) for job in itertools.product(*choices)]
