@@ -28,20 +28,9 @@ from gan_cli.cli import train_app
 from gan_cli.composition import compose_config, override_key
 from gan_cli.config import command_defaults
 from gan_cli.errors import GanError
-from gan_cli.rundir import override, read_status
+from gan_cli.rundir import hydra_value, override, read_status
 
 Overrides = Union[Sequence[str], dict[str, Any], None]
-
-
-def _value(value: Any) -> str:
-    """A Python value as Hydra's override grammar reads it."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (list, tuple)):
-        return "[" + ",".join(_value(v) for v in value) + "]"
-    return str(value)
 
 
 def _arguments(overrides: Overrides) -> list[str]:
@@ -64,7 +53,7 @@ def _arguments(overrides: Overrides) -> list[str]:
         elif isinstance(value, str):
             args.append(override(prefix, value))
         else:
-            args.append(f"{prefix}={_value(value)}")
+            args.append(f"{prefix}={hydra_value(value)}")
 
     add("", overrides)
     return args

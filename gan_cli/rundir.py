@@ -202,11 +202,10 @@ def _overrides_keeping(saved: dict[str, Any], now: dict[str, Any]) -> list[str]:
     """key=value for each single value the resume would change, at what the run was trained with (a default that
     changed since the run began, e.g. model=lapgan's level_input, is the usual cause)."""
     flat_saved, flat_now = flatten(saved), flatten(now)
-    spelled = {type(None): lambda v: "null", bool: lambda v: str(v).lower(), int: repr, float: repr, str: str}
     return [
-        override(k, spelled[type(flat_saved[k])](flat_saved[k]))
+        override(k, hydra_value(flat_saved[k]))
         for k in _refused_keys(flat_saved, flat_now)
-        if k in flat_saved and k in flat_now and type(flat_saved[k]) in spelled
+        if k in flat_saved and k in flat_now and isinstance(flat_saved[k], (type(None), bool, int, float, str))
     ]
 
 
@@ -248,6 +247,17 @@ def remove_stale_temp_files(run_dir: Path) -> list[Path]:
 def hydra_quote(value: str) -> str:
     """A value Hydra's override parser reads back verbatim: single-quoted, with \\ and ' escaped."""
     return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def hydra_value(value: Any) -> str:
+    """A Python value as Hydra's override grammar reads it."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (list, tuple)):
+        return "[" + ",".join(hydra_value(v) for v in value) + "]"
+    return str(value)
 
 
 def override(key: str, value: str) -> str:
